@@ -1,0 +1,154 @@
+// Command skiff-agent is the guest side of Skiff. It is the guest's init (stage 1 from the
+// initrd, stage 2 as PID 1 in the root) and the agent that answers the host's streams.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/forward/guest"
+	"github.com/skiff-dev/skiff/forward/transport"
+	"github.com/skiff-dev/skiff/images/guestinit"
+)
+
+// version is set by the build.
+var version = "dev"
+
+func main() {
+	if os.Getpid() == 1 && (os.Args[0] == "/init" || len(os.Args) < 2) {
+		err := guestinit.Stage1()
+		fmt.Fprintf(os.Stderr, "skiff-init: stage 1 failed: %v\n", err)
+		halt()
+	}
+	mode := ""
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	switch mode {
+	case "boot", "service":
+		err := run(mode == "boot")
+		fmt.Fprintf(os.Stderr, "skiff-agent: %v\n", err)
+		if os.Getpid() == 1 {
+			halt()
+		}
+		os.Exit(1)
+	case "version":
+		fmt.Println(version)
+	default:
+		fmt.Fprintln(os.Stderr, "usage: skiff-agent boot|service|version (it runs inside the Skiff VM)")
+		os.Exit(2)
+	}
+}
+
+// halt powers off rather than letting PID 1 exit, which would panic the kernel.
+func halt() {
+	time.Sleep(time.Second)
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%8.3f] skiff-agent: %s\n", uptime(), fmt.Sprintf(format, args...))
+}
+
+func uptime() float64 {
+	b, _ := os.ReadFile("/proc/uptime")
+	f, _ := strconv.ParseFloat(strings.Fields(string(b) + " 0")[0], 64)
+	return f
+}
+
+func run(pid1 bool) error {
+	ctx := context.Background()
+	sys, err := guestinit.Boot(ctx, guestinit.Options{PID1: pid1}, logf)
+	if err != nil {
+		return err
+	}
+	sd := sys.Seed
+	guestIP, _, _ := strings.Cut(sd.Network.Address, "/")
+	agent := &guest.Agent{
+		EngineSocket: guestinit.EngineSocket,
+		GuestIP:      guestIP,
+		Exclude:      map[int]bool{22: true, sd.AgentPort: true},
+		System:       system{sys},
+		Logf:         logf,
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(guestIP, strconv.Itoa(sd.AgentPort)))
+	if err != nil {
+		return fmt.Errorf("listen for the host: %w", err)
+	}
+	go func() {
+		if err := transport.Serve(ctx, ln, sd.Secret, agent.Route, logf); err != nil {
+			logf("transport: %v", err)
+		}
+	}()
+	if pid1 {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGPWR)
+		go func() {
+			<-sigs
+			sys.Shutdown(true)
+		}()
+	}
+	go func() {
+		api, err := guestinit.WaitEngine(ctx)
+		if err != nil {
+			logf("engine: %v", err)
+			return
+		}
+		up := uptime()
+		logf("engine %s answers (API %s)", sd.Engine, api)
+		host := &transport.Client{Secret: sd.Secret, Raw: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", net.JoinHostPort(sd.Network.Gateway, strconv.Itoa(sd.HostPort)))
+		}}
+		guest.AnnounceReady(ctx, host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
+	}()
+	go trimLoop(sys, time.Duration(sd.TrimInterval)*time.Second)
+	select {}
+}
+
+// trimLoop returns freed blocks to the host: once soon after boot, then on a schedule.
+func trimLoop(sys *guestinit.System, every time.Duration) {
+	if every <= 0 {
+		every = time.Hour
+	}
+	time.Sleep(30 * time.Second)
+	for {
+		if out, err := sys.Trim(); err != nil {
+			logf("trim: %v", err)
+		} else {
+			logf("trim: %s", out)
+		}
+		time.Sleep(every)
+	}
+}
+
+type system struct{ *guestinit.System }
+
+func (s system) SetClock(t time.Time) time.Duration { return guestinit.SetClock(t, logf) }
+func (s system) Shutdown()                         { s.System.Shutdown(os.Getpid() == 1) }
+
+func (s system) Info(ctx context.Context) forward.GuestInfo {
+	var u unix.Utsname
+	unix.Uname(&u)
+	var st unix.Statfs_t
+	unix.Statfs(guestinit.DataMount, &st)
+	api, _ := guestinit.EngineReady(ctx)
+	return forward.GuestInfo{
+		Kernel:        unix.ByteSliceToString(u.Release[:]),
+		EngineAPI:     api,
+		DataDiskBytes: st.Blocks * uint64(st.Bsize),
+		DataDiskUsed:  (st.Blocks - st.Bfree) * uint64(st.Bsize),
+		UptimeSeconds: int64(uptime()),
+	}
+}

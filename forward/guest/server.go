@@ -1,0 +1,195 @@
+// Package guest is the guest agent's end of every channel: it answers the host's streams
+// (engine API, ports, control) and announces readiness.
+package guest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/forward/transport"
+)
+
+// System is what the agent needs from the booted guest.
+type System interface {
+	SetClock(t time.Time) time.Duration
+	Shutdown()
+	Trim() (string, error)
+	Info(ctx context.Context) forward.GuestInfo
+}
+
+// Agent routes host streams to guest services.
+type Agent struct {
+	EngineSocket string
+	GuestIP      string
+	Exclude      map[int]bool // guest ports never mirrored (sshd, the agent itself)
+	System       System
+	Logf         func(string, ...any)
+	// ScanEvery is how often socket tables are read; well under the 1 s forwarding goal.
+	ScanEvery time.Duration
+}
+
+// Route implements transport.Router.
+func (a *Agent) Route(service string) (transport.Handler, error) {
+	switch {
+	case service == forward.ServiceEngine:
+		return a.dialing("unix", a.EngineSocket), nil
+	case service == forward.ServiceSSH:
+		return a.dialing("tcp", "127.0.0.1:22"), nil
+	case service == forward.ServicePorts:
+		return a.ports, nil
+	case service == forward.ServiceControl:
+		return a.control, nil
+	case strings.HasPrefix(service, forward.PrefixTCP):
+		return a.dialing("tcp", strings.TrimPrefix(service, forward.PrefixTCP)), nil
+	case strings.HasPrefix(service, forward.PrefixUDP):
+		return a.udp(strings.TrimPrefix(service, forward.PrefixUDP)), nil
+	}
+	return nil, fmt.Errorf("unknown service %q", service)
+}
+
+func (a *Agent) dialing(network, addr string) transport.Handler {
+	return func(ctx context.Context, _ string, conn net.Conn) {
+		var d net.Dialer
+		up, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			a.Logf("dial %s %s: %v", network, addr, err)
+			conn.Close()
+			return
+		}
+		transport.Splice(conn, up)
+	}
+}
+
+// udp relays framed datagrams between the stream and one connected UDP socket, so each
+// host-side client gets its own source port in the guest, as with a direct connection.
+func (a *Agent) udp(addr string) transport.Handler {
+	return func(ctx context.Context, _ string, conn net.Conn) {
+		defer conn.Close()
+		up, err := net.Dial("udp", addr)
+		if err != nil {
+			a.Logf("dial udp %s: %v", addr, err)
+			return
+		}
+		defer up.Close()
+		go func() {
+			buf := make([]byte, 65535)
+			for {
+				up.SetReadDeadline(time.Now().Add(2 * time.Minute))
+				n, err := up.Read(buf)
+				if err != nil {
+					conn.Close()
+					return
+				}
+				if forward.WriteDatagram(conn, buf[:n]) != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 65535)
+		for {
+			n, err := forward.ReadDatagram(conn, buf)
+			if err != nil {
+				return
+			}
+			up.Write(buf[:n])
+		}
+	}
+}
+
+// ports streams the forwardable listener set: once at once, then on every change.
+func (a *Agent) ports(ctx context.Context, _ string, conn net.Conn) {
+	defer conn.Close()
+	every := a.ScanEvery
+	if every == 0 {
+		every = 200 * time.Millisecond
+	}
+	// Notice the host going away even while nothing changes.
+	go func() {
+		buf := make([]byte, 1)
+		conn.Read(buf)
+		conn.Close()
+	}()
+	enc := json.NewEncoder(conn)
+	var last []forward.Listener
+	first := true
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		cur := forward.ScanListeners(a.GuestIP, a.Exclude)
+		if first || !reflect.DeepEqual(cur, last) {
+			if cur == nil {
+				cur = []forward.Listener{}
+			}
+			if err := enc.Encode(cur); err != nil {
+				return
+			}
+			last, first = cur, false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) control(ctx context.Context, _ string, conn net.Conn) {
+	defer conn.Close()
+	var req forward.ControlRequest
+	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&req); err != nil {
+		return
+	}
+	var resp forward.ControlResponse
+	switch req.Op {
+	case forward.OpTime:
+		resp.DriftNano = int64(a.System.SetClock(time.Unix(0, req.TimeNano)))
+	case forward.OpTrim:
+		out, err := a.System.Trim()
+		resp.Output = out
+		if err != nil {
+			resp.Error = err.Error()
+		}
+	case forward.OpInfo:
+		info := a.System.Info(ctx)
+		resp.Info = &info
+	case forward.OpShutdown:
+		json.NewEncoder(conn).Encode(resp)
+		conn.Close()
+		a.System.Shutdown()
+		return
+	default:
+		resp.Error = fmt.Sprintf("unknown op %q", req.Op)
+	}
+	json.NewEncoder(conn).Encode(resp)
+}
+
+// AnnounceReady tells the host the engine answers, retrying until the host takes it.
+func AnnounceReady(ctx context.Context, host transport.Dialer, r forward.Ready, logf func(string, ...any)) error {
+	for {
+		conn, err := host.Dial(ctx, forward.HostServiceReady)
+		if err == nil {
+			err = json.NewEncoder(conn).Encode(r)
+			if err == nil {
+				// Wait for the host's close so the message is known to have landed.
+				conn.Read(make([]byte, 1))
+			}
+			conn.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		logf("announce ready: %v", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,140 @@
+// Package forward is the data plane between host and guest: the engine API socket,
+// published ports, file shares and bind-mount path translation, all written once against
+// the transport in forward/transport.
+package forward
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Listener is a socket listening in the guest that the host should mirror.
+type Listener struct {
+	Proto string `json:"proto"` // tcp or udp
+	IP    string `json:"ip"`    // guest bind address: 0.0.0.0, ::, 127.0.0.1 ...
+	Port  int    `json:"port"`
+}
+
+// Key identifies the host end: one host port per protocol, whatever guest addresses share it.
+func (l Listener) Key() string { return fmt.Sprintf("%s/%d", l.Proto, l.Port) }
+
+// GuestTarget is the address the guest agent dials to reach the listener.
+func (l Listener) GuestTarget() string {
+	ip := net.ParseIP(l.IP)
+	switch {
+	case ip == nil || ip.IsUnspecified():
+		if ip != nil && ip.To4() == nil {
+			return net.JoinHostPort("::1", strconv.Itoa(l.Port))
+		}
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Port))
+	default:
+		return net.JoinHostPort(l.IP, strconv.Itoa(l.Port))
+	}
+}
+
+// ProcNetFiles are the socket tables the guest watches.
+var ProcNetFiles = map[string]string{
+	"/proc/net/tcp": "tcp", "/proc/net/tcp6": "tcp", "/proc/net/udp": "udp", "/proc/net/udp6": "udp",
+}
+
+// ParseProcNet reads one /proc/net/{tcp,udp}[6] table and returns its listening sockets.
+// TCP sockets count in LISTEN (0A); UDP sockets when unconnected (07) with a local port.
+func ParseProcNet(r io.Reader, proto string) ([]Listener, error) {
+	var out []Listener
+	sc := bufio.NewScanner(r)
+	first := true
+	for sc.Scan() {
+		if first {
+			first = false
+			continue
+		}
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 {
+			continue
+		}
+		state := f[3]
+		if (proto == "tcp" && state != "0A") || (proto == "udp" && state != "07") {
+			continue
+		}
+		// udp sockets with a remote address are connected clients, not servers.
+		if proto == "udp" && !strings.HasSuffix(f[2], ":0000") {
+			continue
+		}
+		ip, port, err := parseHexAddr(f[1])
+		if err != nil {
+			return nil, err
+		}
+		if port == 0 {
+			continue
+		}
+		out = append(out, Listener{Proto: proto, IP: ip.String(), Port: port})
+	}
+	return out, sc.Err()
+}
+
+func parseHexAddr(s string) (net.IP, int, error) {
+	h, p, ok := strings.Cut(s, ":")
+	if !ok {
+		return nil, 0, fmt.Errorf("bad address %q", s)
+	}
+	port, err := strconv.ParseUint(p, 16, 16)
+	if err != nil {
+		return nil, 0, fmt.Errorf("bad port in %q", s)
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return nil, 0, fmt.Errorf("bad ip in %q", s)
+	}
+	// The kernel prints each 32-bit word in host (little-endian) order.
+	for i := 0; i < len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+	return net.IP(b), int(port), nil
+}
+
+// Forwardable decides which guest listeners the host mirrors: those reachable from
+// outside a container namespace's bridge (wildcard, loopback or the guest's own address),
+// minus the guest's own services.
+func Forwardable(l Listener, guestIP string, exclude map[int]bool) bool {
+	if exclude[l.Port] {
+		return false
+	}
+	ip := net.ParseIP(l.IP)
+	return ip != nil && (ip.IsUnspecified() || ip.IsLoopback() || ip.String() == guestIP)
+}
+
+// ScanListeners reads every socket table and returns the forwardable listeners, one per
+// protocol and port, sorted. A wildcard bind wins over a specific one for the same port.
+func ScanListeners(guestIP string, exclude map[int]bool) []Listener {
+	best := map[string]Listener{}
+	for path, proto := range ProcNetFiles {
+		f, err := os.Open(path)
+		if err != nil {
+			continue
+		}
+		ls, _ := ParseProcNet(f, proto)
+		f.Close()
+		for _, l := range ls {
+			if !Forwardable(l, guestIP, exclude) {
+				continue
+			}
+			cur, ok := best[l.Key()]
+			if !ok || (!net.ParseIP(cur.IP).IsUnspecified() && net.ParseIP(l.IP).IsUnspecified()) {
+				best[l.Key()] = l
+			}
+		}
+	}
+	out := make([]Listener, 0, len(best))
+	for _, l := range best {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}

@@ -1,0 +1,90 @@
+package forward
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Service names on the guest agent's transport port.
+const (
+	ServiceEngine  = "engine"  // the engine API socket
+	ServicePorts   = "ports"   // a stream of listener snapshots, one JSON line per change
+	ServiceControl = "control" // one ControlRequest, one ControlResponse
+	ServiceSSH     = "ssh"     // the guest's sshd
+	PrefixTCP      = "tcp/"    // tcp/ADDR:PORT in the guest
+	PrefixUDP      = "udp/"    // udp/ADDR:PORT in the guest, datagrams framed on the stream
+)
+
+// Service names on the host agent's transport port (the guest dials these).
+const (
+	HostServiceReady = "ready" // the guest announces that the engine answers
+)
+
+// Control operations.
+const (
+	OpTime     = "time"     // step the guest clock to TimeNano
+	OpShutdown = "shutdown" // stop the engine, sync, power off
+	OpTrim     = "trim"     // fstrim the data disk now
+	OpInfo     = "info"     // report guest facts
+)
+
+// ControlRequest is one call on the control service.
+type ControlRequest struct {
+	Op       string `json:"op"`
+	TimeNano int64  `json:"timeNano,omitempty"`
+}
+
+// ControlResponse answers a ControlRequest.
+type ControlResponse struct {
+	Error  string `json:"error,omitempty"`
+	Output string `json:"output,omitempty"`
+	// DriftNano is how far the guest clock was off before a time call.
+	DriftNano int64 `json:"driftNano,omitempty"`
+	Info      *GuestInfo `json:"info,omitempty"`
+}
+
+// GuestInfo is what the guest reports about itself.
+type GuestInfo struct {
+	Kernel        string `json:"kernel"`
+	EngineAPI     string `json:"engineAPI"`
+	DataDiskBytes uint64 `json:"dataDiskBytes"`
+	DataDiskUsed  uint64 `json:"dataDiskUsed"`
+	UptimeSeconds int64  `json:"uptimeSeconds"`
+}
+
+// Ready is what the guest sends on the ready service.
+type Ready struct {
+	EngineAPI    string `json:"engineAPI"`
+	BootMillis   int64  `json:"bootMillis"` // kernel uptime when the engine first answered
+	AgentVersion string `json:"agentVersion"`
+}
+
+// maxDatagram bounds a UDP payload carried over a stream.
+const maxDatagram = 65535
+
+// WriteDatagram frames one datagram on a stream.
+func WriteDatagram(w io.Writer, p []byte) error {
+	if len(p) > maxDatagram {
+		return fmt.Errorf("datagram of %d bytes too large", len(p))
+	}
+	buf := make([]byte, 2+len(p))
+	binary.BigEndian.PutUint16(buf, uint16(len(p)))
+	copy(buf[2:], p)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadDatagram reads one framed datagram into buf and returns its length.
+func ReadDatagram(r io.Reader, buf []byte) (int, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, err
+	}
+	n := int(binary.BigEndian.Uint16(h[:]))
+	if n > len(buf) {
+		return 0, fmt.Errorf("datagram of %d bytes exceeds buffer", n)
+	}
+	_, err := io.ReadFull(r, buf[:n])
+	return n, err
+}

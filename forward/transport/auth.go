@@ -1,0 +1,215 @@
+// Package transport is the one host<->guest channel abstraction: the host opens streams to
+// named services in the guest and the guest opens streams to services on the host. Under it
+// sits vsock, hvsock or a TCP stream through the embedded user-mode network; above it every
+// stream is authenticated with the machine's secret, because any process in the VM (a
+// container included) can reach the same vsock ports or guest addresses.
+package transport
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+const (
+	magic     = "SKF1"
+	nonceLen  = 32
+	macLen    = sha256.Size
+	maxName   = 1024
+	statusOK  = 0
+	statusErr = 1
+	// handshakeTimeout bounds how long a silent peer can hold a connection open.
+	handshakeTimeout = 10 * time.Second
+)
+
+// SecretLen is the length of a machine secret in bytes.
+const SecretLen = 32
+
+// ErrUnauthenticated is returned when the peer does not prove knowledge of the secret.
+var ErrUnauthenticated = errors.New("peer failed authentication")
+
+// NewSecret makes a fresh per-machine secret.
+func NewSecret() ([]byte, error) {
+	s := make([]byte, SecretLen)
+	_, err := rand.Read(s)
+	return s, err
+}
+
+func proof(secret []byte, role string, nc, ns []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(role))
+	m.Write(nc)
+	m.Write(ns)
+	return m.Sum(nil)
+}
+
+// Open authenticates conn as a client and asks the server for service. Both sides prove
+// knowledge of the secret (HMAC over both nonces), so neither a stranger nor a replayed
+// transcript can open or answer a channel.
+func Open(conn net.Conn, secret []byte, service string) error {
+	if len(service) > maxName {
+		return fmt.Errorf("service name too long")
+	}
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	nc := make([]byte, nonceLen)
+	rand.Read(nc)
+	if _, err := conn.Write(append([]byte(magic), nc...)); err != nil {
+		return fmt.Errorf("transport handshake: %w", err)
+	}
+	buf := make([]byte, nonceLen+macLen)
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return fmt.Errorf("transport handshake: %w", err)
+	}
+	ns, ps := buf[:nonceLen], buf[nonceLen:]
+	if !hmac.Equal(ps, proof(secret, "server", nc, ns)) {
+		return ErrUnauthenticated
+	}
+	msg := proof(secret, "client", nc, ns)
+	msg = binary.BigEndian.AppendUint16(msg, uint16(len(service)))
+	msg = append(msg, service...)
+	if _, err := conn.Write(msg); err != nil {
+		return fmt.Errorf("transport handshake: %w", err)
+	}
+	var st [3]byte
+	if _, err := io.ReadFull(conn, st[:]); err != nil {
+		return fmt.Errorf("transport handshake: %w", err)
+	}
+	if st[0] != statusOK {
+		reason := make([]byte, binary.BigEndian.Uint16(st[1:]))
+		io.ReadFull(conn, reason)
+		return fmt.Errorf("%s: %s", service, reason)
+	}
+	return nil
+}
+
+// Accept authenticates a client on conn and returns the service it asked for. The caller
+// answers with Grant or Refuse.
+func Accept(conn net.Conn, secret []byte) (string, error) {
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	hello := make([]byte, len(magic)+nonceLen)
+	if _, err := io.ReadFull(conn, hello); err != nil {
+		return "", fmt.Errorf("transport handshake: %w", err)
+	}
+	if string(hello[:len(magic)]) != magic {
+		return "", fmt.Errorf("%w: bad magic", ErrUnauthenticated)
+	}
+	nc := hello[len(magic):]
+	ns := make([]byte, nonceLen)
+	rand.Read(ns)
+	if _, err := conn.Write(append(ns, proof(secret, "server", nc, ns)...)); err != nil {
+		return "", fmt.Errorf("transport handshake: %w", err)
+	}
+	buf := make([]byte, macLen+2)
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return "", fmt.Errorf("transport handshake: %w", err)
+	}
+	if !hmac.Equal(buf[:macLen], proof(secret, "client", nc, ns)) {
+		return "", ErrUnauthenticated
+	}
+	name := make([]byte, binary.BigEndian.Uint16(buf[macLen:]))
+	if _, err := io.ReadFull(conn, name); err != nil {
+		return "", fmt.Errorf("transport handshake: %w", err)
+	}
+	return string(name), nil
+}
+
+// Grant tells the client its service is connected.
+func Grant(conn net.Conn) error {
+	_, err := conn.Write([]byte{statusOK, 0, 0})
+	return err
+}
+
+// Refuse tells the client why its service cannot be connected.
+func Refuse(conn net.Conn, reason string) error {
+	if len(reason) > maxName {
+		reason = reason[:maxName]
+	}
+	msg := []byte{statusErr}
+	msg = binary.BigEndian.AppendUint16(msg, uint16(len(reason)))
+	_, err := conn.Write(append(msg, reason...))
+	return err
+}
+
+// RawDialer reaches the peer's transport port over some medium (vsock, hvsock, netstack).
+type RawDialer func(ctx context.Context) (net.Conn, error)
+
+// Dialer opens authenticated streams to named services on the peer.
+type Dialer interface {
+	Dial(ctx context.Context, service string) (net.Conn, error)
+}
+
+// Client is a Dialer over a raw medium.
+type Client struct {
+	Raw    RawDialer
+	Secret []byte
+}
+
+// Dial opens service on the peer.
+func (c *Client) Dial(ctx context.Context, service string) (net.Conn, error) {
+	conn, err := c.Raw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	err = Open(conn, c.Secret, service)
+	if !stop() {
+		err = errors.Join(err, ctx.Err())
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// Handler serves one granted stream for a service.
+type Handler func(ctx context.Context, service string, conn net.Conn)
+
+// Router picks a handler for a service name, or says why there is none.
+type Router func(service string) (Handler, error)
+
+// Serve accepts streams on ln until ctx ends. Unauthenticated peers are refused and logged.
+func Serve(ctx context.Context, ln net.Listener, secret []byte, route Router, logf func(string, ...any)) error {
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		go func() {
+			service, err := Accept(conn, secret)
+			if err != nil {
+				logf("transport: refused connection from %s: %v", conn.RemoteAddr(), err)
+				conn.Close()
+				return
+			}
+			h, err := route(service)
+			if err != nil {
+				Refuse(conn, err.Error())
+				conn.Close()
+				return
+			}
+			if err := Grant(conn); err != nil {
+				conn.Close()
+				return
+			}
+			h(ctx, service, conn)
+		}()
+	}
+}

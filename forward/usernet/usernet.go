@@ -1,0 +1,86 @@
+// Package usernet is the machine's user-mode network: gvisor-tap-vsock embedded in the host
+// agent. The guest's traffic leaves through ordinary host sockets, so host VPNs and proxies
+// apply to it as to any other program, and no root or TAP device is needed.
+package usernet
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/containers/gvisor-tap-vsock/pkg/types"
+	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
+)
+
+// The addresses of every machine's private network. Machines never share one: each host
+// agent embeds its own stack, so equal addresses do not collide.
+const (
+	Subnet    = "192.168.127.0/24"
+	GatewayIP = "192.168.127.1"
+	GuestIP   = "192.168.127.2"
+	// HostIP answers inside the VM for the host itself (host.docker.internal).
+	HostIP     = "192.168.127.254"
+	GuestMAC   = "5a:94:ef:e4:0c:ee"
+	gatewayMAC = "5a:94:ef:e4:0c:dd"
+	// MTU is large because every frame costs a trip through the emulator; fewer, bigger
+	// frames are what makes throughput under TCG tolerable.
+	MTU = 65520
+)
+
+// Network is one machine's virtual network.
+type Network struct {
+	vn *virtualnetwork.VirtualNetwork
+}
+
+// New builds the network: DHCP with a static lease for the guest, DNS through the host's
+// resolver, and host.docker.internal / host.containers.internal pointing at the host.
+func New() (*Network, error) {
+	hostRecord := []types.Record{{Name: "host", IP: net.ParseIP(HostIP)}, {Name: "gateway", IP: net.ParseIP(GatewayIP)}}
+	cfg := &types.Configuration{
+		MTU:               MTU,
+		Subnet:            Subnet,
+		GatewayIP:         GatewayIP,
+		GatewayMacAddress: gatewayMAC,
+		DNS: []types.Zone{
+			{Name: "docker.internal.", Records: hostRecord},
+			{Name: "containers.internal.", Records: hostRecord},
+		},
+		DHCPStaticLeases:  map[string]string{GuestIP: GuestMAC},
+		NAT:               map[string]string{HostIP: "127.0.0.1"},
+		GatewayVirtualIPs: []string{HostIP},
+		Forwards:          map[string]string{},
+		Protocol:          types.QemuProtocol,
+	}
+	vn, err := virtualnetwork.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("user-mode network: %w", err)
+	}
+	return &Network{vn: vn}, nil
+}
+
+// ServeStream implements vmm.Network for QEMU's -netdev stream.
+func (n *Network) ServeStream(ctx context.Context, conn net.Conn) error {
+	return n.vn.AcceptQemu(ctx, conn)
+}
+
+// ServeDatagram implements vmm.Network for vz/vfkit unixgram sockets.
+func (n *Network) ServeDatagram(ctx context.Context, conn net.Conn) error {
+	return n.vn.AcceptVfkit(ctx, conn)
+}
+
+// DialGuest opens a TCP connection to a guest port through the network stack, without any
+// host port.
+func (n *Network) DialGuest(ctx context.Context, port int) (net.Conn, error) {
+	return n.vn.DialContextTCP(ctx, net.JoinHostPort(GuestIP, strconv.Itoa(port)))
+}
+
+// ListenGateway listens on the gateway address inside the network, for streams the guest
+// opens towards the host. Nothing outside the VM can reach it.
+func (n *Network) ListenGateway(port int) (net.Listener, error) {
+	return n.vn.Listen("tcp", net.JoinHostPort(GatewayIP, strconv.Itoa(port)))
+}
+
+// BytesSent and BytesReceived report traffic for inspect and benchmarks.
+func (n *Network) BytesSent() uint64     { return n.vn.BytesSent() }
+func (n *Network) BytesReceived() uint64 { return n.vn.BytesReceived() }

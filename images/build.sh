@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Builds the Skiff guest image for one architecture from Debian trixie packages.
+#
+#   images/build.sh ARCH AGENT_BINARY OUTDIR [--variant systemd]
+#
+# Two stages, each cached by a hash of its inputs so that an unchanged recipe is skipped:
+#   rootfs  mmdebstrap + prune + squashfs  (slow: minutes; keyed by this script and the lists)
+#   initrd  the guest agent as /init plus the few modules needed to mount the root
+#           (fast: seconds; keyed by the agent binary and the rootfs key)
+# Output in OUTDIR: kernel (bzImage on amd64, uncompressed Image on arm64), initrd.img,
+# root.squashfs, packages.lock, trim-report.txt and manifest.json.
+set -euo pipefail
+
+ARCH=${1:?arch (amd64|arm64)}
+AGENT=${2:?path to the static skiff-agent binary for ARCH}
+OUT=${3:?output directory}
+VARIANT=minimal
+if [ "${4:-}" = "--variant" ]; then VARIANT=${5:?variant name}; fi
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+MIRROR=${SKIFF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CACHE=${SKIFF_IMAGE_CACHE:-/var/cache/skiff/images}
+SUITE=trixie
+# Fixed so that two builds of one recipe produce the same bytes.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
+
+case "$ARCH" in
+amd64) KERNEL_NAME=vmlinuz ;;
+arm64) KERNEL_NAME=Image ;;
+*) echo "build.sh: unknown arch $ARCH (want amd64 or arm64)" >&2; exit 2 ;;
+esac
+[ -x "$AGENT" ] || { echo "build.sh: agent binary $AGENT is missing or not executable" >&2; exit 2; }
+
+need_tools() {
+	local missing=()
+	for t in mmdebstrap mksquashfs cpio zstd xz; do command -v "$t" >/dev/null || missing+=("$t"); done
+	if [ "$ARCH" != "$(dpkg --print-architecture)" ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+		missing+=(qemu-user-static)
+	fi
+	[ ${#missing[@]} -eq 0 ] && return
+	echo "build.sh: installing build tools: ${missing[*]}" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap squashfs-tools cpio zstd xz-utils \
+		qemu-user-static binfmt-support >/dev/null
+	update-binfmts --enable >/dev/null 2>&1 || true
+}
+
+packages() {
+	sed -e 's/#.*//' "$HERE/packages.list" | awk -v a="$ARCH" 'NF==0{next} NF==1{print $1; next} $2=="["a"]"{print $1}'
+	if [ "$VARIANT" = systemd ]; then echo systemd-sysv; fi
+}
+
+sha() { sha256sum "$@" | cut -c1-64; }
+
+ROOT_KEY=$(cat "$0" "$HERE/packages.list" "$HERE/prune.list" "$HERE/prune-minimal.list" <(echo "$ARCH $VARIANT $SUITE $SOURCE_DATE_EPOCH") | sha | cut -c1-16)
+ROOT_DIR=$CACHE/rootfs-$ARCH-$VARIANT-$ROOT_KEY
+
+build_rootfs() {
+	need_tools
+	# global: the EXIT trap needs it after this function returns
+	tmp=$(mktemp -d "$CACHE/.build-XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	local rootfs=$tmp/rootfs
+	echo "build.sh: mmdebstrap $SUITE/$ARCH ($VARIANT) into $rootfs" >&2
+	mmdebstrap --variant=essential --arch="$ARCH" --mode=root \
+		--aptopt='APT::Install-Recommends "false"' \
+		--dpkgopt='path-exclude=/usr/share/man/*' \
+		--dpkgopt='path-exclude=/usr/share/doc/*' \
+		--dpkgopt='path-exclude=/usr/share/locale/*' \
+		--dpkgopt='path-exclude=/usr/share/info/*' \
+		--include="$(packages | paste -sd,)" \
+		"$SUITE" "$rootfs" "$MIRROR" >"$tmp/mmdebstrap.log" 2>&1 || {
+		tail -30 "$tmp/mmdebstrap.log" >&2
+		exit 1
+	}
+
+	chroot "$rootfs" dpkg-query -W -f='${Package} ${Version} ${Architecture}\n' | LC_ALL=C sort >"$tmp/packages.lock"
+
+	# The kernel leaves the rootfs: the VMM loads it directly (no bootloader).
+	local kver
+	kver=$(basename "$(ls -d "$rootfs"/usr/lib/modules/*)")
+	if [ "$ARCH" = arm64 ]; then
+		zcat "$rootfs/boot/vmlinuz-$kver" >"$tmp/$KERNEL_NAME" # vz wants an uncompressed Image
+	else
+		cp "$rootfs/boot/vmlinuz-$kver" "$tmp/$KERNEL_NAME"
+	fi
+	cp "$rootfs/boot/config-$kver" "$tmp/kernel.config"
+
+	configure_rootfs "$rootfs"
+
+	# Prune, recording what each entry saved.
+	: >"$tmp/trim-report.txt"
+	local lists=("$HERE/prune.list")
+	[ "$VARIANT" = minimal ] && lists+=("$HERE/prune-minimal.list")
+	sed -e 's/#.*//' "${lists[@]}" | while read -r pat; do
+		[ -n "$pat" ] || continue
+		# shellcheck disable=SC2086
+		local bytes
+		bytes=$(cd "$rootfs" && { du -scb $pat 2>/dev/null || true; } | tail -1 | cut -f1)
+		(cd "$rootfs" && rm -rf $pat)
+		printf '%12s  %s\n' "${bytes:-0}" "$pat" >>"$tmp/trim-report.txt"
+	done
+	chroot "$rootfs" depmod -a "$kver"
+
+	stage1_modules "$rootfs" "$kver" "$tmp/modules"
+
+	mksquashfs "$rootfs" "$tmp/root.squashfs" -noappend -comp zstd -Xcompression-level 19 -b 1M -quiet -no-progress >/dev/null
+	echo "$kver" >"$tmp/kernel.version"
+	rm -rf "$rootfs" "$tmp/mmdebstrap.log"
+	trap - EXIT
+	mv "$tmp" "$ROOT_DIR"
+}
+
+# Settings baked into the read-only root. Per-machine state (keys, hostname, mounts) comes
+# from the seed disk at boot, so the image holds no secrets and every machine can share it.
+configure_rootfs() {
+	local r=$1
+	rm -f "$r"/etc/ssh/ssh_host_* "$r/etc/machine-id"
+	: >"$r/etc/machine-id"
+	mkdir -p "$r/etc/ssh/sshd_config.d" "$r/etc/docker" "$r/etc/containers"
+	cat >"$r/etc/ssh/sshd_config.d/skiff.conf" <<-'EOF'
+		HostKey /run/skiff/ssh_host_ed25519_key
+		AuthorizedKeysFile /run/skiff/authorized_keys
+		PasswordAuthentication no
+		KbdInteractiveAuthentication no
+		PermitRootLogin prohibit-password
+		UsePAM no
+		UseDNS no
+		PrintMotd no
+		AcceptEnv LANG LC_* TERM
+	EOF
+	cat >"$r/etc/docker/daemon.json" <<-'EOF'
+		{
+		  "features": {"buildkit": true},
+		  "log-opts": {"max-size": "10m", "max-file": "3"}
+		}
+	EOF
+	# The root is read-only; the agent mounts the data disk at /var/lib/skiff and binds these.
+	mkdir -p "$r/var/lib/skiff" "$r/var/lib/docker" "$r/var/lib/containers" "$r/mnt/skiff"
+	echo skiff >"$r/etc/hostname"
+	if [ "$VARIANT" = systemd ]; then
+		# The comparison variant: the same agent as a plain service under systemd.
+		mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
+		cat >"$r/etc/systemd/system/skiff-agent.service" <<-'EOF'
+			[Unit]
+			Description=Skiff guest agent
+			After=local-fs.target
+			[Service]
+			ExecStart=/run/skiff/skiff-agent service
+			Restart=always
+			[Install]
+			WantedBy=multi-user.target
+		EOF
+		ln -sf ../skiff-agent.service "$r/etc/systemd/system/multi-user.target.wants/skiff-agent.service"
+	fi
+}
+
+# Resolves the modules needed before the root is mounted, in load order (dependencies first).
+stage1_modules() {
+	local r=$1 kver=$2 dst=$3
+	local dep=$r/usr/lib/modules/$kver/modules.dep
+	mkdir -p "$dst"
+	local -A seen=()
+	: >"$dst/load.list"
+	visit() {
+		local path
+		path=$(awk -F: -v m="/$1.ko" '{p=$1; sub(/\.xz$|\.zst$|\.gz$/, "", p)} p ~ m"$" {print $1; exit}' "$dep")
+		[ -n "$path" ] || return 0 # built in
+		[ -z "${seen[$path]:-}" ] || return 0
+		seen[$path]=1
+		local d
+		for d in $(awk -F: -v p="$path" '$1==p {print $2}' "$dep"); do
+			visit "$(basename "$d" | sed -E 's/\.ko(\.xz|\.zst|\.gz)?$//')"
+		done
+		cp "$r/usr/lib/modules/$kver/$path" "$dst/"
+		basename "$path" >>"$dst/load.list"
+	}
+	for m in virtio_blk virtio_scsi hv_vmbus hv_storvsc squashfs overlay ext4 virtio_net virtio_rng vsock vmw_vsock_virtio_transport; do
+		visit "$m"
+	done
+}
+
+build_initrd() {
+	local dir
+	dir=$(mktemp -d)
+	mkdir -p "$dir/modules" "$dir/dev" "$dir/proc" "$dir/sys" "$dir/newroot"
+	cp "$ROOT_DIR/modules/"* "$dir/modules/"
+	install -m 0755 "$AGENT" "$dir/init"
+	find "$dir" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+	(cd "$dir" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) |
+		zstd -q -19 -T0 >"$OUT/initrd.img"
+	rm -rf "$dir"
+}
+
+write_manifest() {
+	local files=("$KERNEL_NAME" initrd.img root.squashfs)
+	{
+		printf '{\n  "schemaVersion": 1,\n  "name": "skiff-guest",\n  "version": "%s",\n  "arch": "%s",\n  "variant": "%s",\n' \
+			"$SUITE-$ROOT_KEY-$(sha "$OUT/initrd.img" | cut -c1-8)" "$ARCH" "$VARIANT"
+		printf '  "kernelVersion": "%s",\n  "kernelCmdline": "console=ttyS0 quiet",\n  "files": [\n' "$(cat "$ROOT_DIR/kernel.version")"
+		local i=0
+		for f in "${files[@]}"; do
+			i=$((i + 1))
+			local role=${f%%.*}
+			case "$f" in "$KERNEL_NAME") role=kernel ;; initrd.img) role=initrd ;; root.squashfs) role=root ;; esac
+			printf '    {"role": "%s", "name": "%s", "size": %d, "sha256": "%s"}%s\n' \
+				"$role" "$f" "$(stat -c %s "$OUT/$f")" "$(sha "$OUT/$f")" "$([ $i -lt ${#files[@]} ] && echo ,)"
+		done
+		printf '  ]\n}\n'
+	} >"$OUT/manifest.json"
+}
+
+mkdir -p "$CACHE" "$OUT"
+if [ -f "$ROOT_DIR/root.squashfs" ]; then
+	echo "build.sh: rootfs $ARCH/$VARIANT is cached ($ROOT_KEY), skipping mmdebstrap" >&2
+else
+	build_rootfs
+fi
+cp "$ROOT_DIR/$KERNEL_NAME" "$ROOT_DIR/packages.lock" "$ROOT_DIR/trim-report.txt" "$OUT/"
+# Hard link when possible: the squashfs is the big one.
+ln -f "$ROOT_DIR/root.squashfs" "$OUT/root.squashfs" 2>/dev/null || cp "$ROOT_DIR/root.squashfs" "$OUT/root.squashfs"
+build_initrd
+write_manifest
+total=$(stat -c %s "$OUT/$KERNEL_NAME" "$OUT/initrd.img" "$OUT/root.squashfs" | awk "{s+=\$1} END {print s}")
+echo "build.sh: $ARCH/$VARIANT image in $OUT: kernel+initrd+root = $((total / 1048576)) MiB compressed" >&2

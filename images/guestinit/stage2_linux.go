@@ -1,0 +1,443 @@
+package guestinit
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-dev/skiff/images/seed"
+)
+
+// DataMount is where the data disk lives; engine state is bound in from it.
+const DataMount = "/var/lib/skiff"
+
+// EngineSocket is the engine's API socket in the guest for either engine: podman's
+// Docker-compatible service is linked here so forwarders need not care which one runs.
+const EngineSocket = "/run/docker.sock"
+
+// System is the booted guest: what stage 2 set up and the processes it supervises.
+type System struct {
+	Seed   *seed.Seed
+	Reaper *Reaper
+	Log    func(string, ...any)
+
+	mu     sync.Mutex
+	engine *exec.Cmd
+	sshd   *exec.Cmd
+}
+
+// Options chooses what Boot does beyond the basics.
+type Options struct {
+	// PID1 mounts the kernel filesystems; false under systemd, which has done it.
+	PID1 bool
+}
+
+// Boot prepares the system and starts sshd and the engine. The engine start is not waited
+// for: the caller polls EngineReady so that readiness is signalled the moment it answers.
+func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System, error) {
+	s := &System{Reaper: NewReaper(), Log: logf}
+	if opt.PID1 {
+		if err := mountKernelFS(); err != nil {
+			return nil, err
+		}
+	}
+	dev, err := WaitDisk(SerialSeed, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	sd, err := seed.ReadFile(dev)
+	if err != nil {
+		return nil, err
+	}
+	s.Seed = sd
+	if sd.HostTimeNano > 0 {
+		SetClock(time.Unix(0, sd.HostTimeNano), logf)
+	}
+	unix.Sethostname([]byte(sd.Hostname))
+	os.WriteFile("/etc/hostname", []byte(sd.Hostname+"\n"), 0o644)
+
+	// Network and data disk do not depend on each other; do them at once.
+	var wg sync.WaitGroup
+	var netErr, dataErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); netErr = s.setupNetwork() }()
+	go func() { defer wg.Done(); dataErr = s.setupData() }()
+	wg.Wait()
+	if err := errors.Join(netErr, dataErr); err != nil {
+		return nil, err
+	}
+	if err := s.startEngine(); err != nil {
+		return nil, err
+	}
+	go s.mountShares()
+	if err := s.startSSHD(); err != nil {
+		logf("sshd: %v", err)
+	}
+	return s, nil
+}
+
+func mountKernelFS() error {
+	for _, m := range []struct {
+		src, dst, fs string
+		flags        uintptr
+		data         string
+	}{
+		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
+		{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"mqueue", "/dev/mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"cgroup2", "/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "nsdelegate"},
+		{"bpf", "/sys/fs/bpf", "bpf", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"securityfs", "/sys/kernel/security", "securityfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	} {
+		os.MkdirAll(m.dst, 0o755)
+		if err := unix.Mount(m.src, m.dst, m.fs, m.flags, m.data); err != nil && err != unix.EBUSY {
+			return fmt.Errorf("mount %s: %w", m.dst, err)
+		}
+	}
+	os.Symlink("/proc/self/fd", "/dev/fd")
+	os.Symlink("/proc/self/fd/0", "/dev/stdin")
+	os.Symlink("/proc/self/fd/1", "/dev/stdout")
+	os.Symlink("/proc/self/fd/2", "/dev/stderr")
+	os.Symlink("pts/ptmx", "/dev/ptmx")
+	os.MkdirAll("/run/lock", 0o1777)
+	os.Chmod("/tmp", 0o1777)
+	return nil
+}
+
+func (s *System) run(name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	ws, err := s.Reaper.Run(cmd)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		return fmt.Errorf("%s %s: exit %d: %s", name, strings.Join(args, " "), ws.ExitStatus(), strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+func (s *System) setupNetwork() error {
+	n := s.Seed.Network
+	loadModules("virtio_net", "hv_netvsc")
+	iface, err := waitInterface(5 * time.Second)
+	if err != nil {
+		return err
+	}
+	batch := fmt.Sprintf("link set lo up\nlink set %[1]s mtu %[2]d up\naddr add %[3]s dev %[1]s\nroute add default via %[4]s\n",
+		iface, n.MTU, n.Address, n.Gateway)
+	cmd := exec.Command("ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if ws, err := s.Reaper.Run(cmd); err != nil || ws.ExitStatus() != 0 {
+		return fmt.Errorf("configure %s: %v %s", iface, err, out.String())
+	}
+	var rc strings.Builder
+	for _, d := range n.DNS {
+		fmt.Fprintf(&rc, "nameserver %s\n", d)
+	}
+	os.WriteFile("/etc/resolv.conf", []byte(rc.String()), 0o644)
+	addr, _, _ := strings.Cut(n.Address, "/")
+	hosts := fmt.Sprintf("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n%s %s\n", addr, s.Seed.Hostname)
+	return os.WriteFile("/etc/hosts", []byte(hosts), 0o644)
+}
+
+func waitInterface(timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ents, _ := os.ReadDir("/sys/class/net")
+		for _, e := range ents {
+			if e.Name() != "lo" {
+				return e.Name(), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", errors.New("no network interface appeared")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// loadModules loads modules from the root's module tree with modprobe semantics.
+func loadModules(names ...string) {
+	for _, n := range names {
+		exec.Command("/usr/sbin/modprobe", "-q", n).Run()
+	}
+}
+
+// setupData mounts the data disk, formatting it on first boot and growing the filesystem
+// when the host grew the disk.
+func (s *System) setupData() error {
+	dev, err := WaitDisk(SerialData, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	fresh := !hasExt4(dev)
+	if fresh {
+		s.Log("data disk %s is blank: formatting", dev)
+		if err := s.run("mkfs.ext4", "-q", "-F", "-L", "skiff-data", "-m", "0",
+			"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", dev); err != nil {
+			return err
+		}
+	}
+	os.MkdirAll(DataMount, 0o755)
+	if err := unix.Mount(dev, DataMount, "ext4", unix.MS_NOATIME, ""); err != nil {
+		return fmt.Errorf("mount data disk %s: %w", dev, err)
+	}
+	if !fresh && fsSmallerThanDisk(dev) {
+		s.Log("data disk grew: resizing the filesystem")
+		if err := s.run("resize2fs", dev); err != nil {
+			s.Log("%v", err)
+		}
+	}
+	for _, d := range []string{"docker", "containers", "ssh", "home"} {
+		os.MkdirAll(filepath.Join(DataMount, d), 0o711)
+	}
+	for _, b := range [][2]string{{"docker", "/var/lib/docker"}, {"containers", "/var/lib/containers"}} {
+		os.MkdirAll(b[1], 0o711)
+		if err := unix.Mount(filepath.Join(DataMount, b[0]), b[1], "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", b[1], err)
+		}
+	}
+	return nil
+}
+
+// hasExt4 checks for the ext superblock magic (0xEF53 at byte 1080).
+func hasExt4(dev string) bool {
+	f, err := os.Open(dev)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 2)
+	if _, err := f.ReadAt(b, 1080); err != nil {
+		return false
+	}
+	return binary.LittleEndian.Uint16(b) == 0xEF53
+}
+
+func fsSmallerThanDisk(dev string) bool {
+	f, err := os.Open(dev)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	end, err := f.Seek(0, io.SeekEnd) // a block device seeks to its size
+	if err != nil {
+		return false
+	}
+	size := uint64(end)
+	var st unix.Statfs_t
+	if err := unix.Statfs(DataMount, &st); err != nil {
+		return false
+	}
+	// Leave slack for metadata that statfs does not count.
+	return uint64(st.Blocks)*uint64(st.Bsize) < size-size/20
+}
+
+func (s *System) startEngine() error {
+	var cmd *exec.Cmd
+	switch s.Seed.Engine {
+	case "podman":
+		os.MkdirAll("/run/podman", 0o755)
+		cmd = exec.Command("podman", "system", "service", "--time=0", "unix://"+EngineSocket)
+	default:
+		cmd = exec.Command("dockerd", "--host", "unix://"+EngineSocket)
+	}
+	os.Symlink(EngineSocket, "/var/run/docker.sock")
+	f, err := os.OpenFile("/var/log/engine.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err == nil {
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	cmd.Env = append(os.Environ(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	ch, err := s.Reaper.Start(cmd)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", s.Seed.Engine, err)
+	}
+	s.mu.Lock()
+	s.engine = cmd
+	s.mu.Unlock()
+	go func() {
+		ws := <-ch
+		s.Log("engine %s exited: %v", s.Seed.Engine, ws)
+	}()
+	return nil
+}
+
+func (s *System) startSSHD() error {
+	os.MkdirAll("/run/skiff", 0o700)
+	os.MkdirAll("/run/sshd", 0o755)
+	if err := os.WriteFile("/run/skiff/ssh_host_ed25519_key", []byte(s.Seed.HostKey), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile("/run/skiff/authorized_keys", []byte(s.Seed.AuthorizedKeys), 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e")
+	f, err := os.OpenFile("/var/log/sshd.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err == nil {
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	if _, err := s.Reaper.Start(cmd); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.sshd = cmd
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *System) mountShares() {
+	if len(s.Seed.Shares) == 0 {
+		return
+	}
+	loadModules("9pnet_virtio", "9p", "virtiofs")
+	for _, sh := range s.Seed.Shares {
+		if err := s.MountShare(sh); err != nil {
+			s.Log("share %s: %v", sh.GuestPath, err)
+		}
+	}
+}
+
+// MountShare mounts one host share at its guest path.
+func (s *System) MountShare(sh seed.Share) error {
+	os.MkdirAll(sh.GuestPath, 0o755)
+	var flags uintptr
+	if sh.ReadOnly {
+		flags |= unix.MS_RDONLY
+	}
+	switch sh.Type {
+	case "virtiofs":
+		return unix.Mount(sh.Tag, sh.GuestPath, "virtiofs", flags, "")
+	case "9p":
+		return unix.Mount(sh.Tag, sh.GuestPath, "9p", flags,
+			"trans=virtio,version=9p2000.L,msize=524288,cache=mmap,access=client")
+	default:
+		return fmt.Errorf("share type %q is not supported by this guest", sh.Type)
+	}
+}
+
+// EngineReady asks the engine for /_ping over its socket.
+func EngineReady(ctx context.Context) (string, error) {
+	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", EngineSocket)
+	}}, Timeout: 2 * time.Second}
+	defer c.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://engine/_ping", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("engine /_ping: %s", resp.Status)
+	}
+	return resp.Header.Get("Api-Version"), nil
+}
+
+// WaitEngine polls EngineReady until it answers.
+func WaitEngine(ctx context.Context) (string, error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if v, err := EngineReady(ctx); err == nil {
+			return v, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// SetClock steps the clock to t when it is off by more than 100ms.
+func SetClock(t time.Time, logf func(string, ...any)) time.Duration {
+	drift := time.Since(t)
+	if drift < 0 {
+		drift = -drift
+	}
+	if drift <= 100*time.Millisecond {
+		return drift
+	}
+	tv := unix.NsecToTimeval(t.UnixNano())
+	if err := unix.Settimeofday(&tv); err != nil {
+		logf("set clock: %v", err)
+	} else {
+		logf("clock stepped by %s", drift)
+	}
+	return drift
+}
+
+// Trim discards the data disk's free blocks so the host file shrinks.
+func (s *System) Trim() (string, error) {
+	cmd := exec.Command("fstrim", "-v", DataMount)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	ws, err := s.Reaper.Run(cmd)
+	if err == nil && ws.ExitStatus() != 0 {
+		err = fmt.Errorf("fstrim: %s", strings.TrimSpace(out.String()))
+	}
+	return strings.TrimSpace(out.String()), err
+}
+
+// Shutdown stops the engine cleanly, flushes the disks and powers off. It does not return
+// when it succeeds.
+func (s *System) Shutdown(poweroff bool) {
+	s.mu.Lock()
+	engine, sshd := s.engine, s.sshd
+	s.mu.Unlock()
+	if engine != nil && engine.Process != nil {
+		engine.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() {
+			for {
+				if err := engine.Process.Signal(syscall.Signal(0)); err != nil {
+					close(done)
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			s.Log("engine did not stop in 15s; killing it")
+		}
+	}
+	if sshd != nil && sshd.Process != nil {
+		sshd.Process.Kill()
+	}
+	unix.Kill(-1, unix.SIGTERM)
+	time.Sleep(200 * time.Millisecond)
+	unix.Kill(-1, unix.SIGKILL)
+	unix.Sync()
+	for _, m := range []string{"/var/lib/docker", "/var/lib/containers", DataMount} {
+		if err := unix.Unmount(m, 0); err != nil {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+	}
+	unix.Sync()
+	if poweroff {
+		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	}
+}

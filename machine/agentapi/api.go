@@ -1,0 +1,71 @@
+// Package agentapi is the host agent's control API: small HTTP/JSON on a per-machine unix
+// socket. The CLI and the tray app talk only to this and to the engine API.
+package agentapi
+
+import (
+	"time"
+)
+
+// Paths of the control API.
+const (
+	PathState   = "/v1/state"
+	PathStop    = "/v1/stop"    // POST, body StopRequest
+	PathEvents  = "/v1/events"  // GET, a stream of Event JSON lines
+	PathConnect = "/v1/connect" // POST ?service=NAME, upgraded to a raw stream (Upgrade: skiff-stream)
+	PathControl = "/v1/control" // POST, body forward.ControlRequest, relayed to the guest agent
+)
+
+// Phase is what the agent itself knows about the machine; the machine's State adds what
+// only an outside observer can see (a dead agent reads as crashed).
+type Phase string
+
+const (
+	PhaseStarting Phase = "starting"
+	PhaseRunning  Phase = "running"
+	PhaseStopping Phase = "stopping"
+)
+
+// Forward is one published port and whether its host end is bound.
+type Forward struct {
+	Proto     string `json:"proto"`
+	HostAddr  string `json:"hostAddr"`  // e.g. 127.0.0.1:8080
+	GuestAddr string `json:"guestAddr"` // where the guest listener is bound
+	Error     string `json:"error,omitempty"`
+}
+
+// State is the agent's answer to GET /v1/state. It is computed on each request.
+type State struct {
+	Name        string            `json:"name"`
+	Phase       Phase             `json:"phase"`
+	AgentPID    int               `json:"agentPID"`
+	VMPID       int               `json:"vmPID,omitempty"`
+	Backend     string            `json:"backend"`
+	VM          map[string]string `json:"vm,omitempty"` // backend facts: accelerator and why
+	StartedAt   time.Time         `json:"startedAt"`
+	ReadyAt     *time.Time        `json:"readyAt,omitempty"`
+	GuestBootMS int64             `json:"guestBootMillis,omitempty"`
+	EngineAPI   string            `json:"engineAPI,omitempty"`
+	Engine      string            `json:"engine"`
+	EngineSock  string            `json:"engineSocket"`
+	Forwards    []Forward         `json:"forwards"`
+	Warnings    []string          `json:"warnings,omitempty"`
+	NetRxBytes  uint64            `json:"netRxBytes"`
+	NetTxBytes  uint64            `json:"netTxBytes"`
+}
+
+// StopRequest asks the agent to stop the machine.
+type StopRequest struct {
+	// Force skips the guest shutdown and kills the VM.
+	Force bool `json:"force,omitempty"`
+	// Timeout bounds the graceful shutdown before it is forced.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// Event is one line of the events stream.
+type Event struct {
+	Time     time.Time `json:"time"`
+	Type     string    `json:"type"` // phase, forwards, log
+	Phase    Phase     `json:"phase,omitempty"`
+	Forwards []Forward `json:"forwards,omitempty"`
+	Message  string    `json:"message,omitempty"`
+}

@@ -1,0 +1,122 @@
+package qemu
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const probeEnv = "SKIFF_KVM_PROBE"
+
+// The probe runs in a child process (this same binary) because a broken KVM hangs inside
+// KVM_RUN, and only a separate process can be killed out of that.
+func init() {
+	if os.Getenv(probeEnv) == "1" {
+		os.Exit(kvmRunOnce())
+	}
+}
+
+// probeNative returns kvm when a real vCPU runs a few instructions, else tcg and why.
+func probeNative() (string, string) {
+	if err := ProbeKVM(2 * time.Second); err != nil {
+		return "tcg", err.Error()
+	}
+	return "kvm", "KVM runs guests"
+}
+
+// ProbeKVM boots a one-instruction guest on /dev/kvm and reports why it cannot be used.
+func ProbeKVM(timeout time.Duration) error {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("KVM unavailable: %w", err)
+	}
+	f.Close()
+	if runtime.GOARCH != "amd64" {
+		return nil // the instruction probe below is x86 code; trust an openable /dev/kvm
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), probeEnv+"=1")
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		return fmt.Errorf("KVM hangs: /dev/kvm opens but a test guest did not run within %s (nested virtualization without working KVM?)", timeout)
+	}
+	if err != nil {
+		return fmt.Errorf("KVM test guest failed: %v", err)
+	}
+	return nil
+}
+
+const (
+	kvmCreateVM         = 0xAE01
+	kvmGetVCPUMmapSize  = 0xAE04
+	kvmCreateVCPU       = 0xAE41
+	kvmSetUserMemRegion = 0x4020AE46
+	kvmRun              = 0xAE80
+	kvmExitIO           = 2
+	kvmExitHLT          = 5
+)
+
+func ioctl(fd int, req, arg uintptr) (uintptr, error) {
+	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)
+	if e != 0 {
+		return 0, e
+	}
+	return r, nil
+}
+
+// kvmRunOnce runs "out 0x10, al; hlt" at the x86 reset vector and exits 0 if KVM returns.
+func kvmRunOnce() int {
+	kvm, err := unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 2
+	}
+	vmfd, err := ioctl(kvm, kvmCreateVM, 0)
+	if err != nil {
+		return 2
+	}
+	mem, err := unix.Mmap(-1, 0, 0x10000, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return 2
+	}
+	copy(mem[0xfff0:], []byte{0xE6, 0x10, 0xF4})
+	region := struct {
+		slot, flags                uint32
+		guestPhys, size, userspace uint64
+	}{0, 0, 0xffff0000, 0x10000, uint64(uintptr(unsafe.Pointer(&mem[0])))}
+	if _, err := ioctl(int(vmfd), kvmSetUserMemRegion, uintptr(unsafe.Pointer(&region))); err != nil {
+		return 2
+	}
+	vcpu, err := ioctl(int(vmfd), kvmCreateVCPU, 0)
+	if err != nil {
+		return 2
+	}
+	size, err := ioctl(kvm, kvmGetVCPUMmapSize, 0)
+	if err != nil {
+		return 2
+	}
+	run, err := unix.Mmap(int(vcpu), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return 2
+	}
+	if _, err := ioctl(int(vcpu), kvmRun, 0); err != nil {
+		return 3
+	}
+	switch binary.LittleEndian.Uint32(run[8:12]) {
+	case kvmExitIO, kvmExitHLT:
+		return 0
+	}
+	return 3
+}

@@ -1,0 +1,256 @@
+// Package qemu is the QEMU backend: Linux (KVM or TCG), and also macOS (HVF) and Windows
+// (WHPX). The VM is a child process of the host agent; its NIC is a -netdev stream socket
+// served by the agent's embedded user-mode network.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiff-dev/skiff/vmm"
+)
+
+// Backend runs VMs with qemu-system-*.
+type Backend struct {
+	// Binary overrides the qemu-system binary (default: by guest arch on PATH).
+	Binary string
+	// Accel forces an accelerator (kvm, hvf, whpx, tcg). Empty probes for the best one.
+	Accel string
+}
+
+// Name implements vmm.Backend.
+func (b *Backend) Name() string { return "qemu" }
+
+// ShareType implements vmm.ShareKind: virtio-9p needs nothing beyond QEMU itself.
+func (b *Backend) ShareType() string { return "9p" }
+
+func (b *Backend) binary(arch string) string {
+	if b.Binary != "" {
+		return b.Binary
+	}
+	if arch == "arm64" {
+		return "qemu-system-aarch64"
+	}
+	return "qemu-system-x86_64"
+}
+
+// Check implements vmm.Backend.
+func (b *Backend) Check(ctx context.Context) error {
+	bin := b.binary(hostArch())
+	if _, err := exec.LookPath(bin); err != nil {
+		return fmt.Errorf("%s not found: install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86; macOS: brew install qemu)", bin)
+	}
+	return nil
+}
+
+func hostArch() string { return runtime.GOARCH }
+
+// ChooseAccel picks the accelerator: the forced one, else a working native one, else TCG.
+// The native one is probed for real: on some hosts /dev/kvm opens but guests hang.
+func (b *Backend) ChooseAccel(arch string) (string, string) {
+	if b.Accel != "" {
+		return b.Accel, "forced by configuration"
+	}
+	if arch != hostArch() {
+		return "tcg", "guest architecture differs from the host"
+	}
+	return probeNative()
+}
+
+// Args builds the QEMU command line for cfg. It is pure so that tests can check it.
+func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) []string {
+	a := []string{
+		"-name", "skiff-" + cfg.Name,
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-smp", strconv.Itoa(cfg.CPUs),
+		"-m", strconv.FormatInt(cfg.MemoryMiB, 10) + "M",
+		"-kernel", cfg.Kernel,
+		"-initrd", cfg.Initrd,
+		"-append", cfg.Cmdline,
+	}
+	switch cfg.Arch {
+	case "arm64":
+		a = append(a, "-machine", "virt,gic-version=max", "-cpu", cpuFor(accel))
+	default:
+		a = append(a, "-machine", "q35,vmport=off,smbus=off,sata=off", "-cpu", cpuFor(accel))
+	}
+	if accel == "tcg" {
+		a = append(a, "-accel", "tcg,thread=multi,tb-size=512")
+	} else {
+		a = append(a, "-accel", accel)
+	}
+	for i, d := range cfg.Disks {
+		drive := fmt.Sprintf("if=none,id=disk%d,file=%s,format=raw,cache=writeback,aio=threads", i, qemuEscape(d.Path))
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		if d.Discard {
+			drive += ",discard=unmap,detect-zeroes=unmap"
+		}
+		a = append(a, "-drive", drive,
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=%s", i, d.Serial))
+	}
+	a = append(a,
+		"-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path="+netSock,
+		"-device", "virtio-net-pci,netdev=net0,mac="+cfg.MAC+",mrg_rxbuf=on",
+		"-device", "virtio-rng-pci",
+	)
+	for i, s := range cfg.Shares {
+		fs := fmt.Sprintf("local,id=fs%d,path=%s,security_model=none,multidevs=remap", i, qemuEscape(s.HostPath))
+		if s.ReadOnly {
+			fs += ",readonly=on"
+		}
+		a = append(a, "-fsdev", fs, "-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, s.Tag))
+	}
+	a = append(a,
+		"-chardev", "file,id=serial0,path="+cfg.SerialLog,
+		"-serial", "chardev:serial0",
+		"-qmp", "unix:"+qmpSock+",server=on,wait=off",
+		"-pidfile", pidFile,
+	)
+	return a
+}
+
+func cpuFor(accel string) string {
+	if accel == "tcg" {
+		return "max"
+	}
+	return "host"
+}
+
+// qemuEscape doubles commas, QEMU's option separator.
+func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// Start implements vmm.Backend.
+func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
+	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("qemu: guest image file missing: %w", err)
+		}
+	}
+	for _, d := range cfg.Disks {
+		if _, err := os.Stat(d.Path); err != nil {
+			return nil, fmt.Errorf("qemu: disk %s: %w", d.Serial, err)
+		}
+	}
+	accel, why := b.ChooseAccel(cfg.Arch)
+	netSock := filepath.Join(cfg.RunDir, "net.sock")
+	qmpSock := filepath.Join(cfg.RunDir, "qmp.sock")
+	pidFile := filepath.Join(cfg.Dir, "vm.pid")
+	os.Remove(netSock)
+	os.Remove(qmpSock)
+	ln, err := net.Listen("unix", netSock)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: network socket: %w", err)
+	}
+	os.Chmod(netSock, 0o600)
+
+	vm := &VM{done: make(chan struct{}), accel: accel, accelWhy: why, qmp: qmpSock}
+	cmd := exec.Command(b.binary(cfg.Arch), b.Args(cfg, accel, netSock, qmpSock, pidFile)...)
+	logf, err := os.OpenFile(filepath.Join(cfg.Dir, "qemu.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := startChild(cmd); err != nil {
+		ln.Close()
+		logf.Close()
+		return nil, fmt.Errorf("qemu: start %s: %w", cmd.Path, err)
+	}
+	vm.cmd = cmd
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		ln.Close()
+		if err != nil {
+			tail, _ := os.ReadFile(filepath.Join(cfg.Dir, "qemu.log"))
+			err = fmt.Errorf("qemu exited: %w: %s", err, lastLines(string(tail), 5))
+		}
+		vm.err = err
+		close(vm.done)
+	}()
+
+	// QEMU connects to the network socket as soon as it initialises its NIC.
+	connCh := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		ln.Close()
+		if err == nil {
+			connCh <- c
+		}
+	}()
+	select {
+	case c := <-connCh:
+		go cfg.Network.ServeStream(context.Background(), c)
+	case <-vm.done:
+		return nil, vm.err
+	case <-time.After(30 * time.Second):
+		vm.Kill(ctx)
+		return nil, errors.New("qemu: the VM did not attach to the network within 30s")
+	}
+	return vm, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// VM is a running QEMU process.
+type VM struct {
+	cmd      *exec.Cmd
+	done     chan struct{}
+	err      error
+	accel    string
+	accelWhy string
+	qmp      string
+	killOnce sync.Once
+}
+
+// Wait implements vmm.VM.
+func (v *VM) Wait(ctx context.Context) error {
+	select {
+	case <-v.done:
+		return v.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kill implements vmm.VM.
+func (v *VM) Kill(ctx context.Context) error {
+	select {
+	case <-v.done:
+		return nil
+	default:
+	}
+	v.killOnce.Do(func() { v.cmd.Process.Kill() })
+	select {
+	case <-v.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// PID implements vmm.ProcessVM.
+func (v *VM) PID() int { return v.cmd.Process.Pid }
+
+// Describe implements vmm.Describer.
+func (v *VM) Describe() map[string]string {
+	return map[string]string{"accel": v.accel, "accelReason": v.accelWhy}
+}

@@ -1,0 +1,119 @@
+// Package vmm puts every hypervisor behind one small interface. A backend boots a VM from a
+// Config and hands back a handle; everything else a backend can do (prepare artifacts, dial
+// the guest over vsock, suspend) is an optional interface found by type assertion, so a
+// new backend implements only what its hypervisor has.
+package vmm
+
+import (
+	"context"
+	"errors"
+	"net"
+)
+
+// Config is everything a backend needs to boot one machine. It is backend-neutral: each
+// backend maps it onto its own hypervisor.
+type Config struct {
+	Name      string
+	Dir       string // the machine directory, for backend state files
+	RunDir    string // short directory for sockets
+	Arch      string // amd64 or arm64 (the guest's)
+	CPUs      int
+	MemoryMiB int64
+	Kernel    string
+	Initrd    string
+	Cmdline   string
+	Disks     []Disk
+	Shares    []Share
+	SerialLog string
+	// Network is the embedded user-mode network the VM's NIC attaches to.
+	Network Network
+	MAC     string
+}
+
+// Disk is a block device. The guest finds disks by Serial, never by probe order.
+type Disk struct {
+	Path     string
+	Serial   string
+	ReadOnly bool
+	// Discard passes guest TRIM through so freed blocks shrink the host file.
+	Discard bool
+}
+
+// Share is a host folder exported to the guest under Tag.
+type Share struct {
+	Tag      string
+	HostPath string
+	ReadOnly bool
+}
+
+// Network serves the VM's NIC on the host side. Backends call the method that matches how
+// their hypervisor hands over Ethernet frames.
+type Network interface {
+	// ServeStream serves frames with a 4-byte big-endian length prefix (QEMU -netdev stream).
+	ServeStream(ctx context.Context, conn net.Conn) error
+	// ServeDatagram serves one frame per datagram (vz/vfkit unixgram).
+	ServeDatagram(ctx context.Context, conn net.Conn) error
+}
+
+// Backend boots VMs on one hypervisor.
+type Backend interface {
+	// Name is the backend's name as users write it: qemu, vz, wsl2, hyperv.
+	Name() string
+	// Check reports whether this host can run the backend. Its error says how to fix it.
+	Check(ctx context.Context) error
+	// Start boots the VM. It returns once the hypervisor accepted the VM, not when the guest is up.
+	Start(ctx context.Context, cfg Config) (VM, error)
+}
+
+// VM is a running virtual machine.
+type VM interface {
+	// Wait blocks until the VM has stopped. A nil error means it powered off by itself.
+	Wait(ctx context.Context) error
+	// Kill stops the VM at once, without asking the guest. It is safe to call twice.
+	Kill(ctx context.Context) error
+}
+
+// Preparer is implemented by backends that create artifacts before the first start
+// (a WSL distro, a Hyper-V VM and its VHDX).
+type Preparer interface {
+	Prepare(ctx context.Context, cfg Config) error
+}
+
+// Remover is implemented by backends whose artifacts live outside the machine directory.
+type Remover interface {
+	Remove(ctx context.Context, cfg Config) error
+}
+
+// ProcessVM is implemented by VMs that are a host process (QEMU), so that status can tell
+// whether the VM outlived its agent.
+type ProcessVM interface {
+	PID() int
+}
+
+// GuestDialer is implemented by VMs with a socket device (vsock, hvsock) to reach guest
+// ports without the virtual network.
+type GuestDialer interface {
+	DialGuest(ctx context.Context, port uint32) (net.Conn, error)
+}
+
+// ShareKind says which kind of share a backend's guests mount ("9p", "virtiofs",
+// "9p-transport"). Backends without it get "9p".
+type ShareKind interface {
+	ShareType() string
+}
+
+// Describer is implemented by VMs that can say how they were started (accelerator, hypervisor version).
+type Describer interface {
+	Describe() map[string]string
+}
+
+// ErrNotSupported marks a capability a backend does not have yet.
+var ErrNotSupported = errors.New("not supported on this backend yet")
+
+// ShareTypeOf returns the share type a backend's guests use.
+func ShareTypeOf(b Backend) string {
+	if k, ok := b.(ShareKind); ok {
+		return k.ShareType()
+	}
+	return "9p"
+}

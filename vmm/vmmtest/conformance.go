@@ -1,0 +1,145 @@
+// Package vmmtest is the conformance suite every vmm backend must pass: for real on QEMU
+// here, against fakes of the OS tools for the Windows backends, and on a Mac for vz.
+package vmmtest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/vmm"
+)
+
+// Harness supplies what the suite cannot know about a backend.
+type Harness struct {
+	Backend vmm.Backend
+	// Config returns a bootable config whose Dir is fresh for this test.
+	Config func(t *testing.T) vmm.Config
+	// GuestUp waits until the guest shows it runs (its agent answered). Nil skips the check.
+	GuestUp func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error
+	// BootTimeout bounds one boot; defaults to 5 minutes (QEMU under TCG is slow).
+	BootTimeout time.Duration
+}
+
+// Run runs the whole suite.
+func Run(t *testing.T, h Harness) {
+	if h.BootTimeout == 0 {
+		h.BootTimeout = 5 * time.Minute
+	}
+	t.Run("Name", func(t *testing.T) {
+		if !regexp.MustCompile(`^[a-z0-9]+$`).MatchString(h.Backend.Name()) {
+			t.Fatalf("backend name %q: want a short lowercase word", h.Backend.Name())
+		}
+	})
+	t.Run("Check", func(t *testing.T) {
+		if err := h.Backend.Check(context.Background()); err != nil {
+			t.Fatalf("Check on a host that supports the backend: %v", err)
+		}
+	})
+	t.Run("MissingKernelFailsClearly", func(t *testing.T) {
+		cfg := h.Config(t)
+		cfg.Kernel = filepath.Join(t.TempDir(), "no-such-kernel")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		vm, err := h.Backend.Start(ctx, cfg)
+		if err == nil {
+			// Some hypervisors only notice once running; the VM must then stop on its own.
+			werr := vm.Wait(ctx)
+			vm.Kill(context.Background())
+			if werr == nil {
+				t.Fatal("a VM with a missing kernel started and powered off cleanly")
+			}
+			err = werr
+		}
+		if !strings.Contains(err.Error(), "no-such-kernel") {
+			t.Fatalf("error does not name the missing kernel: %v", err)
+		}
+	})
+	t.Run("PrepareIsIdempotent", func(t *testing.T) {
+		p, ok := h.Backend.(vmm.Preparer)
+		if !ok {
+			t.Skip("backend has no Prepare step")
+		}
+		cfg := h.Config(t)
+		ctx := context.Background()
+		if err := p.Prepare(ctx, cfg); err != nil {
+			t.Fatalf("Prepare: %v", err)
+		}
+		if err := p.Prepare(ctx, cfg); err != nil {
+			t.Fatalf("second Prepare: %v", err)
+		}
+		if r, ok := h.Backend.(vmm.Remover); ok {
+			if err := r.Remove(ctx, cfg); err != nil {
+				t.Fatalf("Remove: %v", err)
+			}
+			if err := r.Remove(ctx, cfg); err != nil {
+				t.Fatalf("second Remove of a removed machine: %v", err)
+			}
+		}
+	})
+	t.Run("StartWaitKill", func(t *testing.T) {
+		cfg := h.Config(t)
+		ctx, cancel := context.WithTimeout(context.Background(), h.BootTimeout)
+		defer cancel()
+		if p, ok := h.Backend.(vmm.Preparer); ok {
+			if err := p.Prepare(ctx, cfg); err != nil {
+				t.Fatalf("Prepare: %v", err)
+			}
+		}
+		vm, err := h.Backend.Start(ctx, cfg)
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		defer vm.Kill(context.Background())
+		if h.GuestUp != nil {
+			if err := h.GuestUp(ctx, t, cfg, vm); err != nil {
+				t.Fatalf("guest did not come up: %v", err)
+			}
+		}
+		short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+		err = vm.Wait(short)
+		cancelShort()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait on a running VM returned %v; want it to block until its context ends", err)
+		}
+		pid := 0
+		if p, ok := vm.(vmm.ProcessVM); ok {
+			pid = p.PID()
+			if pid <= 0 {
+				t.Fatalf("PID() = %d on a running VM", pid)
+			}
+		}
+		if err := vm.Kill(ctx); err != nil {
+			t.Fatalf("Kill: %v", err)
+		}
+		waitCtx, cancelWait := context.WithTimeout(ctx, 30*time.Second)
+		defer cancelWait()
+		if err := vm.Wait(waitCtx); errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal("Wait did not return within 30s of Kill")
+		}
+		if err := vm.Kill(ctx); err != nil {
+			t.Fatalf("second Kill: %v", err)
+		}
+		if pid > 0 {
+			if processAlive(pid) {
+				t.Fatalf("VM process %d still exists after Kill and Wait", pid)
+			}
+		}
+	})
+}
+
+// TempDir makes a directory short enough for unix sockets (t.TempDir paths can exceed
+// macOS's 104-byte limit).
+func TempDir(t *testing.T) string {
+	d, err := os.MkdirTemp("", "vmmt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
