@@ -1,0 +1,18 @@
+//go:build !darwin
+
+package vz
+
+import (
+	"context"
+	"errors"
+
+	"github.com/skiff-dev/skiff/vmm"
+)
+
+var errNotMac = errors.New("vz: the Apple Virtualization backend runs only on macOS; use --backend qemu here")
+
+// Check implements vmm.Backend.
+func (b *Backend) Check(ctx context.Context) error { return errNotMac }
+
+// Start implements vmm.Backend.
+func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) { return nil, errNotMac }
