@@ -1,0 +1,3 @@
+package installer
+
+func nativeAutostart() (autostartDriver, string) { return schtasksDriver{}, "windows" }
