@@ -1,0 +1,9 @@
+//go:build !windows
+
+package installer
+
+import "errors"
+
+func pipeExists(string) (bool, error) {
+	return false, errors.New("named pipes exist only on Windows")
+}
