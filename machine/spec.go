@@ -39,6 +39,15 @@ type ImageRef struct {
 	Version string `json:"version"`
 	Dir     string `json:"dir"`
 	Source  string `json:"source"`
+	Arch    string `json:"arch"`
+}
+
+// Arch is the guest architecture: the image's.
+func (s *Spec) Arch() string {
+	if s.Image.Arch != "" {
+		return s.Image.Arch
+	}
+	return runtime.GOARCH
 }
 
 // Spec is a machine's desired configuration. It round-trips through JSON unchanged.

@@ -49,6 +49,8 @@ type Options struct {
 // for: the caller polls EngineReady so that readiness is signalled the moment it answers.
 func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System, error) {
 	s := &System{Reaper: NewReaper(), Log: logf}
+	// The kernel starts PID 1 with an empty environment.
+	os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	if opt.PID1 {
 		if err := mountKernelFS(); err != nil {
 			return nil, err
@@ -267,7 +269,6 @@ func (s *System) startEngine() error {
 	if err == nil {
 		cmd.Stdout, cmd.Stderr = f, f
 	}
-	cmd.Env = append(os.Environ(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	ch, err := s.Reaper.Start(cmd)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", s.Seed.Engine, err)

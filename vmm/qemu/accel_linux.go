@@ -1,12 +1,14 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -23,12 +25,76 @@ func init() {
 	}
 }
 
-// probeNative returns kvm when a real vCPU runs a few instructions, else tcg and why.
-func probeNative() (string, string) {
+// probeNative returns kvm when a guest kernel really starts under it, else tcg and why.
+func probeNative(bin, kernel string) (string, string) {
 	if err := ProbeKVM(2 * time.Second); err != nil {
 		return "tcg", err.Error()
 	}
-	return "kvm", "KVM runs guests"
+	if kernel != "" {
+		if err := probeKernel(bin, kernel, 10*time.Second); err != nil {
+			return "tcg", err.Error()
+		}
+	}
+	return "kvm", "KVM boots the guest kernel"
+}
+
+// probeKernel boots the guest kernel under KVM with the CPU model Skiff uses and waits for
+// its first console line. A vCPU running three instructions is not proof: on some nested
+// hosts QEMU cannot set up the host CPU model, or the kernel hangs in early boot.
+func probeKernel(bin, kernel string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-nodefaults",
+		"-display", "none", "-m", "256", "-no-reboot", "-kernel", kernel,
+		"-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1", "-serial", "stdio")
+	var out lineWatcher
+	out.want = []byte("Linux version")
+	out.found = make(chan struct{})
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("KVM probe: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-out.found:
+		cancel()
+		<-exited
+		return nil
+	case <-exited:
+		return fmt.Errorf("KVM cannot run guests here: QEMU failed under KVM: %s", lastLines(out.String(), 2))
+	case <-ctx.Done():
+		<-exited
+		return fmt.Errorf("KVM hangs: /dev/kvm opens but the guest kernel printed nothing within %s", timeout)
+	}
+}
+
+// lineWatcher collects output and signals when a marker appears.
+type lineWatcher struct {
+	mu    sync.Mutex
+	buf   []byte
+	want  []byte
+	found chan struct{}
+	done  bool
+}
+
+func (w *lineWatcher) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) < 64<<10 {
+		w.buf = append(w.buf, p...)
+	}
+	if !w.done && bytes.Contains(w.buf, w.want) {
+		w.done = true
+		close(w.found)
+	}
+	return len(p), nil
+}
+
+func (w *lineWatcher) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.buf)
 }
 
 // ProbeKVM boots a one-instruction guest on /dev/kvm and reports why it cannot be used.

@@ -4,7 +4,7 @@ package qemu
 
 import "runtime"
 
-func probeNative() (string, string) {
+func probeNative(bin, kernel string) (string, string) {
 	switch runtime.GOOS {
 	case "darwin":
 		return "hvf", "Hypervisor.framework"

@@ -57,14 +57,14 @@ func hostArch() string { return runtime.GOARCH }
 
 // ChooseAccel picks the accelerator: the forced one, else a working native one, else TCG.
 // The native one is probed for real: on some hosts /dev/kvm opens but guests hang.
-func (b *Backend) ChooseAccel(arch string) (string, string) {
+func (b *Backend) ChooseAccel(arch, kernel string) (string, string) {
 	if b.Accel != "" {
 		return b.Accel, "forced by configuration"
 	}
 	if arch != hostArch() {
 		return "tcg", "guest architecture differs from the host"
 	}
-	return probeNative()
+	return probeNative(b.binary(arch), kernel)
 }
 
 // Args builds the QEMU command line for cfg. It is pure so that tests can check it.
@@ -77,6 +77,10 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-kernel", cfg.Kernel,
 		"-initrd", cfg.Initrd,
 		"-append", cfg.Cmdline,
+	}
+	if bios := qboot(cfg.Arch); bios != "" {
+		// qboot jumps straight to the kernel; SeaBIOS spends seconds under TCG.
+		a = append(a, "-bios", bios)
 	}
 	switch cfg.Arch {
 	case "arm64":
@@ -102,7 +106,7 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 	}
 	a = append(a,
 		"-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path="+netSock,
-		"-device", "virtio-net-pci,netdev=net0,mac="+cfg.MAC+",mrg_rxbuf=on",
+		"-device", "virtio-net-pci,netdev=net0,mac="+cfg.MAC+",mrg_rxbuf=on,romfile=",
 		"-device", "virtio-rng-pci",
 	)
 	for i, s := range cfg.Shares {
@@ -119,6 +123,21 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-pidfile", pidFile,
 	)
 	return a
+}
+
+// qbootPaths are where distributions install QEMU's minimal x86 firmware.
+var qbootPaths = []string{"/usr/share/qemu/qboot.rom", "/usr/local/share/qemu/qboot.rom", "/opt/homebrew/share/qemu/qboot.rom"}
+
+func qboot(arch string) string {
+	if arch == "arm64" {
+		return ""
+	}
+	for _, p := range qbootPaths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
 }
 
 func cpuFor(accel string) string {
@@ -143,7 +162,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 			return nil, fmt.Errorf("qemu: disk %s: %w", d.Serial, err)
 		}
 	}
-	accel, why := b.ChooseAccel(cfg.Arch)
+	accel, why := b.ChooseAccel(cfg.Arch, cfg.Kernel)
 	netSock := filepath.Join(cfg.RunDir, "net.sock")
 	qmpSock := filepath.Join(cfg.RunDir, "qmp.sock")
 	pidFile := filepath.Join(cfg.Dir, "vm.pid")

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"log"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-dev/skiff/machine/hostagent"
+)
+
+func hostAgentCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "hostagent NAME",
+		Short:  "Run the host agent of a machine (started by `skiff machine start`)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, d, spec, err := existing(args[0])
+			if err != nil {
+				return err
+			}
+			backend, err := backendFor(spec.Backend)
+			if err != nil {
+				return err
+			}
+			a := &hostagent.Agent{Dir: d, Spec: spec, Backend: backend,
+				Log: log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)}
+			if err := a.Run(cmd.Context()); err != nil {
+				a.Log.Printf("agent exiting: %v", err)
+				return &exitError{code: 1}
+			}
+			a.Log.Printf("agent exiting: machine stopped")
+			return nil
+		},
+	}
+}

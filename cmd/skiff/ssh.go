@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/term"
+
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/machine/agentapi"
+)
+
+func sshCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:               "ssh [NAME] [-- COMMAND...]",
+		Short:             "Open a shell in a machine, or run a command there",
+		ValidArgsFunction: completeMachines,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var name string
+			dash := cmd.ArgsLenAtDash()
+			switch {
+			case dash == 0 || len(args) == 0:
+				name = machine.DefaultName
+			default:
+				name = args[0]
+			}
+			if err := machine.ValidateName(name); err != nil {
+				return err
+			}
+			var command []string
+			if dash >= 0 {
+				command = args[dash:]
+			} else if len(args) > 1 {
+				return errors.New("put the command after --: skiff machine ssh NAME -- COMMAND")
+			}
+			code, err := runSSH(cmd, name, command)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+}
+
+// sshClientConfig authenticates with the machine's key and pins the host key made at init.
+func sshClientConfig(d machine.Dir) (*ssh.ClientConfig, error) {
+	keyPEM, err := os.ReadFile(d.File(machine.FileSSHKey))
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("machine ssh key: %w", err)
+	}
+	hostPub, err := os.ReadFile(d.File(machine.FileHostKey + ".pub"))
+	if err != nil {
+		return nil, err
+	}
+	pinned, _, _, _, err := ssh.ParseAuthorizedKey(hostPub)
+	if err != nil {
+		return nil, fmt.Errorf("pinned host key: %w", err)
+	}
+	return &ssh.ClientConfig{
+		User:            "root",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(pinned),
+	}, nil
+}
+
+func runSSH(cmd *cobra.Command, name string, command []string) (int, error) {
+	_, d, _, err := existing(name)
+	if err != nil {
+		return 0, err
+	}
+	if st := d.Status(cmd.Context()); st.State != machine.StateRunning {
+		return 0, fmt.Errorf("machine %q is %s: start it with `skiff machine start%s`", name, st.State, nameSuffix(name))
+	}
+	cfg, err := sshClientConfig(d)
+	if err != nil {
+		return 0, err
+	}
+	conn, err := agentapi.NewClient(d.Sock(machine.SockControl)).Connect(cmd.Context(), forward.ServiceSSH)
+	if err != nil {
+		return 0, err
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, "skiff-"+name, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("ssh: %w", err)
+	}
+	client := ssh.NewClient(c, chans, reqs)
+	defer client.Close()
+	sess, err := client.NewSession()
+	if err != nil {
+		return 0, err
+	}
+	defer sess.Close()
+	sess.Stdin, sess.Stdout, sess.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+	fd := int(os.Stdin.Fd())
+	interactive := len(command) == 0
+	if term.IsTerminal(fd) && (interactive || term.IsTerminal(int(os.Stdout.Fd()))) {
+		w, h, _ := term.GetSize(fd)
+		t := os.Getenv("TERM")
+		if t == "" {
+			t = "xterm-256color"
+		}
+		if err := sess.RequestPty(t, h, w, ssh.TerminalModes{ssh.ECHO: 1}); err != nil {
+			return 0, err
+		}
+		old, err := term.MakeRaw(fd)
+		if err == nil {
+			defer term.Restore(fd, old)
+		}
+		go watchResize(fd, sess)
+	}
+	if interactive {
+		if err := sess.Shell(); err != nil {
+			return 0, err
+		}
+		err = sess.Wait()
+	} else {
+		err = sess.Run(shellJoin(command))
+	}
+	var ee *ssh.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitStatus(), nil
+	}
+	var missing *ssh.ExitMissingError
+	if errors.As(err, &missing) {
+		return 255, nil
+	}
+	return 0, err
+}
+
+func watchResize(fd int, sess *ssh.Session) {
+	ch := make(chan os.Signal, 1)
+	notifyResize(ch)
+	defer signal.Stop(ch)
+	for range ch {
+		if w, h, err := term.GetSize(fd); err == nil {
+			sess.WindowChange(h, w)
+		}
+	}
+}
+
+// shellJoin quotes each word so the remote shell sees the same argv.
+func shellJoin(args []string) string {
+	var b bytes.Buffer
+	for i, a := range args {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a != "" && !strings.ContainsAny(a, " \t\n'\"\\$`;&|<>()*?[]{}~#!") {
+			b.WriteString(a)
+			continue
+		}
+		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+	}
+	return b.String()
+}

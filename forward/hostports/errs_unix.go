@@ -1,0 +1,7 @@
+//go:build !windows
+
+package hostports
+
+import "syscall"
+
+var errAddrInUse = syscall.EADDRINUSE

@@ -1,0 +1,5 @@
+package hostports
+
+import "golang.org/x/sys/windows"
+
+var errAddrInUse = windows.WSAEADDRINUSE

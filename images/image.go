@@ -1,0 +1,386 @@
+// Package images describes, fetches, verifies and caches guest images. An image is a
+// manifest (addressed by its own sha256) listing each file with its size and sha256.
+// Installs are all-or-nothing: files land in a partial directory, every digest is
+// checked, and only then is the directory renamed into the cache.
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DefaultRef is the image `skiff machine init` uses without --image. Release builds set it
+// (with -ldflags -X) to the published, digest-pinned manifest URL.
+var DefaultRef = ""
+
+// File is one file of an image.
+type File struct {
+	Role   string `json:"role"` // kernel, initrd, root
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Manifest describes an image.
+type Manifest struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	Name          string `json:"name"`
+	Version       string `json:"version"`
+	Arch          string `json:"arch"`
+	Variant       string `json:"variant"`
+	KernelVersion string `json:"kernelVersion"`
+	KernelCmdline string `json:"kernelCmdline"`
+	Files         []File `json:"files"`
+}
+
+// ParseManifest decodes and sanity-checks a manifest.
+func ParseManifest(b []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("image manifest is not valid JSON: %w", err)
+	}
+	if m.SchemaVersion != 1 {
+		return nil, fmt.Errorf("image manifest schema version %d is not supported", m.SchemaVersion)
+	}
+	roles := map[string]bool{}
+	for _, f := range m.Files {
+		if f.Name == "" || f.Name != path.Base(f.Name) || f.Name == "." || f.Name == ".." || strings.ContainsAny(f.Name, `/\`) {
+			return nil, fmt.Errorf("image manifest names an unsafe file %q", f.Name)
+		}
+		if len(f.SHA256) != 64 {
+			return nil, fmt.Errorf("image manifest: file %s has no valid sha256", f.Name)
+		}
+		roles[f.Role] = true
+	}
+	for _, r := range []string{"kernel", "initrd", "root"} {
+		if !roles[r] {
+			return nil, fmt.Errorf("image manifest lists no %s file", r)
+		}
+	}
+	return &m, nil
+}
+
+// Installed is an image verified and present in the cache.
+type Installed struct {
+	Dir      string
+	Digest   string // sha256:<hex> of the manifest
+	Manifest *Manifest
+	CacheHit bool
+}
+
+// Options tune an install.
+type Options struct {
+	// Progress receives human progress output; nil is silent.
+	Progress io.Writer
+	// Client is used for http(s) sources.
+	Client *http.Client
+}
+
+// DigestMismatchError names the file and both digests.
+type DigestMismatchError struct {
+	File, Expected, Actual string
+}
+
+func (e *DigestMismatchError) Error() string {
+	return fmt.Sprintf("image file %s is corrupt: expected sha256:%s, got sha256:%s", e.File, e.Expected, e.Actual)
+}
+
+// source is where an image's files come from.
+type source struct {
+	base   string // directory path or URL prefix
+	remote bool
+}
+
+func (s source) location(name string) string {
+	if s.remote {
+		u, _ := url.Parse(s.base)
+		u.Path = path.Join(path.Dir(u.Path), name)
+		return u.String()
+	}
+	return filepath.Join(s.base, name)
+}
+
+// parseRef splits REF[@sha256:HEX].
+func parseRef(ref string) (loc, pinned string, err error) {
+	if i := strings.LastIndex(ref, "@sha256:"); i >= 0 {
+		loc, pinned = ref[:i], ref[i+len("@sha256:"):]
+		if len(pinned) != 64 {
+			return "", "", fmt.Errorf("image reference %q: the pinned digest must be 64 hex digits", ref)
+		}
+		return loc, pinned, nil
+	}
+	return ref, "", nil
+}
+
+// Install makes the image at ref available in cacheDir and returns where. ref is a
+// directory holding manifest.json, a manifest path, or an http(s) URL of a manifest,
+// optionally pinned with @sha256:HEX.
+func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed, error) {
+	if ref == "" {
+		return nil, errors.New("no guest image: pass --image PATH|URL (build one with `make image`)")
+	}
+	if opt.Client == nil {
+		opt.Client = http.DefaultClient
+	}
+	loc, pinned, err := parseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	src := source{base: loc}
+	var raw []byte
+	if u, err := url.Parse(loc); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		src.remote = true
+		raw, err = fetchSmall(ctx, opt.Client, loc)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		p := loc
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			p = filepath.Join(p, "manifest.json")
+		}
+		raw, err = os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("guest image: %w", err)
+		}
+		src.base = filepath.Dir(p)
+	}
+	sum := sha256.Sum256(raw)
+	digest := hex.EncodeToString(sum[:])
+	if pinned != "" && !strings.EqualFold(pinned, digest) {
+		return nil, &DigestMismatchError{File: "manifest.json", Expected: pinned, Actual: digest}
+	}
+	man, err := ParseManifest(raw)
+	if err != nil {
+		return nil, err
+	}
+	imagesDir := filepath.Join(cacheDir, "images")
+	final := filepath.Join(imagesDir, "sha256-"+digest)
+	inst := &Installed{Dir: final, Digest: "sha256:" + digest, Manifest: man}
+	if _, err := os.Stat(filepath.Join(final, "manifest.json")); err == nil {
+		inst.CacheHit = true
+		return inst, nil
+	}
+	partial := filepath.Join(imagesDir, ".partial-"+digest)
+	if err := os.MkdirAll(partial, 0o755); err != nil {
+		return nil, err
+	}
+	for _, f := range man.Files {
+		if err := fetchFile(ctx, opt, src, f, partial); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(partial, "manifest.json"), raw, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(partial, final); err != nil {
+		return nil, fmt.Errorf("install image: %w", err)
+	}
+	return inst, nil
+}
+
+func fetchSmall(ctx context.Context, c *http.Client, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("download %s: %s", u, resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
+
+// fetchFile brings one file into dir and verifies it. A verified file already there is
+// kept (an install interrupted after it); a partial download is resumed.
+func fetchFile(ctx context.Context, opt Options, src source, f File, dir string) error {
+	dst := filepath.Join(dir, f.Name)
+	if st, err := os.Stat(dst); err == nil && st.Size() == f.Size {
+		if err := verify(dst, f); err == nil {
+			return nil
+		}
+		os.Remove(dst)
+	}
+	var err error
+	if src.remote {
+		err = download(ctx, opt, src.location(f.Name), dst, f)
+	} else {
+		err = copyLocal(src.location(f.Name), dst)
+	}
+	if err != nil {
+		return err
+	}
+	if err := verify(dst, f); err != nil {
+		os.Remove(dst) // a bad file must not be resumed from
+		return err
+	}
+	return nil
+}
+
+func verify(p string, f File) error {
+	fh, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, fh)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", f.Name, err)
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if n != f.Size && got != f.SHA256 {
+		return fmt.Errorf("image file %s is truncated or wrong: expected %d bytes with sha256:%s, got %d bytes with sha256:%s", f.Name, f.Size, f.SHA256, n, got)
+	}
+	if got != f.SHA256 {
+		return &DigestMismatchError{File: f.Name, Expected: f.SHA256, Actual: got}
+	}
+	return nil
+}
+
+func copyLocal(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("guest image: %w", err)
+	}
+	defer in.Close()
+	// A hard link is free and the cache treats files as read-only.
+	if err := os.Link(from, to); err == nil {
+		return nil
+	}
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", from, err)
+	}
+	return out.Close()
+}
+
+// download fetches u into dst, resuming from dst's current size with a Range request.
+func download(ctx context.Context, opt Options, u, dst string, f File) error {
+	for attempt := 0; ; attempt++ {
+		err := downloadOnce(ctx, opt, u, dst, f)
+		if err == nil || ctx.Err() != nil || attempt >= 5 {
+			return err
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return perm.err
+		}
+		if opt.Progress != nil {
+			fmt.Fprintf(opt.Progress, "\n%s: %v; resuming\n", f.Name, err)
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+}
+
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+
+func downloadOnce(ctx context.Context, opt Options, u, dst string, f File) error {
+	var have int64
+	if st, err := os.Stat(dst); err == nil {
+		have = st.Size()
+	}
+	if have > f.Size {
+		os.Remove(dst)
+		have = 0
+	}
+	if have == f.Size {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return &permanentError{err}
+	}
+	if have > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
+	}
+	resp, err := opt.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	flags := os.O_CREATE | os.O_WRONLY
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && have > 0:
+		flags |= os.O_APPEND
+	case resp.StatusCode == http.StatusOK:
+		flags |= os.O_TRUNC // the server ignored Range: start over
+		have = 0
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		return &permanentError{fmt.Errorf("download %s: %s", u, resp.Status)}
+	default:
+		return fmt.Errorf("download %s: %s", u, resp.Status)
+	}
+	out, err := os.OpenFile(dst, flags, 0o644)
+	if err != nil {
+		return &permanentError{err}
+	}
+	defer out.Close()
+	pw := &progress{w: opt.Progress, name: f.Name, total: f.Size, done: have, start: time.Now(), base: have}
+	_, err = io.Copy(out, io.TeeReader(io.LimitReader(resp.Body, f.Size-have), pw))
+	pw.finish()
+	if err != nil {
+		return err
+	}
+	st, err := out.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() < f.Size {
+		return fmt.Errorf("connection closed at %d of %d bytes", st.Size(), f.Size)
+	}
+	return nil
+}
+
+// progress draws a one-line bar.
+type progress struct {
+	w                 io.Writer
+	name              string
+	total, done, base int64
+	start, last       time.Time
+}
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.done += int64(len(b))
+	if p.w != nil && time.Since(p.last) > 200*time.Millisecond {
+		p.last = time.Now()
+		p.draw()
+	}
+	return len(b), nil
+}
+
+func (p *progress) draw() {
+	pct := float64(p.done) * 100 / float64(max(p.total, 1))
+	bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
+	rate := float64(p.done-p.base) / max(time.Since(p.start).Seconds(), 0.001) / 1e6
+	fmt.Fprintf(p.w, "\r%-16s [%s] %5.1f%% %7.1f/%.1f MB %6.1f MB/s", p.name, bar, pct, float64(p.done)/1e6, float64(p.total)/1e6, rate)
+}
+
+func (p *progress) finish() {
+	if p.w != nil {
+		p.draw()
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,530 @@
+// Package hostagent owns one running machine: the VM, its user-mode network, the
+// transport to the guest and every forwarder, and the control API on the machine's
+// socket. One agent process per machine, detached from the CLI, so a crash of one
+// machine's agent never touches another, and closing a GUI never stops a machine.
+package hostagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/forward/engineproxy"
+	"github.com/skiff-dev/skiff/forward/hostports"
+	"github.com/skiff-dev/skiff/forward/pathmap"
+	"github.com/skiff-dev/skiff/forward/transport"
+	"github.com/skiff-dev/skiff/forward/usernet"
+	"github.com/skiff-dev/skiff/images/seed"
+	"github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/machine/agentapi"
+	"github.com/skiff-dev/skiff/vmm"
+)
+
+// Ports of the transport on the virtual network.
+const (
+	GuestAgentPort = 1024
+	HostAgentPort  = 1025
+	VsockPort      = 1024
+)
+
+// ReadyTimeout bounds a cold boot under software emulation.
+var ReadyTimeout = 5 * time.Minute
+
+// Agent runs one machine.
+type Agent struct {
+	Dir     machine.Dir
+	Spec    *machine.Spec
+	Backend vmm.Backend
+	Log     *log.Logger
+
+	secret    []byte
+	net       *usernet.Network
+	vm        vmm.VM
+	guest     transport.Dialer
+	ports     *hostports.Manager
+	startedAt time.Time
+
+	mu       sync.Mutex
+	phase    agentapi.Phase
+	ready    *forward.Ready
+	readyAt  *time.Time
+	warnings []string
+	subs     map[chan agentapi.Event]bool
+	stopReq  chan agentapi.StopRequest
+	stopped  chan struct{}
+}
+
+func (a *Agent) logf(format string, args ...any) { a.Log.Printf(format, args...) }
+
+func (a *Agent) setPhase(p agentapi.Phase) {
+	a.mu.Lock()
+	a.phase = p
+	a.mu.Unlock()
+	a.logf("phase: %s", p)
+	a.publish(agentapi.Event{Type: "phase", Phase: p})
+}
+
+func (a *Agent) publish(e agentapi.Event) {
+	e.Time = time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for ch := range a.subs {
+		select {
+		case ch <- e:
+		default: // a slow subscriber misses events rather than stalling the agent
+		}
+	}
+}
+
+func (a *Agent) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	a.logf("warning: %s", msg)
+	a.mu.Lock()
+	a.warnings = append(a.warnings, msg)
+	a.mu.Unlock()
+}
+
+// ErrCrashed is returned when the VM ended without being asked to.
+var ErrCrashed = errors.New("the VM stopped unexpectedly")
+
+// Run starts the machine and serves it until it is stopped. A clean stop removes the pid
+// file; any other exit leaves it, which is how status tells "crashed" from "stopped".
+func (a *Agent) Run(ctx context.Context) (err error) {
+	a.startedAt = time.Now()
+	a.subs = map[chan agentapi.Event]bool{}
+	a.stopReq = make(chan agentapi.StopRequest, 1)
+	a.stopped = make(chan struct{})
+	a.phase = agentapi.PhaseStarting
+
+	lock, err := machine.TryLock(a.Dir.File(machine.FileAgentLock))
+	if err != nil {
+		if errors.Is(err, machine.ErrLocked) {
+			return fmt.Errorf("machine %q already has a running agent", a.Dir.Name)
+		}
+		return err
+	}
+	defer lock.Unlock()
+	if err := os.WriteFile(a.Dir.File(machine.FileAgentPID), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		return err
+	}
+	clean := false
+	defer func() {
+		if clean {
+			os.Remove(a.Dir.File(machine.FileAgentPID))
+		}
+	}()
+	if err := a.Dir.EnsureRun(); err != nil {
+		return err
+	}
+	for _, s := range []string{machine.SockControl, machine.SockEngine} {
+		os.Remove(a.Dir.Sock(s))
+	}
+	killStaleVM(a.Dir)
+
+	if a.secret, err = os.ReadFile(a.Dir.File(machine.FileSecret)); err != nil {
+		return fmt.Errorf("machine secret: %w", err)
+	}
+	if err := a.writeSeed(); err != nil {
+		return err
+	}
+	if a.net, err = usernet.New(); err != nil {
+		return err
+	}
+	if err := a.serveHost(ctx); err != nil {
+		return err
+	}
+	ctl, err := a.serveControl(ctx)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+
+	cfg, err := a.vmConfig()
+	if err != nil {
+		return err
+	}
+	a.vm, err = a.Backend.Start(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("start VM: %w", err)
+	}
+	if d, ok := a.vm.(vmm.Describer); ok {
+		a.logf("VM started: %v", d.Describe())
+	}
+	a.guest = a.guestDialer()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	vmDone := make(chan error, 1)
+	go func() { vmDone <- a.vm.Wait(context.Background()) }()
+
+	readyCh := make(chan struct{})
+	go a.awaitReady(ctx, readyCh)
+	timeout := time.NewTimer(ReadyTimeout)
+	defer timeout.Stop()
+
+	select {
+	case <-readyCh:
+	case err := <-vmDone:
+		return fmt.Errorf("%w during boot: %v", ErrCrashed, err)
+	case <-timeout.C:
+		a.vm.Kill(context.Background())
+		return fmt.Errorf("the guest did not signal ready within %s", ReadyTimeout)
+	case req := <-a.stopReq:
+		clean = true
+		return a.shutdown(req, vmDone)
+	case s := <-sigs:
+		clean = true
+		return a.shutdown(agentapi.StopRequest{Force: s == syscall.SIGINT}, vmDone)
+	}
+	a.setPhase(agentapi.PhaseRunning)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := a.startForwarders(runCtx); err != nil {
+		a.vm.Kill(context.Background())
+		return err
+	}
+	go a.timeSync(runCtx)
+
+	select {
+	case err := <-vmDone:
+		return fmt.Errorf("%w: %v", ErrCrashed, err)
+	case req := <-a.stopReq:
+		clean = true
+		cancel()
+		return a.shutdown(req, vmDone)
+	case <-sigs:
+		clean = true
+		cancel()
+		return a.shutdown(agentapi.StopRequest{}, vmDone)
+	}
+}
+
+// shutdown stops the guest through its agent (engine stop, sync, poweroff) and forces the
+// VM off when that does not finish in time.
+func (a *Agent) shutdown(req agentapi.StopRequest, vmDone chan error) error {
+	a.setPhase(agentapi.PhaseStopping)
+	if a.ports != nil {
+		a.ports.Close()
+	}
+	if req.Timeout == 0 {
+		req.Timeout = 60 * time.Second
+	}
+	if !req.Force {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := a.control(ctx, forward.ControlRequest{Op: forward.OpShutdown})
+		cancel()
+		if err != nil {
+			a.logf("graceful shutdown request failed (%v); forcing", err)
+		} else {
+			select {
+			case <-vmDone:
+				a.logf("VM powered off")
+				close(a.stopped)
+				return nil
+			case <-time.After(req.Timeout):
+				a.logf("VM did not power off within %s; forcing", req.Timeout)
+			}
+		}
+	}
+	a.vm.Kill(context.Background())
+	a.logf("VM killed")
+	close(a.stopped)
+	return nil
+}
+
+func (a *Agent) guestDialer() transport.Dialer {
+	if gd, ok := a.vm.(vmm.GuestDialer); ok {
+		return &transport.Client{Secret: a.secret, Raw: func(ctx context.Context) (net.Conn, error) {
+			return gd.DialGuest(ctx, VsockPort)
+		}}
+	}
+	return &transport.Client{Secret: a.secret, Raw: func(ctx context.Context) (net.Conn, error) {
+		return a.net.DialGuest(ctx, GuestAgentPort)
+	}}
+}
+
+// serveHost listens inside the virtual network for streams the guest opens to the host.
+func (a *Agent) serveHost(ctx context.Context) error {
+	ln, err := a.net.ListenGateway(HostAgentPort)
+	if err != nil {
+		return fmt.Errorf("host transport: %w", err)
+	}
+	route := func(service string) (transport.Handler, error) {
+		if service == forward.HostServiceReady {
+			return a.onReady, nil
+		}
+		return nil, fmt.Errorf("unknown host service %q", service)
+	}
+	go transport.Serve(ctx, ln, a.secret, route, a.logf)
+	return nil
+}
+
+func (a *Agent) onReady(ctx context.Context, _ string, conn net.Conn) {
+	defer conn.Close()
+	var r forward.Ready
+	if err := json.NewDecoder(conn).Decode(&r); err != nil {
+		a.logf("ready: %v", err)
+		return
+	}
+	now := time.Now()
+	a.mu.Lock()
+	first := a.ready == nil
+	a.ready, a.readyAt = &r, &now
+	a.mu.Unlock()
+	if first {
+		a.logf("guest ready: engine API %s, guest uptime %dms, %s after VM start", r.EngineAPI, r.BootMillis, now.Sub(a.startedAt).Round(time.Millisecond))
+	}
+}
+
+func (a *Agent) awaitReady(ctx context.Context, done chan struct{}) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for range t.C {
+		a.mu.Lock()
+		ok := a.ready != nil
+		a.mu.Unlock()
+		if ok {
+			close(done)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (a *Agent) startForwarders(ctx context.Context) error {
+	shares := []pathmap.Share{}
+	for _, m := range a.Spec.Mounts {
+		shares = append(shares, pathmap.Share{Host: m.HostPath, Guest: m.GuestPath})
+	}
+	paths, err := pathmap.New(shares, pathmap.DefaultPassthrough)
+	if err != nil {
+		return err
+	}
+	sock := a.Dir.Sock(machine.SockEngine)
+	os.Remove(sock)
+	ln, err := listenUnix(sock)
+	if err != nil {
+		return fmt.Errorf("engine socket: %w", err)
+	}
+	proxy := &engineproxy.Proxy{Dial: engineproxy.GuestDialer(a.guest, forward.ServiceEngine), Paths: paths, Logf: a.logf}
+	go proxy.Serve(ctx, ln)
+
+	a.ports = &hostports.Manager{Guest: a.guest, BindAddr: a.Spec.PortBindAddress, Logf: a.logf,
+		OnChange: func(f []agentapi.Forward) { a.publish(agentapi.Event{Type: "forwards", Forwards: f}) }}
+	go a.watchPorts(ctx)
+	return nil
+}
+
+// watchPorts follows the guest's listener stream, reconnecting if it drops.
+func (a *Agent) watchPorts(ctx context.Context) {
+	for ctx.Err() == nil {
+		conn, err := a.guest.Dial(ctx, forward.ServicePorts)
+		if err != nil {
+			a.logf("ports: %v", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		dec := json.NewDecoder(conn)
+		for {
+			var ls []forward.Listener
+			if err := dec.Decode(&ls); err != nil {
+				break
+			}
+			a.ports.Update(ctx, ls)
+		}
+		stop()
+		conn.Close()
+	}
+}
+
+// timeSync pushes the host clock to the guest periodically and right after the host
+// wakes from sleep (seen as wall time jumping ahead of monotonic time).
+func (a *Agent) timeSync(ctx context.Context) {
+	sync := func(reason string) {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		resp, err := a.control(c, forward.ControlRequest{Op: forward.OpTime, TimeNano: time.Now().UnixNano()})
+		if err != nil {
+			a.logf("time sync (%s): %v", reason, err)
+			return
+		}
+		if d := time.Duration(resp.DriftNano); d > 100*time.Millisecond {
+			a.logf("time sync (%s): guest clock was off by %s; stepped", reason, d)
+		}
+	}
+	sync("start")
+	const every = 30 * time.Second
+	last := time.Now()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			// Round(0) strips the monotonic reading: the difference is wall-clock time.
+			if now.Round(0).Sub(last.Round(0)) > every+5*time.Second {
+				sync("host resumed")
+			} else {
+				sync("periodic")
+			}
+			last = now
+		}
+	}
+}
+
+// control sends one request to the guest agent's control service.
+func (a *Agent) control(ctx context.Context, req forward.ControlRequest) (*forward.ControlResponse, error) {
+	if a.guest == nil {
+		return nil, errors.New("the VM is not running")
+	}
+	conn, err := a.guest.Dial(ctx, forward.ServiceControl)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return nil, err
+	}
+	var resp forward.ControlResponse
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("guest control %s: %w", req.Op, err)
+	}
+	return &resp, nil
+}
+
+func (a *Agent) vmConfig() (vmm.Config, error) {
+	img := a.Spec.Image
+	man, err := readManifestRoles(img.Dir)
+	if err != nil {
+		return vmm.Config{}, err
+	}
+	cmdline := "console=ttyS0 quiet panic=-1 rootwait"
+	if a.Spec.Arch() == "arm64" {
+		cmdline = "console=ttyAMA0 quiet panic=-1"
+	}
+	if extra := os.Getenv("SKIFF_KERNEL_ARGS"); extra != "" {
+		cmdline += " " + extra // for debugging boots
+	}
+	cfg := vmm.Config{
+		Name: a.Spec.Name, Dir: a.Dir.Path, RunDir: a.Dir.Run, Arch: a.Spec.Arch(),
+		CPUs: a.Spec.CPUs, MemoryMiB: a.Spec.MemoryMiB,
+		Kernel: man["kernel"], Initrd: man["initrd"], Cmdline: cmdline,
+		Disks: []vmm.Disk{
+			{Path: man["root"], Serial: "skiff-root", ReadOnly: true},
+			{Path: a.Dir.File(machine.FileDataDisk), Serial: "skiff-data", Discard: true},
+			{Path: a.Dir.File(machine.FileSeedDisk), Serial: "skiff-seed", ReadOnly: true},
+		},
+		SerialLog: a.Dir.File(machine.FileSerialLog),
+		Network:   a.net,
+		MAC:       usernet.GuestMAC,
+	}
+	for i, m := range a.Spec.Mounts {
+		cfg.Shares = append(cfg.Shares, vmm.Share{Tag: shareTag(i), HostPath: m.HostPath, ReadOnly: m.ReadOnly})
+	}
+	return cfg, nil
+}
+
+func shareTag(i int) string { return "skiff" + strconv.Itoa(i) }
+
+func (a *Agent) writeSeed() error {
+	pub, err := os.ReadFile(a.Dir.File(machine.FileSSHKey + ".pub"))
+	if err != nil {
+		return fmt.Errorf("ssh key: %w", err)
+	}
+	hostKey, err := os.ReadFile(a.Dir.File(machine.FileHostKey))
+	if err != nil {
+		return fmt.Errorf("ssh host key: %w", err)
+	}
+	sd := &seed.Seed{
+		Hostname:       a.Spec.Name,
+		Engine:         string(a.Spec.Engine),
+		Secret:         a.secret,
+		AuthorizedKeys: string(pub),
+		HostKey:        string(hostKey),
+		Network: seed.Network{Address: usernet.GuestIP + "/24", Gateway: usernet.GatewayIP,
+			DNS: []string{usernet.GatewayIP}, MTU: usernet.MTU},
+		AgentPort:    GuestAgentPort,
+		HostPort:     HostAgentPort,
+		VsockPort:    VsockPort,
+		HostTimeNano: time.Now().UnixNano(),
+		TrimInterval: 3600,
+	}
+	shareType := vmm.ShareTypeOf(a.Backend)
+	for i, m := range a.Spec.Mounts {
+		sd.Shares = append(sd.Shares, seed.Share{Tag: shareTag(i), GuestPath: m.GuestPath, ReadOnly: m.ReadOnly, Type: shareType})
+	}
+	b, err := sd.Marshal()
+	if err != nil {
+		return err
+	}
+	return machine.WriteFileAtomic(a.Dir.File(machine.FileSeedDisk), b, 0o600)
+}
+
+// readManifestRoles maps each file role of the image in dir to its path.
+func readManifestRoles(dir string) (map[string]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return nil, fmt.Errorf("guest image: %w", err)
+	}
+	var m struct {
+		Files []struct{ Role, Name string }
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("guest image manifest: %w", err)
+	}
+	out := map[string]string{}
+	for _, f := range m.Files {
+		out[f.Role] = filepath.Join(dir, f.Name)
+	}
+	for _, r := range []string{"kernel", "initrd", "root"} {
+		if out[r] == "" {
+			return nil, fmt.Errorf("guest image manifest lists no %s", r)
+		}
+	}
+	return out, nil
+}
+
+// killStaleVM kills a VM left by a crashed agent on platforms where it could outlive it.
+func killStaleVM(d machine.Dir) {
+	b, err := os.ReadFile(d.File(machine.FileVMPID))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(string(trimSpace(b)))
+	if err == nil && pid > 0 && processIsVM(pid) {
+		if p, err := os.FindProcess(pid); err == nil {
+			p.Kill()
+		}
+	}
+	os.Remove(d.File(machine.FileVMPID))
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

@@ -1,0 +1,197 @@
+package hostagent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/forward/transport"
+	"github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/machine/agentapi"
+	"github.com/skiff-dev/skiff/vmm"
+)
+
+// listenUnix listens on a socket only its owner can use. The run directory is already
+// 0700, so there is no window in which another user could connect.
+func listenUnix(path string) (net.Listener, error) {
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func (a *Agent) serveControl(ctx context.Context) (net.Listener, error) {
+	ln, err := listenUnix(a.Dir.Sock(machine.SockControl))
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+agentapi.PathState, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, a.State())
+	})
+	mux.HandleFunc("POST "+agentapi.PathStop, a.handleStop)
+	mux.HandleFunc("GET "+agentapi.PathEvents, a.handleEvents)
+	mux.HandleFunc("POST "+agentapi.PathConnect, a.handleConnect)
+	mux.HandleFunc("POST "+agentapi.PathControl, func(w http.ResponseWriter, r *http.Request) {
+		var req forward.ControlRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		resp, err := a.control(r.Context(), req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		writeJSON(w, resp)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return ln, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// State computes the agent's view now; nothing here is cached.
+func (a *Agent) State() agentapi.State {
+	a.mu.Lock()
+	s := agentapi.State{
+		Name: a.Spec.Name, Phase: a.phase, AgentPID: os.Getpid(), Backend: a.Backend.Name(),
+		StartedAt: a.startedAt, ReadyAt: a.readyAt, Engine: string(a.Spec.Engine),
+		EngineSock: a.Dir.Sock(machine.SockEngine), Warnings: append([]string(nil), a.warnings...),
+	}
+	if a.ready != nil {
+		s.EngineAPI, s.GuestBootMS = a.ready.EngineAPI, a.ready.BootMillis
+	}
+	vm := a.vm
+	a.mu.Unlock()
+	if p, ok := vm.(vmm.ProcessVM); ok {
+		s.VMPID = p.PID()
+	}
+	if d, ok := vm.(vmm.Describer); ok {
+		s.VM = d.Describe()
+	}
+	if a.ports != nil {
+		s.Forwards = a.ports.Status()
+	} else {
+		s.Forwards = []agentapi.Forward{}
+	}
+	if a.net != nil {
+		s.NetRxBytes, s.NetTxBytes = a.net.BytesReceived(), a.net.BytesSent()
+	}
+	return s
+}
+
+func (a *Agent) handleStop(w http.ResponseWriter, r *http.Request) {
+	var req agentapi.StopRequest
+	json.NewDecoder(r.Body).Decode(&req)
+	select {
+	case a.stopReq <- req:
+	default: // a stop is already under way; wait for it like the first caller
+	}
+	select {
+	case <-a.stopped:
+		w.WriteHeader(http.StatusNoContent)
+	case <-r.Context().Done():
+	}
+}
+
+func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
+	ch := make(chan agentapi.Event, 64)
+	a.mu.Lock()
+	a.subs[ch] = true
+	phase := a.phase
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.subs, ch)
+		a.mu.Unlock()
+	}()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	fl, _ := w.(http.Flusher)
+	send := func(e agentapi.Event) bool {
+		if err := enc.Encode(e); err != nil {
+			return false
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return true
+	}
+	first := agentapi.Event{Time: time.Now(), Type: "phase", Phase: phase}
+	if !send(first) {
+		return
+	}
+	if a.ports != nil {
+		send(agentapi.Event{Time: time.Now(), Type: "forwards", Forwards: a.ports.Status()})
+	}
+	for {
+		select {
+		case e := <-ch:
+			if !send(e) {
+				return
+			}
+		case <-r.Context().Done():
+			return
+		case <-a.stopped:
+			return
+		}
+	}
+}
+
+// handleConnect upgrades the request to a raw stream to a guest service, so that the CLI
+// can reach sshd without any host port.
+func (a *Agent) handleConnect(w http.ResponseWriter, r *http.Request) {
+	service := r.URL.Query().Get("service")
+	if service != forward.ServiceSSH && service != forward.ServiceEngine && !strings.HasPrefix(service, forward.PrefixTCP) {
+		http.Error(w, fmt.Sprintf("service %q cannot be connected", service), http.StatusBadRequest)
+		return
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), agentapi.UpgradeProto) {
+		http.Error(w, "upgrade required", http.StatusUpgradeRequired)
+		return
+	}
+	if a.guest == nil {
+		http.Error(w, "the machine is not running", http.StatusServiceUnavailable)
+		return
+	}
+	g, err := a.guest.Dial(r.Context(), service)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		g.Close()
+		http.Error(w, "cannot hijack", http.StatusInternalServerError)
+		return
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		g.Close()
+		return
+	}
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", agentapi.UpgradeProto)
+	brw.Flush()
+	if n := brw.Reader.Buffered(); n > 0 {
+		buf := make([]byte, n)
+		brw.Read(buf)
+		g.Write(buf)
+	}
+	transport.Splice(c, g)
+}

@@ -1,0 +1,141 @@
+package machine
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/skiff-dev/skiff/forward/transport"
+	"github.com/skiff-dev/skiff/machine/agentapi"
+)
+
+// Create makes a machine's directory: keys, secret, an empty sparse data disk and the
+// config, which is written last so a half-made machine never lists as existing.
+func (h Home) Create(s *Spec) (err error) {
+	d := h.Dir(s.Name)
+	if d.Exists() {
+		return fmt.Errorf("machine %q already exists", s.Name)
+	}
+	if err := os.MkdirAll(d.Path, 0o700); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(d.Path)
+		}
+	}()
+	secret, err := transport.NewSecret()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(d.File(FileSecret), secret, 0o600); err != nil {
+		return err
+	}
+	if err := writeKeyPair(d.File(FileSSHKey), "skiff@"+s.Name); err != nil {
+		return err
+	}
+	if err := writeKeyPair(d.File(FileHostKey), "skiff-host@"+s.Name); err != nil {
+		return err
+	}
+	if err := ResizeDataDisk(d, s.DiskGiB); err != nil {
+		return err
+	}
+	return s.Save(d.File(FileConfig))
+}
+
+// ResizeDataDisk creates or grows the sparse data disk; the guest grows its filesystem at
+// the next boot. Shrinking would destroy data, so it is refused.
+func ResizeDataDisk(d Dir, gib int64) error {
+	p := d.File(FileDataDisk)
+	want := gib << 30
+	if st, err := os.Stat(p); err == nil && st.Size() > want {
+		return fmt.Errorf("the data disk is %dGiB; it cannot shrink to %dGiB", st.Size()>>30, gib)
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(want); err != nil {
+		return fmt.Errorf("size the data disk: %w", err)
+	}
+	return nil
+}
+
+func writeKeyPair(path, comment string) error {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		return err
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	line := append(ssh.MarshalAuthorizedKey(sp)[:len(ssh.MarshalAuthorizedKey(sp))-1], " "+comment+"\n"...)
+	return os.WriteFile(path+".pub", line, 0o644)
+}
+
+// State is a machine's status as users see it.
+type State string
+
+const (
+	StateStopped  State = "stopped"
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	StateStopping State = "stopping"
+	StateCrashed  State = "crashed"
+)
+
+// Status is computed on every read from the agent lock, the pid file and the control API.
+type Status struct {
+	State  State           `json:"state"`
+	Reason string          `json:"reason,omitempty"`
+	Agent  *agentapi.State `json:"agent,omitempty"`
+}
+
+// Status computes the machine's status now. The agent holds its lock for its whole life
+// and the OS drops it on any death, so a dead agent can never read as running.
+func (d Dir) Status(ctx context.Context) Status {
+	if !Held(d.File(FileAgentLock)) {
+		if _, err := os.Stat(d.File(FileAgentPID)); err == nil {
+			return Status{State: StateCrashed, Reason: "the host agent exited without a clean stop (see `skiff machine logs " + d.Name + "`)"}
+		}
+		return Status{State: StateStopped}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := agentapi.NewClient(d.Sock(SockControl)).State(ctx)
+	if err != nil {
+		return Status{State: StateStarting, Reason: "the host agent is up; its control API does not answer yet"}
+	}
+	return Status{State: State(st.Phase), Agent: st}
+}
+
+// Remove deletes a machine's directories. The caller makes sure it is not running.
+func (h Home) Remove(name string) error {
+	d := h.Dir(name)
+	if !d.Exists() {
+		if _, err := os.Stat(d.Path); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("machine %q does not exist", name)
+		}
+	}
+	if err := os.RemoveAll(d.Run); err != nil {
+		return err
+	}
+	return os.RemoveAll(d.Path)
+}
