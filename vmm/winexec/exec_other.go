@@ -1,0 +1,7 @@
+//go:build !windows
+
+package winexec
+
+import "os/exec"
+
+func hideWindow(cmd *exec.Cmd) {}
