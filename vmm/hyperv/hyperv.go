@@ -289,6 +289,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 		return nil, err
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.serialDone = make(chan struct{})
 	go m.copySerial(comPipe(name), cfg.SerialLog)
 	go m.poll()
 	return m, nil
@@ -302,9 +303,10 @@ type machine struct {
 	ctx           context.Context
 	cancel        context.CancelFunc
 
-	once    sync.Once
-	done    chan struct{}
-	waitErr error
+	once       sync.Once
+	done       chan struct{}
+	serialDone chan struct{} // closed when COM1 is drained into the serial log
+	waitErr    error
 }
 
 func (m *machine) serveNetwork(n vmm.Network) {
@@ -324,6 +326,7 @@ func (m *machine) serveNetwork(n vmm.Network) {
 
 // copySerial keeps COM1 (a named pipe Hyper-V serves while the VM runs) in the serial log.
 func (m *machine) copySerial(pipe, logPath string) {
+	defer close(m.serialDone)
 	r, err := m.b.Hvsock.OpenPipe(m.ctx, pipe)
 	if err != nil {
 		return
@@ -375,6 +378,11 @@ func (m *machine) poll() {
 
 func (m *machine) finish(err error) {
 	m.once.Do(func() {
+		// The pipe closes when the VM is off; give the last lines (a panic) time to land.
+		select {
+		case <-m.serialDone:
+		case <-time.After(2 * time.Second):
+		}
 		m.waitErr = err
 		m.netListener.Close()
 		close(m.done)
