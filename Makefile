@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 IMAGE_OUT := $(CURDIR)/images/out/$(ARCH)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X github.com/skiff-dev/skiff/images.DefaultRef=$(IMAGE_OUT)
 
-.PHONY: all build agent image image-systemd test test-unit test-e2e bench-boot cross clean
+.PHONY: all build agent image image-systemd test test-unit bench-boot clean up
 
 all: build
 
@@ -30,11 +30,23 @@ test-unit:
 
 # The whole suite, as CI runs it: host packages, the image, unit tests, the end-to-end
 # tests against real VMs, and the cross-OS checks.
-test:
+test: build
 	.ci/test-all
 
 bench-boot: build image image-systemd
-	$(GO) run ./images/cmd/bench-boot -minimal $(IMAGE_OUT) -systemd $(CURDIR)/images/out/$(ARCH)-systemd
+	$(GO) run ./cmd/skiff-bench boot -skiff bin/skiff -minimal $(IMAGE_OUT) -systemd $(CURDIR)/images/out/$(ARCH)-systemd
 
 clean:
 	rm -rf bin images/out
+
+# Fresh machine to a running container: dependencies, image, CLI, default machine, docker run.
+up:
+	installer/dev/deps.sh
+	$(MAKE) build image
+	bin/skiff machine list --format '{{.Name}}' | grep -qx default || bin/skiff machine init
+	bin/skiff machine inspect --format '{{.Status.State}}' | grep -qx running || bin/skiff machine start
+	@sock=$$(bin/skiff machine inspect --format '{{.Engine}}'); \
+	  docker -H unix://$$sock image inspect skiff-test/busybox >/dev/null 2>&1 || \
+	  (d=$$(mktemp -d) && mkdir $$d/bin && cp $$(command -v busybox) $$d/bin/ && ln -s busybox $$d/bin/sh && ln -s busybox $$d/bin/echo && \
+	   tar -C $$d -c . | docker -H unix://$$sock import --change 'ENV PATH=/bin' - skiff-test/busybox >/dev/null && rm -rf $$d); \
+	  docker -H unix://$$sock run --rm skiff-test/busybox echo "hello from a container in skiff"

@@ -62,7 +62,7 @@ build_rootfs() {
 	trap 'rm -rf "$tmp"' EXIT
 	local rootfs=$tmp/rootfs
 	echo "build.sh: mmdebstrap $SUITE/$ARCH ($VARIANT) into $rootfs" >&2
-	mmdebstrap --variant=essential --arch="$ARCH" --mode=root \
+	mmdebstrap --variant=essential --arch="$ARCH" --mode=root --skip=cleanup/apt/lists \
 		--aptopt='APT::Install-Recommends "false"' \
 		--dpkgopt='path-exclude=/usr/share/man/*' \
 		--dpkgopt='path-exclude=/usr/share/doc/*' \
@@ -75,6 +75,7 @@ build_rootfs() {
 	}
 
 	chroot "$rootfs" dpkg-query -W -f='${Package} ${Version} ${Architecture}\n' | LC_ALL=C sort >"$tmp/packages.lock"
+	dropped_packages "$rootfs" >"$tmp/dropped-packages.txt"
 
 	# The kernel leaves the rootfs: the VMM loads it directly (no bootloader).
 	local kver
@@ -109,6 +110,22 @@ build_rootfs() {
 	rm -rf "$rootfs" "$tmp/mmdebstrap.log"
 	trap - EXIT
 	mv "$tmp" "$ROOT_DIR"
+}
+
+# Lists the packages that the included ones recommend but the image leaves out, with the
+# installed size each would have cost: the record of what dropping them saved.
+dropped_packages() {
+	local r=$1
+	printf '%-32s %10s  %s\n' "# package (not installed)" "KiB saved" "recommended by"
+	packages | while read -r p; do
+		chroot "$r" apt-cache depends --no-pre-depends --no-depends --no-suggests --no-conflicts \
+			--no-breaks --no-replaces --no-enhances "$p" 2>/dev/null |
+			awk '/Recommends:/ {gsub(/[<>]/, "", $2); print $2}' | while read -r rec; do
+			chroot "$r" dpkg-query -W "$rec" >/dev/null 2>&1 && continue
+			size=$(chroot "$r" apt-cache show "$rec" 2>/dev/null | awk '/^Installed-Size:/ {print $2; exit}')
+			printf '%-32s %10s  %s\n' "$rec" "${size:-virtual}" "$p"
+		done
+	done | sort -u -k1,1
 }
 
 # Settings baked into the read-only root. Per-machine state (keys, hostname, mounts) comes
@@ -146,12 +163,17 @@ configure_rootfs() {
 			Description=Skiff guest agent
 			After=local-fs.target
 			[Service]
-			ExecStart=/run/skiff/skiff-agent service
+			ExecStart=/usr/sbin/skiff-agent service
 			Restart=always
 			[Install]
 			WantedBy=multi-user.target
 		EOF
 		ln -sf ../skiff-agent.service "$r/etc/systemd/system/multi-user.target.wants/skiff-agent.service"
+		# The agent starts the engine and sshd itself, as in the minimal variant, so the
+		# comparison measures the init system and nothing else.
+		for u in docker.service docker.socket containerd.service ssh.service ssh.socket; do
+			ln -sf /dev/null "$r/etc/systemd/system/$u"
+		done
 	fi
 }
 
@@ -216,7 +238,7 @@ if [ -f "$ROOT_DIR/root.squashfs" ]; then
 else
 	build_rootfs
 fi
-cp "$ROOT_DIR/$KERNEL_NAME" "$ROOT_DIR/packages.lock" "$ROOT_DIR/trim-report.txt" "$OUT/"
+cp "$ROOT_DIR/$KERNEL_NAME" "$ROOT_DIR/packages.lock" "$ROOT_DIR/trim-report.txt" "$ROOT_DIR/dropped-packages.txt" "$OUT/"
 # Hard link when possible: the squashfs is the big one.
 ln -f "$ROOT_DIR/root.squashfs" "$OUT/root.squashfs" 2>/dev/null || cp "$ROOT_DIR/root.squashfs" "$OUT/root.squashfs"
 build_initrd

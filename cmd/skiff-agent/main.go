@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command skiff-agent is the guest side of Skiff. It is the guest's init (stage 1 from the
 // initrd, stage 2 as PID 1 in the root) and the agent that answers the host's streams.
 package main

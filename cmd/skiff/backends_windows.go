@@ -4,15 +4,21 @@ import (
 	"fmt"
 
 	"github.com/skiff-dev/skiff/vmm"
+	"github.com/skiff-dev/skiff/vmm/hyperv"
 	"github.com/skiff-dev/skiff/vmm/qemu"
+	"github.com/skiff-dev/skiff/vmm/wsl2"
 )
 
-func defaultBackend() string { return "qemu" }
+func defaultBackend() string { return "wsl2" }
 
 func backendFor(name string) (vmm.Backend, error) {
 	switch name {
-	case "qemu", "":
+	case "wsl2", "":
+		return wsl2.New(wsl2.Options{}), nil
+	case "hyperv":
+		return hyperv.New(hyperv.Options{}), nil
+	case "qemu":
 		return &qemu.Backend{}, nil
 	}
-	return nil, fmt.Errorf("backend %q is not available on Windows yet (use qemu)", name)
+	return nil, fmt.Errorf("backend %q is not available on Windows (use wsl2, hyperv or qemu)", name)
 }

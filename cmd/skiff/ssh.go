@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -128,7 +127,8 @@ func runSSH(cmd *cobra.Command, name string, command []string) (int, error) {
 		}
 		err = sess.Wait()
 	} else {
-		err = sess.Run(shellJoin(command))
+		// Like OpenSSH: words are joined and the remote shell parses them.
+		err = sess.Run(strings.Join(command, " "))
 	}
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
@@ -152,18 +152,3 @@ func watchResize(fd int, sess *ssh.Session) {
 	}
 }
 
-// shellJoin quotes each word so the remote shell sees the same argv.
-func shellJoin(args []string) string {
-	var b bytes.Buffer
-	for i, a := range args {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		if a != "" && !strings.ContainsAny(a, " \t\n'\"\\$`;&|<>()*?[]{}~#!") {
-			b.WriteString(a)
-			continue
-		}
-		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
-	}
-	return b.String()
-}

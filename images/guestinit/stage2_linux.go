@@ -66,7 +66,8 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	}
 	s.Seed = sd
 	if sd.HostTimeNano > 0 {
-		SetClock(time.Unix(0, sd.HostTimeNano), logf)
+		// The seed was written when the VM started; the guest has been up since.
+		SetClock(time.Unix(0, sd.HostTimeNano).Add(Uptime()), logf)
 	}
 	unix.Sethostname([]byte(sd.Hostname))
 	os.WriteFile("/etc/hostname", []byte(sd.Hostname+"\n"), 0o644)
@@ -441,4 +442,11 @@ func (s *System) Shutdown(poweroff bool) {
 	if poweroff {
 		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
+}
+
+// Uptime is the time since the guest kernel started.
+func Uptime() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return time.Duration(ts.Nano())
 }

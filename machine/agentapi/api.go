@@ -42,6 +42,7 @@ type State struct {
 	Backend     string            `json:"backend"`
 	VM          map[string]string `json:"vm,omitempty"` // backend facts: accelerator and why
 	StartedAt   time.Time         `json:"startedAt"`
+	VMStartedAt *time.Time        `json:"vmStartedAt,omitempty"` // when the hypervisor was asked to boot
 	ReadyAt     *time.Time        `json:"readyAt,omitempty"`
 	GuestBootMS int64             `json:"guestBootMillis,omitempty"`
 	EngineAPI   string            `json:"engineAPI,omitempty"`

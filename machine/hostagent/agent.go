@@ -48,12 +48,13 @@ type Agent struct {
 	Backend vmm.Backend
 	Log     *log.Logger
 
-	secret    []byte
-	net       *usernet.Network
-	vm        vmm.VM
-	guest     transport.Dialer
-	ports     *hostports.Manager
-	startedAt time.Time
+	secret      []byte
+	net         *usernet.Network
+	vm          vmm.VM
+	guest       transport.Dialer
+	ports       *hostports.Manager
+	startedAt   time.Time
+	vmStartedAt *time.Time
 
 	mu       sync.Mutex
 	phase    agentapi.Phase
@@ -154,6 +155,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	vmStart := time.Now()
+	a.mu.Lock()
+	a.vmStartedAt = &vmStart
+	a.mu.Unlock()
 	a.vm, err = a.Backend.Start(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("start VM: %w", err)

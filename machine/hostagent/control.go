@@ -71,7 +71,7 @@ func (a *Agent) State() agentapi.State {
 	a.mu.Lock()
 	s := agentapi.State{
 		Name: a.Spec.Name, Phase: a.phase, AgentPID: os.Getpid(), Backend: a.Backend.Name(),
-		StartedAt: a.startedAt, ReadyAt: a.readyAt, Engine: string(a.Spec.Engine),
+		StartedAt: a.startedAt, VMStartedAt: a.vmStartedAt, ReadyAt: a.readyAt, Engine: string(a.Spec.Engine),
 		EngineSock: a.Dir.Sock(machine.SockEngine), Warnings: append([]string(nil), a.warnings...),
 	}
 	if a.ready != nil {

@@ -200,6 +200,15 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 		close(vm.done)
 	}()
 
+	// QEMU creates its QMP socket with the umask; it is ours alone.
+	go func() {
+		for i := 0; i < 100; i++ {
+			if os.Chmod(qmpSock, 0o600) == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	// QEMU connects to the network socket as soon as it initialises its NIC.
 	connCh := make(chan net.Conn, 1)
 	go func() {

@@ -1,0 +1,164 @@
+// Command skiff-bench measures Skiff against its peers, each pair side by side in one run
+// on the same machine, and prints both medians and their ratio. Timings are noisy here;
+// ratios from one run are what to compare.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/machine/agentapi"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot -minimal DIR -systemd DIR [-runs N]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "boot":
+		err = benchBoot(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "skiff-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// bench is a throwaway Skiff home with the CLI.
+type bench struct {
+	skiff string
+	home  string
+}
+
+func (b *bench) run(env []string, args ...string) error {
+	cmd := exec.Command(b.skiff, args...)
+	cmd.Env = append(os.Environ(), append(env, "SKIFF_HOME="+b.home, "DOCKER_CONFIG="+filepath.Join(b.home, "docker"))...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("skiff %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// timeBoot starts a machine and returns the time from the VM's launch to the first GET
+// /_ping that succeeds through the host's engine socket.
+func (b *bench) timeBoot(name string, env []string) (time.Duration, error) {
+	h := machine.Home{Root: b.home}
+	d := h.Dir(name)
+	done := make(chan error, 1)
+	go func() { done <- b.run(env, "machine", "start", name) }()
+	sock := d.Sock(machine.SockEngine)
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var dd net.Dialer
+			return dd.DialContext(ctx, "unix", sock)
+		}}}
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := client.Get("http://engine/_ping")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				pinged := time.Now()
+				st, err := agentapi.NewClient(d.Sock(machine.SockControl)).State(context.Background())
+				if err != nil || st.VMStartedAt == nil {
+					return 0, fmt.Errorf("agent state: %v", err)
+				}
+				if err := <-done; err != nil {
+					return 0, err
+				}
+				return pinged.Sub(*st.VMStartedAt), nil
+			}
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				return 0, err
+			}
+			done <- nil
+		default:
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s: engine never answered", name)
+}
+
+func benchBoot(args []string) error {
+	fs := flag.NewFlagSet("boot", flag.ExitOnError)
+	minimal := fs.String("minimal", "images/out/amd64", "minimal image directory")
+	systemd := fs.String("systemd", "images/out/amd64-systemd", "systemd image directory")
+	runs := fs.Int("runs", 3, "measured boots per variant (after one warm-up boot each)")
+	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
+	cpus := fs.Int("cpus", 2, "CPUs per VM")
+	fs.Parse(args)
+	home, err := os.MkdirTemp("", "skb")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(home)
+	abs, _ := filepath.Abs(*skiff)
+	b := &bench{skiff: abs, home: home}
+	variants := []struct {
+		name, image string
+		env         []string
+	}{
+		{"minimal", *minimal, nil},
+		{"systemd", *systemd, []string{"SKIFF_KERNEL_ARGS=skiff.init=systemd"}},
+	}
+	for _, v := range variants {
+		if err := b.run(nil, "machine", "init", v.name, "--image", v.image, "--cpus", fmt.Sprint(*cpus), "--memory", "2G", "--disk-size", "8G", "--no-home-share"); err != nil {
+			return err
+		}
+		defer b.run(nil, "machine", "rm", "-f", v.name)
+	}
+	results := map[string][]time.Duration{}
+	// Interleaved, so that drift in the machine's load hits both variants alike.
+	for i := 0; i <= *runs; i++ {
+		for _, v := range variants {
+			d, err := b.timeBoot(v.name, v.env)
+			if err != nil {
+				return err
+			}
+			if err := b.run(nil, "machine", "stop", v.name); err != nil {
+				return err
+			}
+			label := "measured"
+			if i == 0 {
+				label = "warm-up (formats the data disk), not counted"
+			} else {
+				results[v.name] = append(results[v.name], d)
+			}
+			fmt.Printf("boot %-8s run %d: %6.2fs  %s\n", v.name, i, d.Seconds(), label)
+		}
+	}
+	mMin, mSys := median(results["minimal"]), median(results["systemd"])
+	fmt.Printf("\nQEMU launch -> engine GET /_ping OK, median of %d:\n", *runs)
+	fmt.Printf("  minimal init: %6.2fs\n  systemd init: %6.2fs\n  ratio minimal/systemd: %.2f (goal <= 0.35)\n", mMin.Seconds(), mSys.Seconds(), mMin.Seconds()/mSys.Seconds())
+	return nil
+}

@@ -1,0 +1,267 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// freePort finds a host TCP+UDP port nobody uses right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			u.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// hostListeners returns the local addresses listening on port (tcp or udp), from ss.
+func hostListeners(t *testing.T, proto string, port int) []string {
+	flag := "-ltnH"
+	if proto == "udp" {
+		flag = "-lunH"
+	}
+	out, err := exec.Command("ss", flag, fmt.Sprintf("sport = :%d", port)).Output()
+	if err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	var addrs []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) >= 4 {
+			addrs = append(addrs, f[3])
+		}
+	}
+	return addrs
+}
+
+func waitListener(t *testing.T, proto string, port int, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if a := hostListeners(t, proto, port); len(a) > 0 {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no host %s listener on port %d after %s", proto, port, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func onlyLoopback(t *testing.T, addrs []string) {
+	t.Helper()
+	for _, a := range addrs {
+		if !strings.HasPrefix(a, "127.0.0.1:") {
+			t.Fatalf("forwarded port bound to %s; must be 127.0.0.1 only (all: %v)", a, addrs)
+		}
+	}
+}
+
+func TestPublishedPorts(t *testing.T) {
+	m := machine(t)
+	p1, p2 := freePort(t), freePort(t)
+	page := "mkdir -p /www && echo served-%s > /www/index.html && httpd -f -p 80 -h /www"
+	m.MustDocker("default", "run", "-d", "--name", "pub1", "-p", fmt.Sprintf("127.0.0.1:%d:80", p1), img, "sh", "-c", fmt.Sprintf(page, "one"))
+	defer m.DockerRun("default", "rm", "-f", "pub1")
+	m.MustDocker("default", "run", "-d", "--name", "pub2", "-p", fmt.Sprintf("%d:80", p2), img, "sh", "-c", fmt.Sprintf(page, "two"))
+	defer m.DockerRun("default", "rm", "-f", "pub2")
+	for port, want := range map[int]string{p1: "served-one", p2: "served-two"} {
+		onlyLoopback(t, waitListener(t, "tcp", port, 10*time.Second))
+		if got := strings.TrimSpace(httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 30*time.Second)); got != want {
+			t.Fatalf("port %d answered %q, want %q", port, got, want)
+		}
+	}
+	// Removing the container removes the forward.
+	m.MustDocker("default", "rm", "-f", "pub2")
+	deadline := time.Now().Add(5 * time.Second)
+	for len(hostListeners(t, "tcp", p2)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("port %d still forwarded 5s after its container went away", p2)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestForwardLatency measures how soon a new guest listener appears on the host.
+func TestForwardLatency(t *testing.T) {
+	m := machine(t)
+	port := freePort(t)
+	m.MustDocker("default", "run", "-d", "--name", "lat", "--network", "host", img, "sleep", "300")
+	defer m.DockerRun("default", "rm", "-f", "lat")
+	start := time.Now()
+	m.MustDocker("default", "exec", "-d", "lat", "nc", "-lk", "-p", strconv.Itoa(port), "-e", "echo", "hi")
+	// docker exec -d returns once the process started, so this bounds listener -> forward.
+	waitListener(t, "tcp", port, 5*time.Second)
+	t.Logf("forward appeared %s after docker exec returned (goal: within 1s of the listener)", time.Since(start).Round(time.Millisecond))
+}
+
+// TestGuestListener: a plain process listening in the guest (started over ssh, no
+// container) is forwarded automatically.
+func TestGuestListener(t *testing.T) {
+	m := machine(t)
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The home share makes a host copy of busybox runnable in the guest.
+	data, _ := os.ReadFile(bb)
+	guestBB := filepath.Join(m.homeDir, "busybox")
+	os.WriteFile(guestBB, data, 0o755)
+	port := freePort(t)
+	m.Must("machine", "ssh", "--", fmt.Sprintf("setsid %s nc -lk -p %d -e %s echo from-guest-listener </dev/null >/dev/null 2>&1 &", guestBB, port, guestBB))
+	onlyLoopback(t, waitListener(t, "tcp", port, 5*time.Second))
+	var got []byte
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			got, _ = io.ReadAll(c)
+			c.Close()
+			if len(got) > 0 {
+				break
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if strings.TrimSpace(string(got)) != "from-guest-listener" {
+		t.Fatalf("guest listener answered %q", got)
+	}
+	m.Run("machine", "ssh", "--", fmt.Sprintf("pkill -f 'nc -lk -p %d'", port))
+}
+
+func TestUDP(t *testing.T) {
+	m := machine(t)
+	port := freePort(t)
+	// busybox nc in UDP listen mode echoes back what the first peer sends.
+	m.MustDocker("default", "run", "-d", "--name", "udp", "-p", fmt.Sprintf("127.0.0.1:%d:5353/udp", port), img,
+		"sh", "-c", "while true; do nc -u -l -p 5353 -e cat; done")
+	defer m.DockerRun("default", "rm", "-f", "udp")
+	onlyLoopback(t, waitListener(t, "udp", port, 10*time.Second))
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 100)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c.Write([]byte("udp-ping\n"))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := c.Read(buf)
+		if err == nil && strings.Contains(string(buf[:n]), "udp-ping") {
+			return
+		}
+	}
+	t.Fatal("no UDP echo through the forwarded port")
+}
+
+// TestPortStreamsLoad opens 100 parallel forwarded streams of 10MB each; every byte must
+// arrive intact.
+func TestPortStreamsLoad(t *testing.T) {
+	m := machine(t)
+	port := freePort(t)
+	m.MustDocker("default", "run", "-d", "--name", "bulk", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), img,
+		"sh", "-c", "mkdir -p /www && head -c 10485760 /dev/urandom > /www/blob && sha256sum /www/blob > /www/sum && httpd -f -p 80 -h /www")
+	defer m.DockerRun("default", "rm", "-f", "bulk")
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	sumLine := httpGet(t, base+"/sum", 60*time.Second)
+	want := strings.Fields(sumLine)[0]
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []string
+	client := &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{MaxConnsPerHost: 0, DisableKeepAlives: true}}
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get(base + "/blob")
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err.Error())
+				mu.Unlock()
+				return
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			n, err := io.Copy(h, resp.Body)
+			got := fmt.Sprintf("%x", h.Sum(nil))
+			if err != nil || n != 10<<20 || got != want {
+				mu.Lock()
+				errs = append(errs, fmt.Sprintf("stream %d: %d bytes, sha %s, err %v", i, n, got, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d of 100 streams failed; first: %s", len(errs), errs[0])
+	}
+}
+
+// TestAPILoad sends 1,000 concurrent requests through the engine socket.
+func TestAPILoad(t *testing.T) {
+	m := machine(t)
+	sock := m.EngineSocket("default")
+	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+		Dial:                func(_, _ string) (net.Conn, error) { return net.Dial("unix", sock) },
+		MaxIdleConnsPerHost: 1000,
+	}}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failures := 0
+	var first string
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := "/_ping"
+			if i%4 == 0 {
+				path = "/v1.45/containers/json"
+			}
+			resp, err := client.Get("http://engine" + path)
+			ok := err == nil && resp.StatusCode == 200
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			if !ok {
+				mu.Lock()
+				failures++
+				if first == "" {
+					first = fmt.Sprint(err, resp)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if failures > 0 {
+		t.Fatalf("%d of 1000 concurrent API requests failed; first: %s", failures, first)
+	}
+}
+
+var _ = bytes.Equal

@@ -1,0 +1,176 @@
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// fixture writes a small image (three files and a manifest) into a directory.
+func fixture(t *testing.T) (dir string, files map[string][]byte, digest string) {
+	t.Helper()
+	dir = t.TempDir()
+	files = map[string][]byte{
+		"vmlinuz":       []byte(strings.Repeat("K", 100_000)),
+		"initrd.img":    []byte(strings.Repeat("I", 50_000)),
+		"root.squashfs": []byte(strings.Repeat("R", 400_000)),
+	}
+	m := Manifest{SchemaVersion: 1, Name: "skiff-guest", Version: "test", Arch: "amd64"}
+	for name, role := range map[string]string{"vmlinuz": "kernel", "initrd.img": "initrd", "root.squashfs": "root"} {
+		sum := sha256.Sum256(files[name])
+		m.Files = append(m.Files, File{Role: role, Name: name, Size: int64(len(files[name])), SHA256: hex.EncodeToString(sum[:])})
+		os.WriteFile(filepath.Join(dir, name), files[name], 0o644)
+	}
+	raw, _ := json.Marshal(m)
+	os.WriteFile(filepath.Join(dir, "manifest.json"), raw, 0o644)
+	sum := sha256.Sum256(raw)
+	return dir, files, hex.EncodeToString(sum[:])
+}
+
+func TestInstallLocalAndCacheHit(t *testing.T) {
+	src, files, digest := fixture(t)
+	cache := t.TempDir()
+	inst, err := Install(context.Background(), src, cache, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.CacheHit || inst.Digest != "sha256:"+digest {
+		t.Fatalf("first install: hit=%v digest=%s", inst.CacheHit, inst.Digest)
+	}
+	for name, data := range files {
+		got, err := os.ReadFile(filepath.Join(inst.Dir, name))
+		if err != nil || string(got) != string(data) {
+			t.Fatalf("%s not installed intact: %v", name, err)
+		}
+	}
+	again, err := Install(context.Background(), src+"@sha256:"+digest, cache, Options{})
+	if err != nil || !again.CacheHit || again.Dir != inst.Dir {
+		t.Fatalf("second install was not a cache hit: %+v %v", again, err)
+	}
+}
+
+func TestInstallCorruptLocalFile(t *testing.T) {
+	src, _, _ := fixture(t)
+	os.WriteFile(filepath.Join(src, "root.squashfs"), []byte(strings.Repeat("X", 400_000)), 0o644)
+	cache := t.TempDir()
+	_, err := Install(context.Background(), src, cache, Options{})
+	var dm *DigestMismatchError
+	if !errors.As(err, &dm) || dm.File != "root.squashfs" || dm.Expected == "" || dm.Actual == "" {
+		t.Fatalf("want a digest mismatch naming root.squashfs with both digests, got %v", err)
+	}
+	if !strings.Contains(err.Error(), dm.Expected) || !strings.Contains(err.Error(), dm.Actual) {
+		t.Fatalf("error does not show both digests: %v", err)
+	}
+	ents, _ := filepath.Glob(filepath.Join(cache, "images", "sha256-*"))
+	if len(ents) != 0 {
+		t.Fatalf("a corrupt image was installed: %v", ents)
+	}
+}
+
+func TestInstallTruncatedFile(t *testing.T) {
+	src, files, _ := fixture(t)
+	os.WriteFile(filepath.Join(src, "vmlinuz"), files["vmlinuz"][:1000], 0o644)
+	_, err := Install(context.Background(), src, t.TempDir(), Options{})
+	if err == nil || !strings.Contains(err.Error(), "vmlinuz") || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("want a truncation error naming vmlinuz, got %v", err)
+	}
+}
+
+func TestInstallWrongPinnedDigest(t *testing.T) {
+	src, _, digest := fixture(t)
+	wrong := strings.Repeat("0", 64)
+	_, err := Install(context.Background(), src+"@sha256:"+wrong, t.TempDir(), Options{})
+	var dm *DigestMismatchError
+	if !errors.As(err, &dm) || dm.File != "manifest.json" || dm.Actual != digest {
+		t.Fatalf("want a manifest digest mismatch, got %v", err)
+	}
+}
+
+// flakyServer serves the fixture over HTTP with Range support, and cuts the first
+// response of every large file halfway by closing the connection.
+func flakyServer(t *testing.T, dir string, cut bool) (*httptest.Server, *int32) {
+	var ranges int32
+	cutDone := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := filepath.Base(r.URL.Path)
+		if r.Header.Get("Range") != "" {
+			atomic.AddInt32(&ranges, 1)
+		}
+		if cut && !cutDone[name] && name == "root.squashfs" {
+			cutDone[name] = true
+			data, _ := os.ReadFile(filepath.Join(dir, name))
+			hj := w.(http.Hijacker)
+			conn, buf, _ := hj.Hijack()
+			fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(data))
+			buf.Write(data[:len(data)/2])
+			buf.Flush()
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+			return
+		}
+		http.ServeFile(w, r, filepath.Join(dir, name))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &ranges
+}
+
+func TestDownloadResumesAfterDrop(t *testing.T) {
+	src, files, digest := fixture(t)
+	srv, ranges := flakyServer(t, src, true)
+	cache := t.TempDir()
+	var progress strings.Builder
+	inst, err := Install(context.Background(), srv.URL+"/img/manifest.json@sha256:"+digest, cache, Options{Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atomic.LoadInt32(ranges) == 0 {
+		t.Fatal("the dropped download was restarted from zero, not resumed with a Range request")
+	}
+	got, _ := os.ReadFile(filepath.Join(inst.Dir, "root.squashfs"))
+	if string(got) != string(files["root.squashfs"]) {
+		t.Fatal("the resumed file differs from the original")
+	}
+	if !strings.Contains(progress.String(), "100.0%") {
+		t.Fatalf("no progress bar reached 100%%:\n%s", progress.String())
+	}
+}
+
+func TestDownloadCorruptFile(t *testing.T) {
+	src, _, _ := fixture(t)
+	// Serve a manifest whose root digest no longer matches the served file.
+	os.WriteFile(filepath.Join(src, "root.squashfs"), []byte(strings.Repeat("Z", 400_000)), 0o644)
+	srv, _ := flakyServer(t, src, false)
+	cache := t.TempDir()
+	_, err := Install(context.Background(), srv.URL+"/manifest.json", cache, Options{})
+	var dm *DigestMismatchError
+	if !errors.As(err, &dm) || dm.File != "root.squashfs" {
+		t.Fatalf("want a digest mismatch for root.squashfs, got %v", err)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, "images", "sha256-*")); len(ents) != 0 {
+		t.Fatalf("half-installed image left in the cache: %v", ents)
+	}
+	// The corrupt file is not kept to be resumed from.
+	if ents, _ := filepath.Glob(filepath.Join(cache, "images", ".partial-*", "root.squashfs")); len(ents) != 0 {
+		t.Fatalf("corrupt partial file kept: %v", ents)
+	}
+}
+
+func TestParseManifestRejectsUnsafeNames(t *testing.T) {
+	for _, name := range []string{"../etc/passwd", "a/b", `..\x`, ".."} {
+		raw := fmt.Sprintf(`{"schemaVersion":1,"files":[{"role":"kernel","name":%q,"size":1,"sha256":"%s"}]}`, name, strings.Repeat("a", 64))
+		if _, err := ParseManifest([]byte(raw)); err == nil {
+			t.Errorf("manifest with file name %q accepted", name)
+		}
+	}
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what building and testing Skiff needs on a Debian/Ubuntu host (run as root).
+# Idempotent: it installs only what is missing.
+set -euo pipefail
+pkgs=(qemu-system-x86 qemu-utils mmdebstrap squashfs-tools cpio zstd xz-utils e2fsprogs
+	busybox-static tmux curl iproute2 docker-compose)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+command -v docker >/dev/null || missing+=(docker.io)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,177 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/machine/machinetest"
+)
+
+func state(e *machinetest.Env, name string) string {
+	out, err := e.Run("machine", "inspect", name, "--format", "{{.Status.State}}")
+	if err != nil {
+		return "error: " + out
+	}
+	return strings.TrimSpace(out)
+}
+
+func pidOf(t *testing.T, path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// TestLifecycle walks one machine through its whole life on a real VM.
+func TestLifecycle(t *testing.T) {
+	e := machinetest.New(t)
+	e.Must("machine", "init", "--cpus", "2", "--memory", "2G", "--disk-size", "8G")
+	if s := state(e, "default"); s != "stopped" {
+		t.Fatalf("a new machine reads %q, want stopped", s)
+	}
+
+	// Two starts race: exactly one wins, the other says why it lost.
+	var wg sync.WaitGroup
+	outs := make([]string, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = e.Run("machine", "start")
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+	wins := 0
+	for i := range 2 {
+		if errs[i] == nil {
+			wins++
+		} else if !strings.Contains(outs[i], "being started") && !strings.Contains(outs[i], "already running") && !strings.Contains(outs[i], "is starting") {
+			t.Errorf("losing start gave an unclear error: %s", outs[i])
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d of 2 concurrent starts succeeded, want exactly 1:\n%s\n---\n%s", wins, outs[0], outs[1])
+	}
+	if s := state(e, "default"); s != "running" {
+		t.Fatalf("after start the machine reads %q", s)
+	}
+
+	if out := e.MustDocker("default", "version", "--format", "{{.Server.Version}}"); strings.TrimSpace(out) == "" {
+		t.Fatal("docker version printed no server version")
+	}
+	e.LoadBusybox("default")
+	if out := e.MustDocker("default", "run", "--rm", machinetest.TestImage, "echo", "hello from skiff"); strings.TrimSpace(out) != "hello from skiff" {
+		t.Fatalf("docker run printed %q", out)
+	}
+	e.MustDocker("default", "volume", "create", "keepvol")
+	e.MustDocker("default", "run", "--name", "keeper", "-v", "keepvol:/data", machinetest.TestImage, "sh", "-c", "echo precious > /data/f")
+	checkKept := func(when string) {
+		t.Helper()
+		if out := e.MustDocker("default", "ps", "-a", "--filter", "name=keeper", "--format", "{{.Names}}"); strings.TrimSpace(out) != "keeper" {
+			t.Fatalf("%s: container keeper is gone (ps: %q)", when, out)
+		}
+		if out := e.MustDocker("default", "run", "--rm", "-v", "keepvol:/data", machinetest.TestImage, "cat", "/data/f"); strings.TrimSpace(out) != "precious" {
+			t.Fatalf("%s: the named volume lost its data: %q", when, out)
+		}
+	}
+
+	// stop -> start keeps containers and volumes.
+	e.Must("machine", "stop")
+	if s := state(e, "default"); s != "stopped" {
+		t.Fatalf("after stop the machine reads %q", s)
+	}
+	e.Must("machine", "start")
+	checkKept("after stop and start")
+
+	// kill -9 of the agent reads as crashed within 2s, and start recovers.
+	dir := filepath.Join(e.Home, "machines", "default")
+	syscall.Kill(pidOf(t, filepath.Join(dir, "agent.pid")), syscall.SIGKILL)
+	crashDeadline := time.Now().Add(2 * time.Second)
+	machinetest.Eventually(t, 2*time.Second, "crashed after kill -9 of the agent", func() bool { return state(e, "default") == "crashed" })
+	if time.Now().After(crashDeadline) {
+		t.Fatal("crash took longer than 2s to show")
+	}
+	out := e.Must("machine", "start")
+	if !strings.Contains(out, "crashed") {
+		t.Errorf("start after a crash did not say it recovered: %s", out)
+	}
+	checkKept("after agent crash")
+
+	// kill -9 of QEMU reads as crashed too.
+	syscall.Kill(pidOf(t, filepath.Join(dir, "vm.pid")), syscall.SIGKILL)
+	machinetest.Eventually(t, 2*time.Second, "crashed after kill -9 of QEMU", func() bool { return state(e, "default") == "crashed" })
+	e.Must("machine", "start")
+	checkKept("after VM crash")
+
+	// rm refuses a running machine without -f; rm -f removes everything.
+	if out, err := e.Run("machine", "rm"); err == nil || !strings.Contains(out, "stop it first") {
+		t.Fatalf("rm of a running machine: err=%v out=%s", err, out)
+	}
+	e.Must("machine", "rm", "-f")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("rm -f left the machine directory: %v", err)
+	}
+	if out := e.Must("machine", "list", "--format", "json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("list after rm: %s", out)
+	}
+}
+
+// TestTwoMachines runs two machines at once, each with its own network and sockets.
+func TestTwoMachines(t *testing.T) {
+	e := machinetest.New(t)
+	for _, n := range []string{"one", "two"} {
+		e.Must("machine", "init", n, "--cpus", "1", "--memory", "1G", "--disk-size", "4G", "--no-home-share")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, n := range []string{"one", "two"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := e.Run("machine", "start", n); err != nil {
+				errs <- fmt.Errorf("start %s: %v\n%s", n, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if e.EngineSocket("one") == e.EngineSocket("two") {
+		t.Fatal("two machines share an engine socket")
+	}
+	for _, n := range []string{"one", "two"} {
+		e.LoadBusybox(n)
+		e.MustDocker(n, "run", "--name", "only-in-"+n, machinetest.TestImage, "true")
+	}
+	// Each engine sees only its own container.
+	for _, n := range []string{"one", "two"} {
+		out := e.MustDocker(n, "ps", "-a", "--format", "{{.Names}}")
+		if strings.TrimSpace(out) != "only-in-"+n {
+			t.Errorf("machine %s lists %q", n, out)
+		}
+	}
+	// Stopping one leaves the other running.
+	e.Must("machine", "stop", "one")
+	if s := state(e, "two"); s != "running" {
+		t.Fatalf("stopping one changed two to %q", s)
+	}
+	e.MustDocker("two", "ps")
+}
