@@ -17,10 +17,17 @@ import (
 
 func main() {
 	root := &cobra.Command{Use: "skiffpkg", Short: "Generate Skiff packages and host integration files", SilenceUsage: true}
+	// --skiff-binary lets tests run login hooks against a stand-in skiff.
+	var skiffBinary string
+	root.PersistentFlags().StringVar(&skiffBinary, "skiff-binary", "", "skiff executable the autostart hooks run (default: skiff on PATH)")
+	o := installer.CommandOptions{Executable: func() (string, error) {
+		if skiffBinary != "" {
+			return skiffBinary, nil
+		}
+		return installer.StableExecutable()
+	}}
 	root.AddCommand(versionCmd(), genCmd(), debTreeCmd())
-	root.AddCommand(installer.NewDoctorCommand(installer.CommandOptions{}))
-	root.AddCommand(installer.NewAutostartCommand(installer.CommandOptions{}))
-	root.AddCommand(installer.NewSocketCommand(installer.CommandOptions{}))
+	root.AddCommand(installer.NewDoctorCommand(o), installer.NewAutostartCommand(o), installer.NewSocketCommand(o))
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}
