@@ -19,6 +19,7 @@ const (
 // Service names on the host agent's transport port (the guest dials these).
 const (
 	HostServiceReady = "ready" // the guest announces that the engine answers
+	HostPrefix9P     = "9p/"   // 9p/TAG: the host's 9p server for one share
 )
 
 // Control operations.
@@ -40,7 +41,7 @@ type ControlResponse struct {
 	Error  string `json:"error,omitempty"`
 	Output string `json:"output,omitempty"`
 	// DriftNano is how far the guest clock was off before a time call.
-	DriftNano int64 `json:"driftNano,omitempty"`
+	DriftNano int64      `json:"driftNano,omitempty"`
 	Info      *GuestInfo `json:"info,omitempty"`
 }
 

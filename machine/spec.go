@@ -64,7 +64,10 @@ type Spec struct {
 	// PortBindAddress is the host address published ports bind to. Empty means
 	// 127.0.0.1: reachable only from this host unless the user asks otherwise.
 	PortBindAddress string `json:"portBindAddress,omitempty"`
-	Autostart       bool   `json:"autostart,omitempty"`
+	// ShareType overrides the backend's way of sharing folders: "9p", "virtiofs" or
+	// "9p-transport" (the Go 9p server over the host<->guest transport).
+	ShareType string `json:"shareType,omitempty"`
+	Autostart bool   `json:"autostart,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,29}$`)
@@ -116,6 +119,11 @@ func (s *Spec) Validate(l Limits) error {
 	case EngineDocker, EnginePodman:
 	default:
 		return fmt.Errorf("invalid --engine %q: use docker or podman", s.Engine)
+	}
+	switch s.ShareType {
+	case "", "9p", "virtiofs", "9p-transport":
+	default:
+		return fmt.Errorf("invalid --share-type %q: use 9p, virtiofs or 9p-transport", s.ShareType)
 	}
 	seen := map[string]bool{}
 	for _, m := range s.Mounts {

@@ -109,11 +109,7 @@ func run(pid1 bool) error {
 		}
 		up := uptime()
 		logf("engine %s answers (API %s)", sd.Engine, api)
-		host := &transport.Client{Secret: sd.Secret, Raw: func(ctx context.Context) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", net.JoinHostPort(sd.Network.Gateway, strconv.Itoa(sd.HostPort)))
-		}}
-		guest.AnnounceReady(ctx, host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
+		guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
 	}()
 	go trimLoop(sys, time.Duration(sd.TrimInterval)*time.Second)
 	select {}
@@ -138,7 +134,7 @@ func trimLoop(sys *guestinit.System, every time.Duration) {
 type system struct{ *guestinit.System }
 
 func (s system) SetClock(t time.Time) time.Duration { return guestinit.SetClock(t, logf) }
-func (s system) Shutdown()                         { s.System.Shutdown(os.Getpid() == 1) }
+func (s system) Shutdown()                          { s.System.Shutdown(os.Getpid() == 1) }
 
 func (s system) Info(ctx context.Context) forward.GuestInfo {
 	var u unix.Utsname

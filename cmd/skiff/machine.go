@@ -67,6 +67,7 @@ func initCmd() *cobra.Command {
 		cpus                  int
 		memory, disk, imgRef  string
 		engine, backend, bind string
+		shareType             string
 		mounts                []string
 		now, noHome           bool
 	)
@@ -95,7 +96,7 @@ func initCmd() *cobra.Command {
 				return fmt.Errorf("--disk-size: %w", err)
 			}
 			spec := &machine.Spec{Name: name, Backend: backend, CPUs: cpus, MemoryMiB: memMiB,
-				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind}
+				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind, ShareType: shareType}
 			if !noHome {
 				if hd, err := os.UserHomeDir(); err == nil {
 					spec.Mounts = append(spec.Mounts, machine.Mount{HostPath: hd, GuestPath: machine.GuestPathFor(hd)})
@@ -139,6 +140,7 @@ func initCmd() *cobra.Command {
 	f.StringVar(&engine, "engine", "docker", "container engine: docker or podman")
 	f.StringVar(&backend, "backend", defaultBackend(), "hypervisor backend")
 	f.StringVar(&bind, "port-bind-address", "", "host address published ports bind to (default 127.0.0.1)")
+	f.StringVar(&shareType, "share-type", "", "how folders are shared: 9p, virtiofs or 9p-transport (default: the backend's best)")
 	f.StringArrayVar(&mounts, "mount", nil, "share a host folder: HOST[:GUEST][:ro] (repeatable)")
 	f.BoolVar(&noHome, "no-home-share", false, "do not share the home directory")
 	f.BoolVar(&now, "now", false, "start the machine after creating it")

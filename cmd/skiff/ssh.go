@@ -151,4 +151,3 @@ func watchResize(fd int, sess *ssh.Session) {
 		}
 	}
 }
-

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/images/seed"
 )
 
@@ -33,6 +35,8 @@ type System struct {
 	Seed   *seed.Seed
 	Reaper *Reaper
 	Log    func(string, ...any)
+	// Host opens authenticated streams to host services.
+	Host transport.Dialer
 
 	mu     sync.Mutex
 	engine *exec.Cmd
@@ -65,6 +69,10 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 		return nil, err
 	}
 	s.Seed = sd
+	s.Host = &transport.Client{Secret: sd.Secret, Raw: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", net.JoinHostPort(sd.Network.Gateway, strconv.Itoa(sd.HostPort)))
+	}}
 	if sd.HostTimeNano > 0 {
 		// The seed was written when the VM started; the guest has been up since.
 		SetClock(time.Unix(0, sd.HostTimeNano).Add(Uptime()), logf)
@@ -332,9 +340,35 @@ func (s *System) MountShare(sh seed.Share) error {
 	case "9p":
 		return unix.Mount(sh.Tag, sh.GuestPath, "9p", flags,
 			"trans=virtio,version=9p2000.L,msize=524288,cache=mmap,access=client")
+	case "9p-transport":
+		return s.mount9pTransport(sh, flags)
 	default:
 		return fmt.Errorf("share type %q is not supported by this guest", sh.Type)
 	}
+}
+
+// mount9pTransport mounts a share served by the host agent's 9p server over an
+// authenticated transport stream; the kernel keeps the stream's socket for the mount.
+func (s *System) mount9pTransport(sh seed.Share, flags uintptr) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := s.Host.Dial(ctx, "9p/"+sh.Tag)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	fc, ok := conn.(interface{ File() (*os.File, error) })
+	if !ok {
+		return fmt.Errorf("transport stream %T has no file descriptor", conn)
+	}
+	f, err := fc.File()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fd := f.Fd()
+	return unix.Mount(sh.Tag, sh.GuestPath, "9p", flags,
+		fmt.Sprintf("trans=fd,rfdno=%d,wfdno=%d,version=9p2000.L,msize=262144,cache=mmap,access=client", fd, fd))
 }
 
 // EngineReady asks the engine for /_ping over its socket.

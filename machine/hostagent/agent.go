@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/skiff-dev/skiff/forward/engineproxy"
 	"github.com/skiff-dev/skiff/forward/hostports"
 	"github.com/skiff-dev/skiff/forward/pathmap"
+	"github.com/skiff-dev/skiff/forward/share9p"
 	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/forward/usernet"
 	"github.com/skiff-dev/skiff/images/seed"
@@ -271,6 +273,18 @@ func (a *Agent) serveHost(ctx context.Context) error {
 		if service == forward.HostServiceReady {
 			return a.onReady, nil
 		}
+		if tag, ok := strings.CutPrefix(service, forward.HostPrefix9P); ok && a.shareType() == shareOverTransport {
+			for i, m := range a.Spec.Mounts {
+				if shareTag(i) == tag {
+					opt := share9p.Options{Root: m.HostPath, ReadOnly: m.ReadOnly}
+					return func(ctx context.Context, _ string, conn net.Conn) {
+						if err := share9p.Serve(ctx, conn, opt); err != nil {
+							a.logf("share %s: %v", m.HostPath, err)
+						}
+					}, nil
+				}
+			}
+		}
 		return nil, fmt.Errorf("unknown host service %q", service)
 	}
 	go transport.Serve(ctx, ln, a.secret, route, a.logf)
@@ -446,13 +460,25 @@ func (a *Agent) vmConfig() (vmm.Config, error) {
 		Network:   a.net,
 		MAC:       usernet.GuestMAC,
 	}
-	for i, m := range a.Spec.Mounts {
-		cfg.Shares = append(cfg.Shares, vmm.Share{Tag: shareTag(i), HostPath: m.HostPath, ReadOnly: m.ReadOnly})
+	if a.shareType() != shareOverTransport {
+		for i, m := range a.Spec.Mounts {
+			cfg.Shares = append(cfg.Shares, vmm.Share{Tag: shareTag(i), HostPath: m.HostPath, ReadOnly: m.ReadOnly})
+		}
 	}
 	return cfg, nil
 }
 
 func shareTag(i int) string { return "skiff" + strconv.Itoa(i) }
+
+// shareOverTransport is the share type served by the agent's own 9p server.
+const shareOverTransport = "9p-transport"
+
+func (a *Agent) shareType() string {
+	if a.Spec.ShareType != "" {
+		return a.Spec.ShareType
+	}
+	return vmm.ShareTypeOf(a.Backend)
+}
 
 func (a *Agent) writeSeed() error {
 	pub, err := os.ReadFile(a.Dir.File(machine.FileSSHKey + ".pub"))
@@ -477,7 +503,7 @@ func (a *Agent) writeSeed() error {
 		HostTimeNano: time.Now().UnixNano(),
 		TrimInterval: 3600,
 	}
-	shareType := vmm.ShareTypeOf(a.Backend)
+	shareType := a.shareType()
 	for i, m := range a.Spec.Mounts {
 		sd.Shares = append(sd.Shares, seed.Share{Tag: shareTag(i), GuestPath: m.GuestPath, ReadOnly: m.ReadOnly, Type: shareType})
 	}

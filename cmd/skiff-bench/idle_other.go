@@ -1,0 +1,7 @@
+//go:build !linux
+
+package main
+
+import "errors"
+
+func benchIdle(args []string) error { return errors.New("the idle benchmark reads /proc: Linux only") }

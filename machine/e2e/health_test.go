@@ -1,0 +1,81 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/machine/machinetest"
+)
+
+func allocated(t *testing.T, path string) int64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+// TestMachineHealth: the clock is corrected after being set wrong, freed disk space goes
+// back to the host, and the data disk grows with `set --disk-size`.
+func TestMachineHealth(t *testing.T) {
+	e := machinetest.New(t)
+	e.Must("machine", "init", "--cpus", "2", "--memory", "1G", "--disk-size", "6G", "--no-home-share")
+	e.Must("machine", "start")
+
+	// Clock: set it an hour wrong by hand; the host's periodic push must step it back.
+	e.Must("machine", "ssh", "--", fmt.Sprintf("date -s @%d", time.Now().Add(-time.Hour).Unix()))
+	machinetest.Eventually(t, 60*time.Second, "the guest clock to be corrected", func() bool {
+		out, err := e.Run("machine", "ssh", "--", "date +%s.%N")
+		if err != nil {
+			return false
+		}
+		g, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+		if err != nil {
+			return false
+		}
+		now := float64(time.Now().UnixNano()) / 1e9
+		return g > now-2 && g < now+1 // the ssh round trip under emulation takes a while
+	})
+
+	// Disk: write 200MB of random data, delete it, trim, and see the host file shrink.
+	disk := filepath.Join(e.Home, "machines", "default", "data.img")
+	base := allocated(t, disk)
+	e.Must("machine", "ssh", "--", "dd if=/dev/urandom of=/var/lib/skiff/big bs=1M count=200 status=none && sync")
+	grown := allocated(t, disk)
+	if grown-base < 150<<20 {
+		t.Fatalf("writing 200MB grew the host file by only %dMB", (grown-base)>>20)
+	}
+	e.Must("machine", "ssh", "--", "rm /var/lib/skiff/big && sync && fstrim /var/lib/skiff")
+	shrunk := allocated(t, disk)
+	if grown-shrunk < 150<<20 {
+		t.Fatalf("after delete and trim the host file shrank by only %dMB (%d -> %d)", (grown-shrunk)>>20, grown>>20, shrunk>>20)
+	}
+	t.Logf("data disk allocation: %dMB -> %dMB after writing 200MB -> %dMB after delete+trim", base>>20, grown>>20, shrunk>>20)
+
+	// Grow: stopped machine, bigger disk, filesystem follows at the next boot.
+	if out, err := e.Run("machine", "set", "--disk-size", "10G"); err == nil || !strings.Contains(out, "stop it") {
+		t.Fatalf("set on a running machine: err=%v %s", err, out)
+	}
+	e.Must("machine", "stop")
+	if out, err := e.Run("machine", "set", "--disk-size", "4G"); err == nil || !strings.Contains(out, "cannot shrink") {
+		t.Fatalf("shrinking the disk: err=%v %s", err, out)
+	}
+	e.Must("machine", "set", "--disk-size", "10G")
+	if st, _ := os.Stat(disk); st.Size() != 10<<30 {
+		t.Fatalf("data disk is %d bytes after set --disk-size 10G", st.Size())
+	}
+	e.Must("machine", "start")
+	out := e.Must("machine", "ssh", "--", "df -B1 --output=size /var/lib/skiff | tail -1")
+	size, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if size < 9<<30 {
+		t.Fatalf("the guest filesystem is %dGB after growing the disk to 10G", size>>30)
+	}
+}
