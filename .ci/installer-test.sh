@@ -7,11 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 T=$(mktemp -d /tmp/skiff-installer-test.XXXXXX)
-MGR_PID=
-cleanup() {
-	[ -n "$MGR_PID" ] && kill "$MGR_PID" 2>/dev/null || true
-	rm -rf "$T"
-}
+cleanup() { rm -rf "$T"; }
 trap cleanup EXIT
 step() { printf '\n=== %s\n' "$*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -106,6 +102,10 @@ export HOME=$T/home XDG_RUNTIME_DIR=$T/xdg XDG_CONFIG_HOME=$T/home/.config SKIFF
 mkdir -p "$HOME" "$SKIFF_HOME/machines/default" && chmod 700 "$T" && mkdir -m 700 "$XDG_RUNTIME_DIR"
 echo '{"schemaVersion":1,"name":"default"}' >"$SKIFF_HOME/machines/default/config.json"
 unit=skiff-machine-default.service
+MGR=
+# A failed step must not leave a user manager running after the test.
+stop_manager() { if [ -n "$MGR" ]; then kill "$MGR" 2>/dev/null || true; fi; }
+trap stop_manager EXIT
 login() { # start a user manager, as a first login does
 	/lib/systemd/systemd --user >>"$T/manager.log" 2>&1 &
 	MGR=$!

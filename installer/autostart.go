@@ -54,7 +54,7 @@ type AutostartOptions struct {
 var ErrAutostartUnsupported = errors.New("autostart is not supported on this platform")
 
 // Names used for each platform's entry: stable so Disable always finds what Enable made.
-func (a Autostart) unitName() string    { return "skiff-machine-" + a.Machine + ".service" }
+func (a Autostart) unitName() string     { return "skiff-machine-" + a.Machine + ".service" }
 func (a Autostart) launchdLabel() string { return "dev.skiff.machine." + a.Machine }
 func (a Autostart) taskName() string     { return `\Skiff\machine-` + a.Machine }
 

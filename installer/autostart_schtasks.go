@@ -144,4 +144,3 @@ func (schtasksDriver) enabled(ctx context.Context, a Autostart, o AutostartOptio
 	_, err := runnerOr(o.Runner).Run(ctx, "schtasks", "/Query", "/TN", a.taskName())
 	return err == nil, nil
 }
-
