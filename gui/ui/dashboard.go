@@ -31,6 +31,9 @@ type Options struct {
 	Size fyne.Size
 	// Notice is shown above everything, e.g. why there is no tray icon.
 	Notice string
+	// Schedule runs f on the UI goroutine; default fyne.Do. The model calls back from its
+	// own goroutines, and widgets must only be touched from one.
+	Schedule func(f func())
 }
 
 // Column widths of the containers and images tables; the last column takes the rest.
@@ -75,6 +78,9 @@ func NewDashboard(ctx context.Context, a fyne.App, m *model.Model, opt Options) 
 	if opt.OpenURL == nil {
 		opt.OpenURL = a.OpenURL
 	}
+	if opt.Schedule == nil {
+		opt.Schedule = fyne.Do
+	}
 	if opt.Size.IsZero() {
 		opt.Size = fyne.NewSize(1280, 760)
 	}
@@ -83,7 +89,7 @@ func NewDashboard(ctx context.Context, a fyne.App, m *model.Model, opt Options) 
 	d.win.SetContent(d.build())
 	d.win.Resize(opt.Size)
 	d.SetNotice(opt.Notice)
-	m.OnChange(func(c model.Change) { fyne.Do(func() { d.refresh(c) }) })
+	m.OnChange(func(c model.Change) { opt.Schedule(func() { d.refresh(c) }) })
 	d.refresh(model.ChangeAll)
 	return d
 }

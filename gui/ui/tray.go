@@ -26,7 +26,7 @@ func InstallTray(d *Dashboard, desk desktop.App) *Tray {
 	d.win.SetCloseIntercept(d.win.Hide)
 	d.m.OnChange(func(c model.Change) {
 		if c&model.ChangeMachines != 0 {
-			fyne.Do(t.update)
+			d.opt.Schedule(t.update)
 		}
 	})
 	t.update()
