@@ -4,7 +4,7 @@ GO ?= go
 ARCH ?= $(shell $(GO) env GOARCH)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 IMAGE_OUT := $(CURDIR)/images/out/$(ARCH)
-LDFLAGS := -s -w -X main.version=$(VERSION) -X github.com/skiff-dev/skiff/images.DefaultRef=$(IMAGE_OUT)
+LDFLAGS := -s -w -X github.com/skiff-dev/skiff/installer.Version=$(VERSION) -X github.com/skiff-dev/skiff/images.DefaultRef=$(IMAGE_OUT)
 
 .PHONY: all build agent image image-systemd test test-unit bench-boot clean up
 

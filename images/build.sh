@@ -116,13 +116,17 @@ build_rootfs() {
 # installed size each would have cost: the record of what dropping them saved.
 dropped_packages() {
 	local r=$1
+	# The essential variant has no apt inside; the host's apt reads the root's lists.
+	local apt=(apt-cache -o "Dir::State::Lists=$r/var/lib/apt/lists" -o "Dir::State::Status=$r/var/lib/dpkg/status"
+		-o "Dir::Etc::SourceList=$r/etc/apt/sources.list" -o "Dir::Etc::SourceParts=$r/etc/apt/sources.list.d"
+		-o "Dir::Cache=$r/var/cache/apt" -o "APT::Architecture=$ARCH")
 	printf '%-32s %10s  %s\n' "# package (not installed)" "KiB saved" "recommended by"
 	packages | while read -r p; do
-		chroot "$r" apt-cache depends --no-pre-depends --no-depends --no-suggests --no-conflicts \
-			--no-breaks --no-replaces --no-enhances "$p" 2>/dev/null |
+		{ "${apt[@]}" depends --no-pre-depends --no-depends --no-suggests --no-conflicts \
+			--no-breaks --no-replaces --no-enhances "$p" 2>/dev/null || true; } |
 			awk '/Recommends:/ {gsub(/[<>]/, "", $2); print $2}' | while read -r rec; do
 			chroot "$r" dpkg-query -W "$rec" >/dev/null 2>&1 && continue
-			size=$(chroot "$r" apt-cache show "$rec" 2>/dev/null | awk '/^Installed-Size:/ {print $2; exit}')
+			size=$({ "${apt[@]}" show "$rec" 2>/dev/null || true; } | awk '/^Installed-Size:/ {print $2; exit}')
 			printf '%-32s %10s  %s\n' "$rec" "${size:-virtual}" "$p"
 		done
 	done | sort -u -k1,1

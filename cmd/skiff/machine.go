@@ -22,9 +22,10 @@ import (
 	"github.com/skiff-dev/skiff/machine/agentapi"
 )
 
-func machineCmd() *cobra.Command {
+func machineCmd(opts installer.CommandOptions) *cobra.Command {
 	c := &cobra.Command{Use: "machine", Short: "Manage Skiff machines", Aliases: []string{"m"}}
-	c.AddCommand(initCmd(), startCmd(), stopCmd(), rmCmd(), listCmd(), inspectCmd(), sshCmd(), envCmd(), setCmd(), logsCmd())
+	c.AddCommand(initCmd(), startCmd(), stopCmd(), rmCmd(), listCmd(), inspectCmd(), sshCmd(), envCmd(), setCmd(opts), logsCmd(),
+		installer.NewAutostartCommand(opts))
 	return c
 }
 
@@ -194,7 +195,9 @@ func startMachine(ctx context.Context, out io.Writer, name string) error {
 	st := d.Status(ctx)
 	switch st.State {
 	case machine.StateRunning:
-		return fmt.Errorf("machine %q is already running", name)
+		// Succeeds, so that login autostart and scripts can start unconditionally.
+		fmt.Fprintf(out, "Machine %q is already running.\n", name)
+		return nil
 	case machine.StateStarting, machine.StateStopping:
 		return fmt.Errorf("machine %q is %s", name, st.State)
 	case machine.StateCrashed:
@@ -543,9 +546,10 @@ func detectShell() string {
 	return "bash"
 }
 
-func setCmd() *cobra.Command {
+func setCmd(opts installer.CommandOptions) *cobra.Command {
 	var cpus int
 	var memory, disk string
+	var autostart bool
 	c := &cobra.Command{
 		Use:               "set [NAME]",
 		Short:             "Change a stopped machine's CPUs, memory or disk size",
@@ -560,7 +564,8 @@ func setCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if st := d.Status(cmd.Context()); st.State != machine.StateStopped && st.State != machine.StateCrashed {
+			onlyAutostart := !cmd.Flags().Changed("cpus") && !cmd.Flags().Changed("memory") && !cmd.Flags().Changed("disk-size")
+			if st := d.Status(cmd.Context()); !onlyAutostart && st.State != machine.StateStopped && st.State != machine.StateCrashed {
 				return fmt.Errorf("machine %q is %s: stop it before changing it", name, st.State)
 			}
 			next := *spec
@@ -571,6 +576,9 @@ func setCmd() *cobra.Command {
 				if next.MemoryMiB, err = machine.ParseSize(memory); err != nil {
 					return fmt.Errorf("--memory: %w", err)
 				}
+			}
+			if cmd.Flags().Changed("autostart") {
+				next.Autostart = autostart
 			}
 			if cmd.Flags().Changed("disk-size") {
 				mib, err := machine.ParseSize(disk)
@@ -590,6 +598,11 @@ func setCmd() *cobra.Command {
 					return err
 				}
 			}
+			if next.Autostart != spec.Autostart {
+				if err := installer.ApplyAutostart(cmd.Context(), opts, installer.AutostartRequest{Machine: name, Enabled: next.Autostart}); err != nil {
+					return err
+				}
+			}
 			if err := next.Save(d.File(machine.FileConfig)); err != nil {
 				return err
 			}
@@ -600,6 +613,7 @@ func setCmd() *cobra.Command {
 	c.Flags().IntVar(&cpus, "cpus", 0, "number of virtual CPUs")
 	c.Flags().StringVar(&memory, "memory", "", "memory, e.g. 4G")
 	c.Flags().StringVar(&disk, "disk-size", "", "grow the data disk to this size")
+	c.Flags().BoolVar(&autostart, "autostart", false, "start the machine at login (systemd user unit, launchd agent or Task Scheduler)")
 	return c
 }
 

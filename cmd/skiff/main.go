@@ -8,10 +8,9 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-)
 
-// version is set by the build (-ldflags -X main.version=...).
-var version = "dev"
+	"github.com/skiff-dev/skiff/installer"
+)
 
 // exitError carries an exit code for errors that already printed their message.
 type exitError struct{ code int }
@@ -25,7 +24,10 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(machineCmd(), versionCmd(), hostAgentCmd())
+	opts := installer.CommandOptions{}
+	system := &cobra.Command{Use: "system", Short: "Host integration: well-known engine endpoints"}
+	system.AddCommand(installer.NewSocketCommand(opts))
+	root.AddCommand(machineCmd(opts), versionCmd(), hostAgentCmd(), installer.NewDoctorCommand(opts), system)
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
@@ -41,6 +43,6 @@ func versionCmd() *cobra.Command {
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
-		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintf(cmd.OutOrStdout(), "skiff %s\n", version) },
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintf(cmd.OutOrStdout(), "skiff %s\n", installer.Version) },
 	}
 }

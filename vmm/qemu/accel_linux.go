@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -26,12 +29,71 @@ func init() {
 }
 
 // probeNative returns kvm when a guest kernel really starts under it, else tcg and why.
+// A failing probe costs seconds, so the verdict is kept until the host reboots or QEMU or
+// the kernel changes.
 func probeNative(bin, kernel string) (string, string) {
+	key := probeKey(bin, kernel)
+	if v, ok := loadVerdict(key); ok {
+		return v.Accel, v.Reason
+	}
+	accel, why := probeNativeUncached(bin, kernel)
+	saveVerdict(key, verdict{Accel: accel, Reason: why})
+	return accel, why
+}
+
+type verdict struct {
+	Key    string `json:"key"`
+	Accel  string `json:"accel"`
+	Reason string `json:"reason"`
+}
+
+func verdictPath() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("skiff-accel-%d.json", os.Getuid()))
+}
+
+func probeKey(bin, kernel string) string {
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	k := strings.TrimSpace(string(boot))
+	for _, f := range []string{bin, kernel} {
+		if p, err := exec.LookPath(f); err == nil {
+			f = p
+		}
+		if st, err := os.Stat(f); err == nil {
+			k += fmt.Sprintf("|%s:%d:%d", f, st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	return k
+}
+
+func loadVerdict(key string) (verdict, bool) {
+	var v verdict
+	b, err := os.ReadFile(verdictPath())
+	if err != nil || json.Unmarshal(b, &v) != nil || v.Key != key {
+		return v, false
+	}
+	return v, true
+}
+
+func saveVerdict(key string, v verdict) {
+	v.Key = key
+	b, _ := json.Marshal(v)
+	tmp := verdictPath() + fmt.Sprintf(".%d", os.Getpid())
+	if os.WriteFile(tmp, b, 0o600) == nil {
+		os.Rename(tmp, verdictPath())
+	}
+}
+
+func probeNativeUncached(bin, kernel string) (string, string) {
 	if err := ProbeKVM(2 * time.Second); err != nil {
 		return "tcg", err.Error()
 	}
 	if kernel != "" {
-		if err := probeKernel(bin, kernel, 10*time.Second); err != nil {
+		if err := probeKernel(bin, kernel, "host", 10*time.Second); err != nil {
+			// Say what a guest does under KVM with a portable CPU model too: on nested
+			// hosts it is often the host model that fails and a plain one that hangs.
+			if err2 := probeKernel(bin, kernel, "qemu64", 10*time.Second); err2 != nil {
+				return "tcg", fmt.Sprintf("%v; with -cpu host: %v", err2, err)
+			}
 			return "tcg", err.Error()
 		}
 	}
@@ -41,10 +103,10 @@ func probeNative(bin, kernel string) (string, string) {
 // probeKernel boots the guest kernel under KVM with the CPU model Skiff uses and waits for
 // its first console line. A vCPU running three instructions is not proof: on some nested
 // hosts QEMU cannot set up the host CPU model, or the kernel hangs in early boot.
-func probeKernel(bin, kernel string, timeout time.Duration) error {
+func probeKernel(bin, kernel, cpu string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-nodefaults",
+	cmd := exec.CommandContext(ctx, bin, "-accel", "kvm", "-cpu", cpu, "-machine", "q35", "-nodefaults",
 		"-display", "none", "-m", "256", "-no-reboot", "-kernel", kernel,
 		"-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1", "-serial", "stdio")
 	var out lineWatcher
