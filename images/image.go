@@ -260,10 +260,8 @@ func copyLocal(from, to string) error {
 		return fmt.Errorf("guest image: %w", err)
 	}
 	defer in.Close()
-	// A hard link is free and the cache treats files as read-only.
-	if err := os.Link(from, to); err == nil {
-		return nil
-	}
+	// A copy, never a hard link: the source may be rebuilt in place later, and the cache
+	// must keep the bytes its digests describe.
 	out, err := os.Create(to)
 	if err != nil {
 		return err

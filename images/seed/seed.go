@@ -45,9 +45,9 @@ type Seed struct {
 	AuthorizedKeys string   `json:"authorizedKeys"`
 	HostKey        string   `json:"hostKey"` // OpenSSH PEM private key, pinned on the host
 	Network        Network  `json:"network"`
-	AgentPort      int      `json:"agentPort"`   // guest listens here for host streams
-	HostPort       int      `json:"hostPort"`    // host listens here (on the gateway) for guest streams
-	VsockPort      uint32   `json:"vsockPort"`   // also listen on vsock when the backend has it
+	AgentPort      int      `json:"agentPort"` // guest listens here for host streams
+	HostPort       int      `json:"hostPort"`  // host listens here (on the gateway) for guest streams
+	VsockPort      uint32   `json:"vsockPort"` // also listen on vsock when the backend has it
 	Shares         []Share  `json:"shares"`
 	HostTimeNano   int64    `json:"hostTimeNano"`
 	TrimInterval   int      `json:"trimIntervalSeconds"`

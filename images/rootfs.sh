@@ -1,0 +1,175 @@
+# The rootfs stage of the guest image: everything that decides the root filesystem's
+# content. build.sh hashes this file with the package and prune lists to key its cache,
+# so a change here (and only here) rebuilds the slow stage. Sourced by build.sh.
+
+need_tools() {
+	local missing=()
+	for t in mmdebstrap mksquashfs cpio zstd xz; do command -v "$t" >/dev/null || missing+=("$t"); done
+	if [ "$ARCH" != "$(dpkg --print-architecture)" ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+		missing+=(qemu-user-static)
+	fi
+	[ ${#missing[@]} -eq 0 ] && return
+	echo "build.sh: installing build tools: ${missing[*]}" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap squashfs-tools cpio zstd xz-utils \
+		qemu-user-static binfmt-support >/dev/null
+	update-binfmts --enable >/dev/null 2>&1 || true
+}
+
+packages() {
+	sed -e 's/#.*//' "$HERE/packages.list" | awk -v a="$ARCH" 'NF==0{next} NF==1{print $1; next} $2=="["a"]"{print $1}'
+	if [ "$VARIANT" = systemd ]; then echo systemd-sysv; fi
+}
+
+
+build_rootfs() {
+	need_tools
+	# global: the EXIT trap needs it after this function returns
+	tmp=$(mktemp -d "$CACHE/.build-XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	local rootfs=$tmp/rootfs
+	echo "build.sh: mmdebstrap $SUITE/$ARCH ($VARIANT) into $rootfs" >&2
+	mmdebstrap --variant=essential --arch="$ARCH" --mode=root --skip=cleanup/apt/lists \
+		--aptopt='APT::Install-Recommends "false"' \
+		--dpkgopt='path-exclude=/usr/share/man/*' \
+		--dpkgopt='path-exclude=/usr/share/doc/*' \
+		--dpkgopt='path-exclude=/usr/share/locale/*' \
+		--dpkgopt='path-exclude=/usr/share/info/*' \
+		--include="$(packages | paste -sd,)" \
+		"$SUITE" "$rootfs" "$MIRROR" >"$tmp/mmdebstrap.log" 2>&1 || {
+		tail -30 "$tmp/mmdebstrap.log" >&2
+		exit 1
+	}
+
+	chroot "$rootfs" dpkg-query -W -f='${Package} ${Version} ${Architecture}\n' | LC_ALL=C sort >"$tmp/packages.lock"
+	dropped_packages "$rootfs" >"$tmp/dropped-packages.txt"
+
+	# The kernel leaves the rootfs: the VMM loads it directly (no bootloader).
+	local kver
+	kver=$(basename "$(ls -d "$rootfs"/usr/lib/modules/*)")
+	if [ "$ARCH" = arm64 ]; then
+		zcat "$rootfs/boot/vmlinuz-$kver" >"$tmp/$KERNEL_NAME" # vz wants an uncompressed Image
+	else
+		cp "$rootfs/boot/vmlinuz-$kver" "$tmp/$KERNEL_NAME"
+	fi
+	cp "$rootfs/boot/config-$kver" "$tmp/kernel.config"
+
+	configure_rootfs "$rootfs"
+
+	# Prune, recording what each entry saved.
+	: >"$tmp/trim-report.txt"
+	local lists=("$HERE/prune.list")
+	[ "$VARIANT" = minimal ] && lists+=("$HERE/prune-minimal.list")
+	sed -e 's/#.*//' "${lists[@]}" | while read -r pat; do
+		[ -n "$pat" ] || continue
+		# shellcheck disable=SC2086
+		local bytes
+		bytes=$(cd "$rootfs" && { du -scb $pat 2>/dev/null || true; } | tail -1 | cut -f1)
+		(cd "$rootfs" && rm -rf $pat)
+		printf '%12s  %s\n' "${bytes:-0}" "$pat" >>"$tmp/trim-report.txt"
+	done
+	chroot "$rootfs" depmod -a "$kver"
+
+	stage1_modules "$rootfs" "$kver" "$tmp/modules"
+
+	mksquashfs "$rootfs" "$tmp/root.squashfs" -noappend -comp zstd -Xcompression-level 19 -b 1M -quiet -no-progress >/dev/null
+	echo "$kver" >"$tmp/kernel.version"
+	rm -rf "$rootfs" "$tmp/mmdebstrap.log"
+	trap - EXIT
+	mv "$tmp" "$ROOT_DIR"
+}
+
+# Lists the packages that the included ones recommend but the image leaves out, with the
+# installed size each would have cost: the record of what dropping them saved.
+dropped_packages() {
+	local r=$1
+	# The essential variant has no apt inside; the host's apt reads the root's lists.
+	local apt=(apt-cache -o "Dir::State::Lists=$r/var/lib/apt/lists" -o "Dir::State::Status=$r/var/lib/dpkg/status"
+		-o "Dir::Etc::SourceList=$r/etc/apt/sources.list" -o "Dir::Etc::SourceParts=$r/etc/apt/sources.list.d"
+		-o "Dir::Cache=$r/var/cache/apt" -o "APT::Architecture=$ARCH")
+	printf '%-32s %10s  %s\n' "# package (not installed)" "KiB saved" "recommended by"
+	packages | while read -r p; do
+		{ "${apt[@]}" depends --no-pre-depends --no-depends --no-suggests --no-conflicts \
+			--no-breaks --no-replaces --no-enhances "$p" 2>/dev/null || true; } |
+			awk '/Recommends:/ {gsub(/[<>]/, "", $2); print $2}' | while read -r rec; do
+			chroot "$r" dpkg-query -W -f='${Status}' "$rec" 2>/dev/null | grep -q "install ok installed" && continue
+			size=$({ "${apt[@]}" show "$rec" 2>/dev/null || true; } | awk '/^Installed-Size:/ {print $2; exit}')
+			printf '%-32s %10s  %s\n' "$rec" "${size:-?}" "$p"
+		done
+	done | sort -u -k1,1
+}
+
+# Settings baked into the read-only root. Per-machine state (keys, hostname, mounts) comes
+# from the seed disk at boot, so the image holds no secrets and every machine can share it.
+configure_rootfs() {
+	local r=$1
+	rm -f "$r"/etc/ssh/ssh_host_* "$r/etc/machine-id"
+	: >"$r/etc/machine-id"
+	mkdir -p "$r/etc/ssh/sshd_config.d" "$r/etc/docker" "$r/etc/containers"
+	cat >"$r/etc/ssh/sshd_config.d/skiff.conf" <<-'EOF'
+		HostKey /run/skiff/ssh_host_ed25519_key
+		AuthorizedKeysFile /run/skiff/authorized_keys
+		PasswordAuthentication no
+		KbdInteractiveAuthentication no
+		PermitRootLogin prohibit-password
+		UsePAM no
+		UseDNS no
+		PrintMotd no
+		AcceptEnv LANG LC_* TERM
+	EOF
+	cat >"$r/etc/docker/daemon.json" <<-'EOF'
+		{
+		  "features": {"buildkit": true},
+		  "log-opts": {"max-size": "10m", "max-file": "3"}
+		}
+	EOF
+	# The root is read-only; the agent mounts the data disk at /var/lib/skiff and binds these.
+	mkdir -p "$r/var/lib/skiff" "$r/var/lib/docker" "$r/var/lib/containers" "$r/mnt/skiff"
+	echo skiff >"$r/etc/hostname"
+	if [ "$VARIANT" = systemd ]; then
+		# The comparison variant: the same agent as a plain service under systemd.
+		mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
+		cat >"$r/etc/systemd/system/skiff-agent.service" <<-'EOF'
+			[Unit]
+			Description=Skiff guest agent
+			After=local-fs.target
+			[Service]
+			ExecStart=/usr/sbin/skiff-agent service
+			Restart=always
+			[Install]
+			WantedBy=multi-user.target
+		EOF
+		ln -sf ../skiff-agent.service "$r/etc/systemd/system/multi-user.target.wants/skiff-agent.service"
+		# The agent starts the engine and sshd itself, as in the minimal variant, so the
+		# comparison measures the init system and nothing else.
+		for u in docker.service docker.socket containerd.service ssh.service ssh.socket; do
+			ln -sf /dev/null "$r/etc/systemd/system/$u"
+		done
+	fi
+}
+
+# Resolves the modules needed before the root is mounted, in load order (dependencies first).
+stage1_modules() {
+	local r=$1 kver=$2 dst=$3
+	local dep=$r/usr/lib/modules/$kver/modules.dep
+	mkdir -p "$dst"
+	local -A seen=()
+	: >"$dst/load.list"
+	visit() {
+		local path
+		path=$(awk -F: -v m="/$1.ko" '{p=$1; sub(/\.xz$|\.zst$|\.gz$/, "", p)} p ~ m"$" {print $1; exit}' "$dep")
+		[ -n "$path" ] || return 0 # built in
+		[ -z "${seen[$path]:-}" ] || return 0
+		seen[$path]=1
+		local d
+		for d in $(awk -F: -v p="$path" '$1==p {print $2}' "$dep"); do
+			visit "$(basename "$d" | sed -E 's/\.ko(\.xz|\.zst|\.gz)?$//')"
+		done
+		cp "$r/usr/lib/modules/$kver/$path" "$dst/"
+		basename "$path" >>"$dst/load.list"
+	}
+	for m in virtio_blk virtio_scsi hv_vmbus hv_storvsc squashfs overlay ext4 virtio_net virtio_rng vsock vmw_vsock_virtio_transport; do
+		visit "$m"
+	done
+}
+

@@ -1,0 +1,74 @@
+package qemu
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/forward/usernet"
+	"github.com/skiff-dev/skiff/images/seed"
+	"github.com/skiff-dev/skiff/machine/machinetest"
+	"github.com/skiff-dev/skiff/vmm"
+	"github.com/skiff-dev/skiff/vmm/vmmtest"
+)
+
+// TestConformance runs the backend suite against real QEMU VMs booting the real image.
+func TestConformance(t *testing.T) {
+	machinetest.Enabled(t)
+	img := os.Getenv("SKIFF_IMAGE")
+	if img == "" {
+		img = filepath.Join(machinetest.RepoRoot(t), "images", "out", runtime.GOARCH)
+	}
+	if _, err := os.Stat(filepath.Join(img, "vmlinuz")); err != nil {
+		t.Fatalf("no guest image at %s (run `make image`)", img)
+	}
+	vmmtest.Run(t, vmmtest.Harness{
+		Backend: &Backend{},
+		Config: func(t *testing.T) vmm.Config {
+			dir := vmmtest.TempDir(t)
+			data := filepath.Join(dir, "data.img")
+			f, _ := os.Create(data)
+			f.Truncate(2 << 30)
+			f.Close()
+			sd := &seed.Seed{Hostname: "conformance", Engine: "docker", Secret: make([]byte, 32),
+				Network:   seed.Network{Address: usernet.GuestIP + "/24", Gateway: usernet.GatewayIP, DNS: []string{usernet.GatewayIP}, MTU: usernet.MTU},
+				AgentPort: 1024, HostPort: 1025, HostTimeNano: time.Now().UnixNano()}
+			b, _ := sd.Marshal()
+			os.WriteFile(filepath.Join(dir, "seed.img"), b, 0o600)
+			n, err := usernet.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return vmm.Config{
+				Name: "conformance", Dir: dir, RunDir: dir, Arch: runtime.GOARCH, CPUs: 2, MemoryMiB: 1024,
+				Kernel: filepath.Join(img, "vmlinuz"), Initrd: filepath.Join(img, "initrd.img"),
+				Cmdline: "console=ttyS0 quiet panic=-1",
+				Disks: []vmm.Disk{
+					{Path: filepath.Join(img, "root.squashfs"), Serial: "skiff-root", ReadOnly: true},
+					{Path: data, Serial: "skiff-data", Discard: true},
+					{Path: filepath.Join(dir, "seed.img"), Serial: "skiff-seed", ReadOnly: true},
+				},
+				SerialLog: filepath.Join(dir, "serial.log"), Network: n, MAC: usernet.GuestMAC,
+			}
+		},
+		// The guest agent writes to the console once the engine answers.
+		GuestUp: func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error {
+			for {
+				b, _ := os.ReadFile(cfg.SerialLog)
+				if strings.Contains(string(b), "answers (API") {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					t.Logf("serial log:\n%s", b)
+					return ctx.Err()
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		},
+	})
+}
