@@ -3,9 +3,11 @@ package fake
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +40,7 @@ func NewEngine(dir, name string) (*Engine, error) {
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, e.Version) })
 	mux.HandleFunc("GET /containers/json", e.handleContainers)
 	mux.HandleFunc("GET /images/json", e.handleImages)
+	mux.HandleFunc("POST /containers/create", e.handleCreate)
 	mux.HandleFunc("POST /containers/{id}/{action}", e.handleAction)
 	mux.HandleFunc("DELETE /containers/{id}", e.handleRemove)
 	mux.HandleFunc("DELETE /images/{id}", e.handleRemoveImage)
@@ -207,6 +210,44 @@ func (e *Engine) handleAction(w http.ResponseWriter, r *http.Request) {
 		e.Emit("container", ev, id)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// createRequest is the part of POST /containers/create the fake understands.
+type createRequest struct {
+	Image      string   `json:"Image"`
+	Cmd        []string `json:"Cmd"`
+	HostConfig struct {
+		PortBindings map[string][]struct {
+			HostIP   string `json:"HostIp"`
+			HostPort string `json:"HostPort"`
+		} `json:"PortBindings"`
+	} `json:"HostConfig"`
+}
+
+func (e *Engine) handleCreate(w http.ResponseWriter, r *http.Request) {
+	var req createRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	e.mu.Lock()
+	id := fmt.Sprintf("f%011d", len(e.containers)+1)
+	e.mu.Unlock()
+	c := engine.Container{ID: id, Names: []string{"/" + r.URL.Query().Get("name")}, Image: req.Image,
+		State: "created", Status: "Created", Created: time.Now().Unix()}
+	for spec, binds := range req.HostConfig.PortBindings {
+		var priv int
+		proto := "tcp"
+		fmt.Sscanf(strings.Replace(spec, "/", " ", 1), "%d %s", &priv, &proto)
+		for _, b := range binds {
+			pub, _ := strconv.Atoi(b.HostPort)
+			c.Ports = append(c.Ports, engine.Port{IP: "0.0.0.0", PrivatePort: priv, PublicPort: pub, Type: proto})
+		}
+	}
+	e.AddContainer(c)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(map[string]any{"Id": id, "Warnings": []string{}})
 }
 
 func (e *Engine) handleRemove(w http.ResponseWriter, r *http.Request) {

@@ -68,10 +68,10 @@ func (s Snapshot) Machine(name string) (Machine, bool) {
 type Indicator int
 
 const (
-	IndicatorIdle     Indicator = iota // nothing running
-	IndicatorRunning                   // at least one machine runs
-	IndicatorBusy                      // one is starting or stopping
-	IndicatorCrashed                   // one has crashed: the user must look
+	IndicatorIdle    Indicator = iota // nothing running
+	IndicatorRunning                  // at least one machine runs
+	IndicatorBusy                     // one is starting or stopping
+	IndicatorCrashed                  // one has crashed: the user must look
 )
 
 // Indicator picks the most urgent state of any machine.

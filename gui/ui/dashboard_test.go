@@ -342,7 +342,9 @@ func TestDashboardMachineButtons(t *testing.T) {
 
 	// Selecting the other machine shows its (empty) engine and its own details.
 	h.onUI(func() { h.d.machineList.Select(1) })
-	h.eventually("spare selected", func() bool { return h.d.snap.Selected == "spare" && len(h.d.snap.Containers) == 0 && h.d.mTitle.Text == "spare" })
+	h.eventually("spare selected", func() bool {
+		return h.d.snap.Selected == "spare" && len(h.d.snap.Containers) == 0 && h.d.mTitle.Text == "spare"
+	})
 }
 
 func TestDashboardLogsFollow(t *testing.T) {
