@@ -50,3 +50,9 @@ up:
 	  (d=$$(mktemp -d) && mkdir $$d/bin && cp $$(command -v busybox) $$d/bin/ && ln -s busybox $$d/bin/sh && ln -s busybox $$d/bin/echo && \
 	   tar -C $$d -c . | docker -H unix://$$sock import --change 'ENV PATH=/bin' - skiff-test/busybox >/dev/null && rm -rf $$d); \
 	  docker -H unix://$$sock run --rm skiff-test/busybox echo "hello from a container in skiff"
+
+bench-api: build image
+	$(GO) run ./cmd/skiff-bench api -skiff bin/skiff -image $(IMAGE_OUT)
+
+bench-idle: build image
+	$(GO) run ./cmd/skiff-bench idle -skiff bin/skiff -image $(IMAGE_OUT)

@@ -120,7 +120,9 @@ func trimLoop(sys *guestinit.System, every time.Duration) {
 	if every <= 0 {
 		every = time.Hour
 	}
-	time.Sleep(30 * time.Second)
+	// Not during boot: a fresh data disk is sparse already, and trimming competes with the
+	// engine's start for the (emulated) CPU.
+	time.Sleep(10 * time.Minute)
 	for {
 		if out, err := sys.Trim(); err != nil {
 			logf("trim: %v", err)

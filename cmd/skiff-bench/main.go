@@ -22,13 +22,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|idle [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|idle|api [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "boot":
 		err = benchBoot(os.Args[2:])
+	case "api":
+		err = benchAPI(os.Args[2:])
 	case "idle":
 		err = benchIdle(os.Args[2:])
 	default:

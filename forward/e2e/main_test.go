@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/skiff-dev/skiff/machine/machinetest"
@@ -19,6 +18,7 @@ type suite struct {
 	// extraHost is shared at extraGuest, a different path, to exercise translation.
 	extraHost, extraGuest string
 	homeDir               string // a scratch folder inside the default home share
+	roDir                 string // shared read-only at /mnt/ro-view
 }
 
 var s *suite
@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 	if s != nil {
 		os.RemoveAll(s.homeDir)
 		os.RemoveAll(s.extraHost)
+		os.RemoveAll(s.roDir)
 	}
 	os.Exit(code)
 }
@@ -60,9 +61,13 @@ func boot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s = &suite{Env: env, extraHost: extra, extraGuest: "/mnt/elsewhere", homeDir: scratch}
+	ro, err := os.MkdirTemp("", "skiffro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = &suite{Env: env, extraHost: extra, extraGuest: "/mnt/elsewhere", homeDir: scratch, roDir: ro}
 	env.Must("machine", "init", "--cpus", "2", "--memory", "2G", "--disk-size", "16G",
-		"--mount", extra+":/mnt/elsewhere", "--mount", filepath.Join(scratch)+":/mnt/ro-view:ro")
+		"--mount", extra+":/mnt/elsewhere", "--mount", ro+":/mnt/ro-view:ro")
 	env.Must("machine", "start")
 	env.LoadBusybox("default")
 }
@@ -79,4 +84,3 @@ func (st suiteT) TempDir() string {
 }
 
 var cleanups []func()
-

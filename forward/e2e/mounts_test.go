@@ -61,7 +61,7 @@ func TestPathTranslation(t *testing.T) {
 // TestReadOnlyShare checks a share mounted :ro in the guest.
 func TestReadOnlyShare(t *testing.T) {
 	m := machine(t)
-	os.WriteFile(filepath.Join(m.homeDir, "ro-probe"), []byte("visible\n"), 0o644)
+	os.WriteFile(filepath.Join(m.roDir, "ro-probe"), []byte("visible\n"), 0o644)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, _ := m.Run("machine", "ssh", "--", "cat /mnt/ro-view/ro-probe")

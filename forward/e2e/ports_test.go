@@ -112,7 +112,7 @@ func TestForwardLatency(t *testing.T) {
 	m.MustDocker("default", "run", "-d", "--name", "lat", "--network", "host", img, "sleep", "300")
 	defer m.DockerRun("default", "rm", "-f", "lat")
 	start := time.Now()
-	m.MustDocker("default", "exec", "-d", "lat", "nc", "-lk", "-p", strconv.Itoa(port), "-e", "echo", "hi")
+	m.MustDocker("default", "exec", "-d", "lat", "nc", "-ll", "-p", strconv.Itoa(port), "-e", "echo", "hi")
 	// docker exec -d returns once the process started, so this bounds listener -> forward.
 	waitListener(t, "tcp", port, 5*time.Second)
 	t.Logf("forward appeared %s after docker exec returned (goal: within 1s of the listener)", time.Since(start).Round(time.Millisecond))
@@ -131,7 +131,7 @@ func TestGuestListener(t *testing.T) {
 	guestBB := filepath.Join(m.homeDir, "busybox")
 	os.WriteFile(guestBB, data, 0o755)
 	port := freePort(t)
-	m.Must("machine", "ssh", "--", fmt.Sprintf("setsid %s nc -lk -p %d -e %s echo from-guest-listener </dev/null >/dev/null 2>&1 &", guestBB, port, guestBB))
+	m.Must("machine", "ssh", "--", fmt.Sprintf("setsid %s nc -ll -p %d -e %s echo from-guest-listener </dev/null >/dev/null 2>&1 &", guestBB, port, guestBB))
 	onlyLoopback(t, waitListener(t, "tcp", port, 5*time.Second))
 	var got []byte
 	deadline := time.Now().Add(20 * time.Second)
@@ -150,15 +150,14 @@ func TestGuestListener(t *testing.T) {
 	if strings.TrimSpace(string(got)) != "from-guest-listener" {
 		t.Fatalf("guest listener answered %q", got)
 	}
-	m.Run("machine", "ssh", "--", fmt.Sprintf("pkill -f 'nc -lk -p %d'", port))
+	m.Run("machine", "ssh", "--", fmt.Sprintf("pkill -f 'nc -ll -p %d'", port))
 }
 
 func TestUDP(t *testing.T) {
 	m := machine(t)
 	port := freePort(t)
-	// busybox nc in UDP listen mode echoes back what the first peer sends.
 	m.MustDocker("default", "run", "-d", "--name", "udp", "-p", fmt.Sprintf("127.0.0.1:%d:5353/udp", port), img,
-		"sh", "-c", "while true; do nc -u -l -p 5353 -e cat; done")
+		"echod", "-udp", ":5353")
 	defer m.DockerRun("default", "rm", "-f", "udp")
 	onlyLoopback(t, waitListener(t, "udp", port, 10*time.Second))
 	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))

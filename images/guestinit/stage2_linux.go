@@ -53,6 +53,12 @@ type Options struct {
 // for: the caller polls EngineReady so that readiness is signalled the moment it answers.
 func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System, error) {
 	s := &System{Reaper: NewReaper(), Log: logf}
+	// Every forwarded stream costs the agent two descriptors, and the engine inherits the
+	// limit; the kernel's default of 1024 for init runs out under load.
+	lim := unix.Rlimit{Cur: 1 << 20, Max: 1 << 20}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		logf("raise open file limit: %v", err)
+	}
 	// The kernel starts PID 1 with an empty environment.
 	os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	if opt.PID1 {
@@ -73,9 +79,11 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", net.JoinHostPort(sd.Network.Gateway, strconv.Itoa(sd.HostPort)))
 	}}
-	if sd.HostTimeNano > 0 {
-		// The seed was written when the VM started; the guest has been up since.
-		SetClock(time.Unix(0, sd.HostTimeNano).Add(Uptime()), logf)
+	// The emulated RTC already gave the kernel the host's time. The seed was written
+	// before the VM started, so a clock behind it is certainly wrong (a VM without an
+	// RTC); anything else waits for the host's exact push once the agent is up.
+	if seedTime := time.Unix(0, sd.HostTimeNano); sd.HostTimeNano > 0 && time.Now().Before(seedTime) {
+		SetClock(seedTime, logf)
 	}
 	unix.Sethostname([]byte(sd.Hostname))
 	os.WriteFile("/etc/hostname", []byte(sd.Hostname+"\n"), 0o644)
@@ -478,9 +486,3 @@ func (s *System) Shutdown(poweroff bool) {
 	}
 }
 
-// Uptime is the time since the guest kernel started.
-func Uptime() time.Duration {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
-	return time.Duration(ts.Nano())
-}

@@ -187,6 +187,12 @@ func (e *Env) LoadBusybox(name string) {
 		"touch", "rm", "true", "seq", "yes", "dd", "md5sum", "sha256sum", "env", "grep", "sed", "od", "ps", "kill", "tr", "cp", "stat", "df", "id"} {
 		os.Symlink("busybox", filepath.Join(dir, "bin", c))
 	}
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "echod"), "./machine/machinetest/echod")
+	build.Dir = RepoRoot(e.T)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := build.CombinedOutput(); err != nil {
+		e.T.Fatalf("build echod: %v\n%s", err, out)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	tar := exec.CommandContext(ctx, "tar", "-C", dir, "-c", ".")

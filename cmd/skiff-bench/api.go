@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/machine/agentapi"
+)
+
+// sshForwardedSocket serves a unix socket whose connections are SSH channels to the guest
+// engine socket: what `ssh -L local.sock:/run/docker.sock` does, and how podman machine
+// and Lima bring the API to the host.
+func sshForwardedSocket(ctx context.Context, d machine.Dir, path string) (func(), error) {
+	keyPEM, err := os.ReadFile(d.File(machine.FileSSHKey))
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := os.ReadFile(d.File(machine.FileHostKey + ".pub"))
+	if err != nil {
+		return nil, err
+	}
+	hostKey, _, _, _, err := ssh.ParseAuthorizedKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := agentapi.NewClient(d.Sock(machine.SockControl)).Connect(ctx, forward.ServiceSSH)
+	if err != nil {
+		return nil, err
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, "guest", &ssh.ClientConfig{User: "root",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(hostKey)})
+	if err != nil {
+		return nil, err
+	}
+	client := ssh.NewClient(c, chans, reqs)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	go func() {
+		for {
+			lc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				rc, err := client.Dial("unix", "/run/docker.sock")
+				if err != nil {
+					lc.Close()
+					return
+				}
+				go func() { io.Copy(rc, lc); rc.Close() }()
+				io.Copy(lc, rc)
+				lc.Close()
+			}()
+		}
+	}()
+	return func() { ln.Close(); client.Close() }, nil
+}
+
+type apiResult struct {
+	rps float64
+	p50 time.Duration
+}
+
+// pingLoad sends n GET /_ping over conc keep-alive connections to the socket.
+func pingLoad(sock string, n, conc int) (apiResult, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: time.Minute}
+	lat := make([]time.Duration, n)
+	var mu sync.Mutex
+	var firstErr error
+	next := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				t0 := time.Now()
+				resp, err := client.Get("http://engine/_ping")
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != 200 {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("ping: %v", err)
+					}
+					mu.Unlock()
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return apiResult{}, firstErr
+	}
+	el := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return apiResult{rps: float64(n) / el.Seconds(), p50: lat[n/2]}, nil
+}
+
+// benchAPI compares the engine API through Skiff's socket with an ssh-forwarded socket to
+// the same engine in the same VM, alternating rounds.
+func benchAPI(args []string) error {
+	fs := flag.NewFlagSet("api", flag.ExitOnError)
+	image := fs.String("image", "images/out/amd64", "image directory")
+	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
+	n := fs.Int("requests", 2000, "requests per round")
+	conc := fs.Int("concurrency", 8, "parallel connections")
+	rounds := fs.Int("rounds", 3, "rounds per path")
+	fs.Parse(args)
+	home, err := os.MkdirTemp("", "skb")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(home)
+	abs, _ := filepath.Abs(*skiff)
+	b := &bench{skiff: abs, home: home}
+	if err := b.run(nil, "machine", "init", "api", "--image", *image, "--memory", "2G", "--disk-size", "4G", "--no-home-share"); err != nil {
+		return err
+	}
+	defer b.run(nil, "machine", "rm", "-f", "api")
+	if err := b.run(nil, "machine", "start", "api"); err != nil {
+		return err
+	}
+	d := machine.Home{Root: home}.Dir("api")
+	sshSock := filepath.Join(home, "ssh-docker.sock")
+	stop, err := sshForwardedSocket(context.Background(), d, sshSock)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	paths := []struct{ name, sock string }{{"skiff", d.Sock(machine.SockEngine)}, {"ssh-forward", sshSock}}
+	res := map[string][]apiResult{}
+	for _, p := range paths { // warm-up
+		if _, err := pingLoad(p.sock, 200, *conc); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	for r := 0; r < *rounds; r++ {
+		for _, p := range paths {
+			x, err := pingLoad(p.sock, *n, *conc)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			res[p.name] = append(res[p.name], x)
+			fmt.Printf("round %d %-12s %8.0f req/s  p50 %v\n", r, p.name, x.rps, x.p50.Round(time.Microsecond))
+		}
+	}
+	med := func(xs []apiResult) apiResult {
+		sort.Slice(xs, func(i, j int) bool { return xs[i].rps < xs[j].rps })
+		m := xs[len(xs)/2]
+		ps := make([]time.Duration, len(xs))
+		for i, x := range xs {
+			ps[i] = x.p50
+		}
+		m.p50 = median(ps)
+		return m
+	}
+	s, o := med(res["skiff"]), med(res["ssh-forward"])
+	fmt.Printf("\nGET /_ping, %d requests x %d rounds, %d connections, same VM:\n", *n, *rounds, *conc)
+	fmt.Printf("  skiff socket:        %8.0f req/s  p50 %v\n", s.rps, s.p50.Round(time.Microsecond))
+	fmt.Printf("  ssh-forwarded socket: %7.0f req/s  p50 %v\n", o.rps, o.p50.Round(time.Microsecond))
+	fmt.Printf("  ratio skiff/ssh: %.2fx requests/s (goal >= 2x), p50 %.2fx lower\n", s.rps/o.rps, float64(o.p50)/float64(s.p50))
+	return nil
+}
