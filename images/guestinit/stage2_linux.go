@@ -38,9 +38,10 @@ type System struct {
 	// Host opens authenticated streams to host services.
 	Host transport.Dialer
 
-	mu     sync.Mutex
-	engine *exec.Cmd
-	sshd   *exec.Cmd
+	mu         sync.Mutex
+	engine     *exec.Cmd
+	containerd *exec.Cmd
+	sshd       *exec.Cmd
 }
 
 // Options chooses what Boot does beyond the basics.
@@ -87,6 +88,10 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	}
 	unix.Sethostname([]byte(sd.Hostname))
 	os.WriteFile("/etc/hostname", []byte(sd.Hostname+"\n"), 0o644)
+
+	// The engine's first iptables and bridge calls would load these one by one, each a
+	// slow exec under emulation; one modprobe in the background gets them all at once.
+	go loadModules(engineModules...)
 
 	// Network and data disk do not depend on each other; do them at once.
 	var wg sync.WaitGroup
@@ -195,11 +200,15 @@ func waitInterface(timeout time.Duration) (string, error) {
 	}
 }
 
-// loadModules loads modules from the root's module tree with modprobe semantics.
+// engineModules are the kernel modules container networking and storage use.
+var engineModules = []string{"overlay", "bridge", "br_netfilter", "veth", "nf_tables", "nft_compat", "nft_chain_nat",
+	"nf_nat", "nf_conntrack", "xt_conntrack", "xt_MASQUERADE", "xt_addrtype", "xt_nat", "xt_tcpudp", "xt_comment",
+	"xt_mark", "ip_tables", "iptable_nat", "iptable_filter", "ip6_tables", "ip6table_nat", "ip6table_filter", "tun"}
+
+// loadModules loads modules from the root's module tree with modprobe semantics, all in
+// one process.
 func loadModules(names ...string) {
-	for _, n := range names {
-		exec.Command("/usr/sbin/modprobe", "-q", n).Run()
-	}
+	exec.Command("/usr/sbin/modprobe", append([]string{"-q", "-a"}, names...)...).Run()
 }
 
 // setupData mounts the data disk, formatting it on first boot and growing the filesystem
@@ -227,10 +236,10 @@ func (s *System) setupData() error {
 			s.Log("%v", err)
 		}
 	}
-	for _, d := range []string{"docker", "containers", "ssh", "home"} {
+	for _, d := range []string{"docker", "containerd", "containers", "home"} {
 		os.MkdirAll(filepath.Join(DataMount, d), 0o711)
 	}
-	for _, b := range [][2]string{{"docker", "/var/lib/docker"}, {"containers", "/var/lib/containers"}} {
+	for _, b := range [][2]string{{"docker", "/var/lib/docker"}, {"containerd", "/var/lib/containerd"}, {"containers", "/var/lib/containers"}} {
 		os.MkdirAll(b[1], 0o711)
 		if err := unix.Mount(filepath.Join(DataMount, b[0]), b[1], "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s: %w", b[1], err)
@@ -279,7 +288,12 @@ func (s *System) startEngine() error {
 		os.MkdirAll("/run/podman", 0o755)
 		cmd = exec.Command("podman", "system", "service", "--time=0", "unix://"+EngineSocket)
 	default:
-		cmd = exec.Command("dockerd", "--host", "unix://"+EngineSocket)
+		// containerd starts at the same time as dockerd rather than after dockerd's own
+		// initialisation, which is how it runs when dockerd spawns it.
+		if err := s.startContainerd(); err != nil {
+			return err
+		}
+		cmd = exec.Command("dockerd", "--host", "unix://"+EngineSocket, "--containerd", ContainerdSocket)
 	}
 	os.Symlink(EngineSocket, "/var/run/docker.sock")
 	f, err := os.OpenFile("/var/log/engine.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -297,6 +311,26 @@ func (s *System) startEngine() error {
 		ws := <-ch
 		s.Log("engine %s exited: %v", s.Seed.Engine, ws)
 	}()
+	return nil
+}
+
+// ContainerdSocket is where the guest's containerd listens.
+const ContainerdSocket = "/run/containerd/containerd.sock"
+
+func (s *System) startContainerd() error {
+	cmd := exec.Command("containerd")
+	f, err := os.OpenFile("/var/log/containerd.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err == nil {
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	ch, err := s.Reaper.Start(cmd)
+	if err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	s.mu.Lock()
+	s.containerd = cmd
+	s.mu.Unlock()
+	go func() { s.Log("containerd exited: %v", <-ch) }()
 	return nil
 }
 
@@ -471,6 +505,13 @@ func (s *System) Shutdown(poweroff bool) {
 	if sshd != nil && sshd.Process != nil {
 		sshd.Process.Kill()
 	}
+	s.mu.Lock()
+	ctrd := s.containerd
+	s.mu.Unlock()
+	if ctrd != nil && ctrd.Process != nil {
+		ctrd.Process.Signal(syscall.SIGTERM)
+		time.Sleep(300 * time.Millisecond)
+	}
 	unix.Kill(-1, unix.SIGTERM)
 	time.Sleep(200 * time.Millisecond)
 	unix.Kill(-1, unix.SIGKILL)
@@ -485,4 +526,3 @@ func (s *System) Shutdown(poweroff bool) {
 		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
 }
-
