@@ -182,6 +182,7 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 			return nil, err
 		}
 	}
+	deriveVMLinux(partial, man)
 	if err := os.WriteFile(filepath.Join(partial, "manifest.json"), raw, 0o644); err != nil {
 		return nil, err
 	}

@@ -126,6 +126,10 @@ configure_rootfs() {
 	# The root is read-only; the agent mounts the data disk at /var/lib/skiff and binds these.
 	mkdir -p "$r/var/lib/skiff" "$r/var/lib/docker" "$r/var/lib/containers" "$r/mnt/skiff"
 	echo skiff >"$r/etc/hostname"
+	# The engine runs dozens of iptables commands at start, each a process exec that costs
+	# ~100ms under emulation; the legacy backend does the same work in half the time.
+	chroot "$r" update-alternatives --quiet --set iptables /usr/sbin/iptables-legacy
+	chroot "$r" update-alternatives --quiet --set ip6tables /usr/sbin/ip6tables-legacy
 	if [ "$VARIANT" = systemd ]; then
 		# The comparison variant: the same agent as a plain service under systemd.
 		mkdir -p "$r/etc/systemd/system/multi-user.target.wants"

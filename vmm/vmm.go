@@ -20,6 +20,9 @@ type Config struct {
 	CPUs      int
 	MemoryMiB int64
 	Kernel    string
+	// KernelELF is the same kernel uncompressed, with a PVH entry, when the image has one.
+	// Backends that can boot it directly (QEMU on x86) skip the kernel's decompression.
+	KernelELF string
 	Initrd    string
 	Cmdline   string
 	Disks     []Disk

@@ -27,6 +27,7 @@ import (
 	"github.com/skiff-dev/skiff/forward/share9p"
 	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/forward/usernet"
+	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/images/seed"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
@@ -450,7 +451,7 @@ func (a *Agent) vmConfig() (vmm.Config, error) {
 	cfg := vmm.Config{
 		Name: a.Spec.Name, Dir: a.Dir.Path, RunDir: a.Dir.Run, Arch: a.Spec.Arch(),
 		CPUs: a.Spec.CPUs, MemoryMiB: a.Spec.MemoryMiB,
-		Kernel: man["kernel"], Initrd: man["initrd"], Cmdline: cmdline,
+		Kernel: man["kernel"], KernelELF: filepath.Join(img.Dir, images.VMLinuxName), Initrd: man["initrd"], Cmdline: cmdline,
 		Disks: []vmm.Disk{
 			{Path: man["root"], Serial: "skiff-root", ReadOnly: true},
 			{Path: a.Dir.File(machine.FileDataDisk), Serial: "skiff-data", Discard: true},

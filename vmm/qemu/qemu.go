@@ -74,7 +74,7 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-smp", strconv.Itoa(cfg.CPUs),
 		"-m", strconv.FormatInt(cfg.MemoryMiB, 10) + "M",
-		"-kernel", cfg.Kernel,
+		"-kernel", kernelFor(cfg),
 		"-initrd", cfg.Initrd,
 		"-append", cfg.Cmdline,
 	}
@@ -138,6 +138,16 @@ func qboot(arch string) string {
 		}
 	}
 	return ""
+}
+
+// kernelFor prefers the uncompressed PVH kernel on x86: QEMU jumps straight into it.
+func kernelFor(cfg vmm.Config) string {
+	if cfg.KernelELF != "" && cfg.Arch != "arm64" {
+		if _, err := os.Stat(cfg.KernelELF); err == nil {
+			return cfg.KernelELF
+		}
+	}
+	return cfg.Kernel
 }
 
 func cpuFor(accel string) string {
