@@ -144,22 +144,17 @@ func benchAPI(args []string) error {
 	conc := fs.Int("concurrency", 8, "parallel connections")
 	rounds := fs.Int("rounds", 3, "rounds per path")
 	fs.Parse(args)
-	home, err := os.MkdirTemp("", "skb")
+	b, cleanup, err := newBench(*skiff)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(home)
-	abs, _ := filepath.Abs(*skiff)
-	b := &bench{skiff: abs, home: home}
-	if err := b.run(nil, "machine", "init", "api", "--image", *image, "--memory", "2G", "--disk-size", "4G", "--no-home-share"); err != nil {
+	defer cleanup()
+	d, rm, err := b.startMachine("api", *image, "2G")
+	if err != nil {
 		return err
 	}
-	defer b.run(nil, "machine", "rm", "-f", "api")
-	if err := b.run(nil, "machine", "start", "api"); err != nil {
-		return err
-	}
-	d := machine.Home{Root: home}.Dir("api")
-	sshSock := filepath.Join(home, "ssh-docker.sock")
+	defer rm()
+	sshSock := filepath.Join(b.home, "ssh-docker.sock")
 	stop, err := sshForwardedSocket(context.Background(), d, sshSock)
 	if err != nil {
 		return err

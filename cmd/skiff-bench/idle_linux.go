@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -46,21 +45,16 @@ func benchIdle(args []string) error {
 	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
 	secs := fs.Int("seconds", 60, "idle window")
 	fs.Parse(args)
-	home, err := os.MkdirTemp("", "skb")
+	b, cleanup, err := newBench(*skiff)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(home)
-	abs, _ := filepath.Abs(*skiff)
-	b := &bench{skiff: abs, home: home}
-	if err := b.run(nil, "machine", "init", "idle", "--image", *image, "--memory", "1G", "--disk-size", "4G", "--no-home-share"); err != nil {
+	defer cleanup()
+	d, rm, err := b.startMachine("idle", *image, "1G")
+	if err != nil {
 		return err
 	}
-	defer b.run(nil, "machine", "rm", "-f", "idle")
-	if err := b.run(nil, "machine", "start", "idle"); err != nil {
-		return err
-	}
-	d := machine.Home{Root: home}.Dir("idle")
+	defer rm()
 	pb, err := os.ReadFile(d.File(machine.FileAgentPID))
 	if err != nil {
 		return err

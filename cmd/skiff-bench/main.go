@@ -70,6 +70,30 @@ func (b *bench) run(env []string, args ...string) error {
 	return nil
 }
 
+// newBench makes a throwaway home for the CLI at path skiff.
+func newBench(skiff string) (*bench, func(), error) {
+	home, err := os.MkdirTemp("", "skb")
+	if err != nil {
+		return nil, nil, err
+	}
+	abs, _ := filepath.Abs(skiff)
+	return &bench{skiff: abs, home: home}, func() { os.RemoveAll(home) }, nil
+}
+
+// startMachine creates and starts a machine; the returned func removes it.
+func (b *bench) startMachine(name, image, memory string) (machine.Dir, func(), error) {
+	d := machine.Home{Root: b.home}.Dir(name)
+	if err := b.run(nil, "machine", "init", name, "--image", image, "--memory", memory, "--disk-size", "4G", "--no-home-share"); err != nil {
+		return d, nil, err
+	}
+	rm := func() { b.run(nil, "machine", "rm", "-f", name) }
+	if err := b.run(nil, "machine", "start", name); err != nil {
+		rm()
+		return d, nil, err
+	}
+	return d, rm, nil
+}
+
 // timeBoot starts a machine and returns the time from the VM's launch to the first GET
 // /_ping that succeeds through the host's engine socket.
 func (b *bench) timeBoot(name string, env []string) (time.Duration, error) {
@@ -121,13 +145,11 @@ func benchBoot(args []string) error {
 	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
 	cpus := fs.Int("cpus", 2, "CPUs per VM")
 	fs.Parse(args)
-	home, err := os.MkdirTemp("", "skb")
+	b, cleanup, err := newBench(*skiff)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(home)
-	abs, _ := filepath.Abs(*skiff)
-	b := &bench{skiff: abs, home: home}
+	defer cleanup()
 	variants := []struct {
 		name, image string
 		env         []string

@@ -53,6 +53,16 @@ func completeMachines(cmd *cobra.Command, args []string, _ string) ([]string, co
 	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
+// target resolves the machine a command names (or the default) in Skiff's home.
+func target(args []string) (machine.Home, string, error) {
+	name, err := nameArg(args)
+	if err != nil {
+		return machine.Home{}, "", err
+	}
+	h, err := home()
+	return h, name, err
+}
+
 func existing(name string) (machine.Home, machine.Dir, *machine.Spec, error) {
 	h, err := home()
 	if err != nil {
@@ -77,11 +87,7 @@ func initCmd() *cobra.Command {
 		Short: "Create a machine",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(args)
-			if err != nil {
-				return err
-			}
-			h, err := home()
+			h, name, err := target(args)
 			if err != nil {
 				return err
 			}
@@ -334,11 +340,7 @@ func rmCmd() *cobra.Command {
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(args)
-			if err != nil {
-				return err
-			}
-			h, err := home()
+			h, name, err := target(args)
 			if err != nil {
 				return err
 			}
@@ -475,11 +477,7 @@ func inspectCmd() *cobra.Command {
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(args)
-			if err != nil {
-				return err
-			}
-			h, err := home()
+			h, name, err := target(args)
 			if err != nil {
 				return err
 			}
