@@ -516,7 +516,14 @@ func (s *System) Shutdown(poweroff bool) {
 	time.Sleep(200 * time.Millisecond)
 	unix.Kill(-1, unix.SIGKILL)
 	unix.Sync()
-	for _, m := range []string{"/var/lib/docker", "/var/lib/containers", DataMount} {
+	// Shares first, then the binds into the data disk, then the data disk itself: a busy
+	// data disk would be detached lazily and need journal recovery at the next boot.
+	var mounts []string
+	for _, sh := range s.Seed.Shares {
+		mounts = append(mounts, sh.GuestPath)
+	}
+	mounts = append(mounts, "/var/lib/docker", "/var/lib/containerd", "/var/lib/containers", DataMount)
+	for _, m := range mounts {
 		if err := unix.Unmount(m, 0); err != nil {
 			unix.Unmount(m, unix.MNT_DETACH)
 		}

@@ -29,8 +29,8 @@ func init() {
 }
 
 // probeNative returns kvm when a guest kernel really starts under it, else tcg and why.
-// A failing probe costs seconds, so the verdict is kept until the host reboots or QEMU or
-// the kernel changes.
+// A failing probe costs seconds, so the verdict is kept until the host reboots or QEMU
+// changes: whether KVM runs guests is a property of the host, not of one kernel file.
 func probeNative(bin, kernel string) (string, string) {
 	key := probeKey(bin, kernel)
 	if v, ok := loadVerdict(key); ok {
@@ -51,10 +51,10 @@ func verdictPath() string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("skiff-accel-%d.json", os.Getuid()))
 }
 
-func probeKey(bin, kernel string) string {
+func probeKey(bin, _ string) string {
 	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	k := strings.TrimSpace(string(boot))
-	for _, f := range []string{bin, kernel} {
+	for _, f := range []string{bin} {
 		if p, err := exec.LookPath(f); err == nil {
 			f = p
 		}
