@@ -40,21 +40,7 @@ var hijackRE = regexp.MustCompile(`^(/v[0-9.]+)?/(containers/[^/]+/attach|exec/[
 
 // Serve accepts connections on ln until ctx ends.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	go func() { <-ctx.Done(); ln.Close() }()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		go p.handle(ctx, c)
-	}
+	return transport.AcceptLoop(ctx, ln, func(c net.Conn) { p.handle(ctx, c) })
 }
 
 func (p *Proxy) handle(ctx context.Context, client net.Conn) {

@@ -177,8 +177,9 @@ type Handler func(ctx context.Context, service string, conn net.Conn)
 // Router picks a handler for a service name, or says why there is none.
 type Router func(service string) (Handler, error)
 
-// Serve accepts streams on ln until ctx ends. Unauthenticated peers are refused and logged.
-func Serve(ctx context.Context, ln net.Listener, secret []byte, route Router, logf func(string, ...any)) error {
+// AcceptLoop hands each connection on ln to handle, in its own goroutine, until ctx ends
+// (then it returns nil) or the listener fails.
+func AcceptLoop(ctx context.Context, ln net.Listener, handle func(net.Conn)) error {
 	go func() { <-ctx.Done(); ln.Close() }()
 	for {
 		conn, err := ln.Accept()
@@ -192,24 +193,29 @@ func Serve(ctx context.Context, ln net.Listener, secret []byte, route Router, lo
 			}
 			return err
 		}
-		go func() {
-			service, err := Accept(conn, secret)
-			if err != nil {
-				logf("transport: refused connection from %s: %v", conn.RemoteAddr(), err)
-				conn.Close()
-				return
-			}
-			h, err := route(service)
-			if err != nil {
-				Refuse(conn, err.Error())
-				conn.Close()
-				return
-			}
-			if err := Grant(conn); err != nil {
-				conn.Close()
-				return
-			}
-			h(ctx, service, conn)
-		}()
+		go handle(conn)
 	}
+}
+
+// Serve accepts streams on ln until ctx ends. Unauthenticated peers are refused and logged.
+func Serve(ctx context.Context, ln net.Listener, secret []byte, route Router, logf func(string, ...any)) error {
+	return AcceptLoop(ctx, ln, func(conn net.Conn) {
+		service, err := Accept(conn, secret)
+		if err != nil {
+			logf("transport: refused connection from %s: %v", conn.RemoteAddr(), err)
+			conn.Close()
+			return
+		}
+		h, err := route(service)
+		if err != nil {
+			Refuse(conn, err.Error())
+			conn.Close()
+			return
+		}
+		if err := Grant(conn); err != nil {
+			conn.Close()
+			return
+		}
+		h(ctx, service, conn)
+	})
 }
