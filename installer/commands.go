@@ -254,7 +254,7 @@ func NewSocketCommand(o CommandOptions) *cobra.Command {
 		tmpRun := filepath.Join(os.TempDir(), fmt.Sprintf("skiff-%d", os.Getuid()))
 		so := SocketLinkOptions{
 			Path:   path,
-			Target: d.Sock(machine.SockEngine),
+			Target: d.EngineEndpoint(),
 			IsOurs: func(t string) bool { return isSkiffPath(t, home.Root, tmpRun) },
 			Runner: o.Runner,
 		}

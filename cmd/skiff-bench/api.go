@@ -160,7 +160,7 @@ func benchAPI(args []string) error {
 		return err
 	}
 	defer stop()
-	paths := []struct{ name, sock string }{{"skiff", d.Sock(machine.SockEngine)}, {"ssh-forward", sshSock}}
+	paths := []struct{ name, sock string }{{"skiff", d.EngineEndpoint()}, {"ssh-forward", sshSock}}
 	res := map[string][]apiResult{}
 	for _, p := range paths { // warm-up
 		if _, err := pingLoad(p.sock, 200, *conc); err != nil {

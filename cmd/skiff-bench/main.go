@@ -101,7 +101,7 @@ func (b *bench) timeBoot(name string, env []string) (time.Duration, error) {
 	d := h.Dir(name)
 	done := make(chan error, 1)
 	go func() { done <- b.run(env, "machine", "start", name) }()
-	sock := d.Sock(machine.SockEngine)
+	sock := d.EngineEndpoint()
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var dd net.Dialer

@@ -250,7 +250,7 @@ func startMachine(ctx context.Context, out io.Writer, name string) error {
 		st := d.Status(ctx)
 		if st.State == machine.StateRunning {
 			fmt.Fprintf(out, " running after %s.\n", time.Since(began).Round(100*time.Millisecond))
-			sock := d.Sock(machine.SockEngine)
+			sock := d.EngineEndpoint()
 			if err := installer.CreateContext(name, sock); err != nil {
 				fmt.Fprintf(out, "warning: could not create the docker context: %v\n", err)
 			}
@@ -391,7 +391,7 @@ func view(ctx context.Context, h machine.Home, name string) (*machineView, error
 	if err != nil {
 		return nil, err
 	}
-	v := &machineView{Name: name, Status: d.Status(ctx), Spec: s, Dir: d.Path, Engine: d.Sock(machine.SockEngine)}
+	v := &machineView{Name: name, Status: d.Status(ctx), Spec: s, Dir: d.Path, Engine: d.EngineEndpoint()}
 	v.Disk.Path = d.File(machine.FileDataDisk)
 	v.Disk.SizeBytes, v.Disk.AllocatedBytes = fileSizes(v.Disk.Path)
 	return v, nil
@@ -514,7 +514,7 @@ func envCmd() *cobra.Command {
 			if shell == "" {
 				shell = detectShell()
 			}
-			s, err := installer.EnvLines(installer.Shell(shell), d.Sock(machine.SockEngine))
+			s, err := installer.EnvLines(installer.Shell(shell), d.EngineEndpoint())
 			if err != nil {
 				return err
 			}

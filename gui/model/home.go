@@ -33,7 +33,7 @@ func (h HomeSource) Agent(name string) Agent {
 func (h HomeSource) Engine(name string) Engine { return engine.New(h.EngineSocket(name)) }
 
 func (h HomeSource) EngineSocket(name string) string {
-	return h.Home.Dir(name).Sock(machine.SockEngine)
+	return h.Home.Dir(name).EngineEndpoint()
 }
 
 func (h HomeSource) LogPath(name string) string { return h.Home.Dir(name).File(machine.FileAgentLog) }

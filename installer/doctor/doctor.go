@@ -371,8 +371,8 @@ func MachinesIn(h machine.Home) ([]Machine, error) {
 		out = append(out, Machine{
 			Name:    n,
 			Control: d.Sock(machine.SockControl),
-			Engine:  d.Sock(machine.SockEngine),
-			Sockets: []string{d.Sock(machine.SockControl), d.Sock(machine.SockEngine)},
+			Engine:  d.EngineEndpoint(),
+			Sockets: []string{d.Sock(machine.SockControl), d.EngineEndpoint()},
 		})
 	}
 	return out, nil

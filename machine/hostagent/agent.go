@@ -335,14 +335,10 @@ func (a *Agent) startForwarders(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sock := a.Dir.Sock(machine.SockEngine)
-	os.Remove(sock)
-	ln, err := listenUnix(sock)
-	if err != nil {
-		return fmt.Errorf("engine socket: %w", err)
-	}
 	proxy := &engineproxy.Proxy{Dial: engineproxy.GuestDialer(a.guest, forward.ServiceEngine), Paths: paths, Logf: a.logf}
-	go proxy.Serve(ctx, ln)
+	if err := a.serveEngine(ctx, proxy); err != nil {
+		return fmt.Errorf("engine endpoint: %w", err)
+	}
 
 	a.ports = &hostports.Manager{Guest: a.guest, BindAddr: a.Spec.PortBindAddress, Logf: a.logf,
 		OnChange: func(f []agentapi.Forward) { a.publish(agentapi.Event{Type: "forwards", Forwards: f}) }}

@@ -1,0 +1,34 @@
+package hostagent
+
+import (
+	"context"
+	"errors"
+
+	"github.com/skiff-dev/skiff/forward/engineproxy"
+	"github.com/skiff-dev/skiff/forward/winpipe"
+	"github.com/skiff-dev/skiff/installer"
+)
+
+// serveEngine serves the engine API on the machine's own named pipe, and on
+// \\.\pipe\docker_engine too when no other engine holds it, for tools that ignore
+// contexts and DOCKER_HOST.
+func (a *Agent) serveEngine(ctx context.Context, p *engineproxy.Proxy) error {
+	ln, err := winpipe.Listen(a.Dir.EngineEndpoint())
+	if err != nil {
+		return err
+	}
+	go p.Serve(ctx, ln)
+	go func() {
+		err := installer.ClaimPipe(ctx, installer.PipeOptions{Serve: func(ctx context.Context, name string) error {
+			wl, err := winpipe.Listen(name)
+			if err != nil {
+				return err
+			}
+			return p.Serve(ctx, wl)
+		}})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			a.warn("%s not served: %v", installer.DockerEnginePipe, err)
+		}
+	}()
+	return nil
+}
