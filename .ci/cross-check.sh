@@ -14,6 +14,11 @@ step() { printf '\n== %s\n' "$*"; }
 # build", so that a host package that stops building for Windows or macOS still fails here.
 guest_only=(
 	github.com/skiff-dev/skiff/cmd/skiff-agent
+	# The fyne GUI needs cgo and a C toolchain per target: .ci/gui-test.sh cross-builds it
+	# for Windows with mingw and vets its cgo-free packages for darwin.
+	github.com/skiff-dev/skiff/gui/ui
+	github.com/skiff-dev/skiff/gui/e2e
+	github.com/skiff-dev/skiff/cmd/skiff-tray
 )
 # host_pkgs GOOS [FORMAT]: the module's packages that have files for GOOS, minus
 # guest_only. Test-only packages (no GoFiles) are vetted but cannot be built.
