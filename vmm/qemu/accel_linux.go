@@ -37,7 +37,10 @@ func probeNative(bin, kernel string) (string, string) {
 		return v.Accel, v.Reason
 	}
 	accel, why := probeNativeUncached(bin, kernel)
-	saveVerdict(key, verdict{Accel: accel, Reason: why})
+	// Only a boot of a real kernel is a verdict; the vCPU probe alone may be fooled.
+	if kernel != "" {
+		saveVerdict(key, verdict{Accel: accel, Reason: why})
+	}
 	return accel, why
 }
 
