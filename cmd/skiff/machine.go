@@ -322,7 +322,11 @@ func stopMachine(ctx context.Context, out io.Writer, d machine.Dir, req agentapi
 	}
 	cl := agentapi.NewClient(d.Sock(machine.SockControl))
 	if err := cl.Stop(ctx, req); err != nil {
-		return fmt.Errorf("stop %s: %w", d.Name, err)
+		// An agent that exited as it answered has done the job; one still running has not.
+		time.Sleep(500 * time.Millisecond)
+		if machine.Held(d.File(machine.FileAgentLock)) || d.Status(ctx).State == machine.StateCrashed {
+			return fmt.Errorf("stop %s: %w", d.Name, err)
+		}
 	}
 	// The agent answers once the VM is down; wait for it to release its lock.
 	for i := 0; i < 100 && machine.Held(d.File(machine.FileAgentLock)); i++ {

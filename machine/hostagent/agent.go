@@ -152,7 +152,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	defer ctl.Close()
+	// Let the callers of stop get their answer before the process exits; event streams
+	// end by themselves once the machine is stopped.
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		ctl.Shutdown(c)
+	}()
 
 	cfg, err := a.vmConfig()
 	if err != nil {

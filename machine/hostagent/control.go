@@ -31,7 +31,7 @@ func listenUnix(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-func (a *Agent) serveControl(ctx context.Context) (net.Listener, error) {
+func (a *Agent) serveControl(ctx context.Context) (*http.Server, error) {
 	ln, err := listenUnix(a.Dir.Sock(machine.SockControl))
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -58,7 +58,7 @@ func (a *Agent) serveControl(ctx context.Context) (net.Listener, error) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return ln, nil
+	return srv, nil
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
