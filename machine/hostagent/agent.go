@@ -65,6 +65,7 @@ type Agent struct {
 	readyAt  *time.Time
 	warnings []string
 	subs     map[chan agentapi.Event]bool
+	stopOnce sync.Once
 	stopReq  chan agentapi.StopRequest
 	stopped  chan struct{}
 }
@@ -153,8 +154,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	// Let the callers of stop get their answer before the process exits; event streams
-	// end by themselves once the machine is stopped.
+	// end once the machine is marked stopped, however it ended.
 	defer func() {
+		a.markStopped()
 		c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		ctl.Shutdown(c)
@@ -246,7 +248,7 @@ func (a *Agent) shutdown(req agentapi.StopRequest, vmDone chan error) error {
 			select {
 			case <-vmDone:
 				a.logf("VM powered off")
-				close(a.stopped)
+				a.markStopped()
 				return nil
 			case <-time.After(req.Timeout):
 				a.logf("VM did not power off within %s; forcing", req.Timeout)
@@ -255,9 +257,11 @@ func (a *Agent) shutdown(req agentapi.StopRequest, vmDone chan error) error {
 	}
 	a.vm.Kill(context.Background())
 	a.logf("VM killed")
-	close(a.stopped)
+	a.markStopped()
 	return nil
 }
+
+func (a *Agent) markStopped() { a.stopOnce.Do(func() { close(a.stopped) }) }
 
 func (a *Agent) guestDialer() transport.Dialer {
 	if gd, ok := a.vm.(vmm.GuestDialer); ok {
