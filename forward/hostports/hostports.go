@@ -141,6 +141,10 @@ func (m *Manager) serveTCP(ctx context.Context, ln net.Listener, l forward.Liste
 		}
 		go func() {
 			g, err := m.Guest.Dial(ctx, forward.PrefixTCP+l.GuestTarget())
+			if err != nil && ctx.Err() == nil {
+				// One retry: a burst of new connections can time out a handshake.
+				g, err = m.Guest.Dial(ctx, forward.PrefixTCP+l.GuestTarget())
+			}
 			if err != nil {
 				m.Logf("ports: %s: %v", l.Key(), err)
 				c.Close()

@@ -25,8 +25,9 @@ const (
 	maxName   = 1024
 	statusOK  = 0
 	statusErr = 1
-	// handshakeTimeout bounds how long a silent peer can hold a connection open.
-	handshakeTimeout = 10 * time.Second
+	// handshakeTimeout bounds how long a silent peer can hold a connection open. Generous:
+	// an emulated guest under a burst of new streams answers slowly, not never.
+	handshakeTimeout = 30 * time.Second
 )
 
 // SecretLen is the length of a machine secret in bytes.
