@@ -88,12 +88,19 @@ func New(t testing.TB) *Env {
 	e := &Env{T: t, Home: home, Bin: builtBin, Image: img, Docker: "docker"}
 	t.Cleanup(func() {
 		// Stop whatever the test left running, then remove the home.
+		if os.Getenv("SKIFF_E2E_KEEP") != "" {
+			return
+		}
 		out, _ := e.Run("machine", "list", "--format", "{{.Name}}")
 		for _, n := range strings.Fields(out) {
 			e.Run("machine", "rm", "-f", n)
 		}
 		if t.Failed() {
 			e.DumpLogs()
+		}
+		if os.Getenv("SKIFF_E2E_KEEP") != "" {
+			t.Logf("kept the Skiff home %s (SKIFF_E2E_KEEP)", home)
+			return
 		}
 		os.RemoveAll(home)
 	})
