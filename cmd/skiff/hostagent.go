@@ -3,6 +3,7 @@ package main
 import (
 	"log"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,10 @@ func hostAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The agent lives as long as the machine and mostly waits; keep its heap small
+			// rather than fast to grow.
+			debug.SetGCPercent(50)
+			debug.SetMemoryLimit(16 << 20)
 			a := &hostagent.Agent{Dir: d, Spec: spec, Backend: backend,
 				Log: log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)}
 			if err := a.Run(cmd.Context()); err != nil {

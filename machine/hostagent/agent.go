@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -206,6 +207,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return a.shutdown(agentapi.StopRequest{Force: s == syscall.SIGINT}, vmDone)
 	}
 	a.setPhase(agentapi.PhaseRunning)
+	// Boot's garbage (seed, probes, first streams) goes back to the OS: the agent idles
+	// for hours next to a VM and should not sit on it.
+	go func() { time.Sleep(5 * time.Second); debug.FreeOSMemory() }()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := a.startForwarders(runCtx); err != nil {
