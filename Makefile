@@ -47,7 +47,7 @@ up:
 	bin/skiff machine inspect --format '{{.Status.State}}' | grep -qx running || bin/skiff machine start
 	@sock=$$(bin/skiff machine inspect --format '{{.Engine}}'); \
 	  docker -H unix://$$sock image inspect skiff-test/busybox >/dev/null 2>&1 || \
-	  (d=$$(mktemp -d) && mkdir $$d/bin && cp $$(command -v busybox) $$d/bin/ && ln -s busybox $$d/bin/sh && ln -s busybox $$d/bin/echo && \
+	  (d=$$(mktemp -d) && mkdir $$d/bin && cp $$(command -v busybox) $$d/bin/ && for a in $$(busybox --list | grep -vx busybox); do ln -s busybox $$d/bin/$$a; done && \
 	   tar -C $$d -c . | docker -H unix://$$sock import --change 'ENV PATH=/bin' - skiff-test/busybox >/dev/null && rm -rf $$d); \
 	  docker -H unix://$$sock run --rm skiff-test/busybox echo "hello from a container in skiff"
 

@@ -59,13 +59,15 @@ func TestMain(m *testing.M) {
 		defer stop()
 	}
 	theApp = app.NewWithID("dev.skiff.tray.e2e")
-	code := 1
+	code := make(chan int, 1)
 	go func() {
-		defer fyne.Do(theApp.Quit)
-		code = m.Run()
+		code <- m.Run()
+		fyne.Do(theApp.Quit)
 	}()
 	theApp.Run()
-	os.Exit(code)
+	// Closing the test's window can end the event loop before the tests have returned;
+	// the exit code is theirs, not whatever the loop saw last.
+	os.Exit(<-code)
 }
 
 func skipReason() string {
