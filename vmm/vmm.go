@@ -7,7 +7,9 @@ package vmm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 )
 
 // Config is everything a backend needs to boot one machine. It is backend-neutral: each
@@ -112,6 +114,17 @@ type Describer interface {
 
 // ErrNotSupported marks a capability a backend does not have yet.
 var ErrNotSupported = errors.New("not supported on this backend yet")
+
+// CheckImage says which of the image's boot files is missing, so that a backend fails
+// with the file's name before it touches its hypervisor.
+func CheckImage(cfg Config) error {
+	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("guest image file missing: %w", err)
+		}
+	}
+	return nil
+}
 
 // ShareTypeOf returns the share type a backend's guests use.
 func ShareTypeOf(b Backend) string {

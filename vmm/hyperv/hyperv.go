@@ -255,20 +255,14 @@ func (b *Backend) state(ctx context.Context, name string) (string, error) {
 // Start implements vmm.Backend.
 func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	// The boot disk is built from these; a missing one means a broken image.
-	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("hyperv: guest image file missing: %w", err)
-		}
+	if err := vmm.CheckImage(cfg); err != nil {
+		return nil, fmt.Errorf("hyperv: %w", err)
 	}
 	if err := b.Prepare(ctx, cfg); err != nil {
 		return nil, err
 	}
-	missing, err := winexec.MissingServices(b.Registry, b.Services())
-	if err != nil {
+	if err := winexec.RequireServices(b.Registry, b.Services(), InstallCommand); err != nil {
 		return nil, fmt.Errorf("hyperv: %w", err)
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("hyperv: %w", winexec.NotInstalledError(missing, InstallCommand))
 	}
 	idb, err := os.ReadFile(filepath.Join(cfg.Dir, markerFile))
 	if err != nil {

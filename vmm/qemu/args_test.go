@@ -10,7 +10,7 @@ import (
 func TestArgs(t *testing.T) {
 	cfg := vmm.Config{Name: "m1", Arch: "amd64", CPUs: 3, MemoryMiB: 1536, Kernel: "/img/vmlinuz", Initrd: "/img/initrd.img",
 		Cmdline: "console=ttyS0", MAC: "5a:94:ef:e4:0c:ee", SerialLog: "/d/serial.log",
-		Disks: []vmm.Disk{{Path: "/img/root,1.squashfs", Serial: "skiff-root", ReadOnly: true}, {Path: "/d/data.img", Serial: "skiff-data", Discard: true}},
+		Disks:  []vmm.Disk{{Path: "/img/root,1.squashfs", Serial: "skiff-root", ReadOnly: true}, {Path: "/d/data.img", Serial: "skiff-data", Discard: true}},
 		Shares: []vmm.Share{{Tag: "skiff0", HostPath: "/home/u", ReadOnly: true}}}
 	args := strings.Join((&Backend{}).Args(cfg, "tcg", "/r/net.sock", "/r/qmp.sock", "/d/vm.pid"), " ")
 	for _, want := range []string{

@@ -162,10 +162,8 @@ func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // Start implements vmm.Backend.
 func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
-	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("qemu: guest image file missing: %w", err)
-		}
+	if err := vmm.CheckImage(cfg); err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	for _, d := range cfg.Disks {
 		if _, err := os.Stat(d.Path); err != nil {

@@ -40,10 +40,8 @@ func hostLimits() limits {
 
 // Start implements vmm.Backend. The VM lives in this process; Kill or the agent's exit ends it.
 func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
-	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("vz: guest image file missing: %w", err)
-		}
+	if err := vmm.CheckImage(cfg); err != nil {
+		return nil, fmt.Errorf("vz: %w", err)
 	}
 	if err := checkResources(cfg.CPUs, cfg.MemoryMiB, hostLimits()); err != nil {
 		return nil, err

@@ -61,6 +61,18 @@ func RegisterServices(ctx context.Context, reg Registry, services []Service, com
 	return nil
 }
 
+// RequireServices fails with NotInstalledError when any of services is unregistered.
+func RequireServices(reg Registry, services []Service, command string) error {
+	missing, err := MissingServices(reg, services)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return NotInstalledError(missing, command)
+	}
+	return nil
+}
+
 // NotInstalledError says the install step has not run yet.
 func NotInstalledError(missing []Service, command string) error {
 	var names []string

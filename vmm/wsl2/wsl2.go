@@ -233,20 +233,14 @@ func (b *Backend) Remove(ctx context.Context, cfg vmm.Config) error {
 func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	// WSL boots Microsoft's kernel, but a missing image file means a broken image: say so
 	// before touching WSL.
-	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("wsl2: guest image file missing: %w", err)
-		}
+	if err := vmm.CheckImage(cfg); err != nil {
+		return nil, fmt.Errorf("wsl2: %w", err)
 	}
 	if err := b.Prepare(ctx, cfg); err != nil {
 		return nil, err
 	}
-	missing, err := winexec.MissingServices(b.Registry, b.Services())
-	if err != nil {
+	if err := winexec.RequireServices(b.Registry, b.Services(), InstallCommand); err != nil {
 		return nil, fmt.Errorf("wsl2: %w", err)
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("wsl2: %w", winexec.NotInstalledError(missing, InstallCommand))
 	}
 	args, err := b.bootArgs(cfg)
 	if err != nil {
