@@ -175,3 +175,18 @@ func TestTwoMachines(t *testing.T) {
 	}
 	e.MustDocker("two", "ps")
 }
+
+// TestPodmanEngine boots the same image with Podman's Docker-compatible API service and
+// drives it with the docker CLI.
+func TestPodmanEngine(t *testing.T) {
+	e := machinetest.New(t)
+	e.Must("machine", "init", "--engine", "podman", "--cpus", "1", "--memory", "1G", "--disk-size", "4G", "--no-home-share")
+	e.Must("machine", "start")
+	if out := e.MustDocker("default", "version", "--format", "{{.Server.Version}} {{range .Server.Components}}{{.Name}} {{end}}"); !strings.Contains(out, "Podman") {
+		t.Fatalf("the engine is not Podman: %q", out)
+	}
+	e.LoadBusybox("default")
+	if out := e.MustDocker("default", "run", "--rm", machinetest.TestImage, "echo", "hello from podman"); strings.TrimSpace(out) != "hello from podman" {
+		t.Fatalf("docker run on podman printed %q", out)
+	}
+}
