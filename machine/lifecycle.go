@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -86,7 +87,7 @@ func writeKeyPair(path, comment string) error {
 	if err != nil {
 		return err
 	}
-	line := append(ssh.MarshalAuthorizedKey(sp)[:len(ssh.MarshalAuthorizedKey(sp))-1], " "+comment+"\n"...)
+	line := append(bytes.TrimSuffix(ssh.MarshalAuthorizedKey(sp), []byte("\n")), " "+comment+"\n"...)
 	return os.WriteFile(path+".pub", line, 0o644)
 }
 
