@@ -39,9 +39,9 @@ func (l Listener) GuestTarget() string {
 	}
 }
 
-// ProcNetFiles are the socket tables the guest watches.
-var ProcNetFiles = map[string]string{
-	"/proc/net/tcp": "tcp", "/proc/net/tcp6": "tcp", "/proc/net/udp": "udp", "/proc/net/udp6": "udp",
+// ProcNetFiles are the socket tables the guest watches, in a fixed order.
+var ProcNetFiles = []struct{ Path, Proto string }{
+	{"/proc/net/tcp", "tcp"}, {"/proc/net/tcp6", "tcp"}, {"/proc/net/udp", "udp"}, {"/proc/net/udp6", "udp"},
 }
 
 // ParseProcNet reads one /proc/net/{tcp,udp}[6] table and returns its listening sockets.
@@ -110,23 +110,50 @@ func Forwardable(l Listener, guestIP string, exclude map[int]bool) bool {
 	return ip != nil && (ip.IsUnspecified() || ip.IsLoopback() || ip.String() == guestIP)
 }
 
+// rank orders the guest addresses one port may be bound on; the lowest is forwarded. An
+// IPv4 wildcard comes first: it is reachable at 127.0.0.1 whatever the guest's IPv6 state.
+// The order must be total, or the chosen listener would flip between scans and the host
+// port would be torn down and rebound for nothing.
+func rank(l Listener) int {
+	ip := net.ParseIP(l.IP)
+	v4 := ip.To4() != nil
+	switch {
+	case ip.IsUnspecified() && v4:
+		return 0
+	case ip.IsUnspecified():
+		return 1
+	case ip.IsLoopback() && v4:
+		return 3
+	case ip.IsLoopback():
+		return 4
+	}
+	return 2
+}
+
+// Better reports whether a should be forwarded rather than b for the same port.
+func Better(a, b Listener) bool {
+	if ra, rb := rank(a), rank(b); ra != rb {
+		return ra < rb
+	}
+	return a.IP < b.IP
+}
+
 // ScanListeners reads every socket table and returns the forwardable listeners, one per
-// protocol and port, sorted. A wildcard bind wins over a specific one for the same port.
+// protocol and port, sorted.
 func ScanListeners(guestIP string, exclude map[int]bool) []Listener {
 	best := map[string]Listener{}
-	for path, proto := range ProcNetFiles {
-		f, err := os.Open(path)
+	for _, t := range ProcNetFiles {
+		f, err := os.Open(t.Path)
 		if err != nil {
 			continue
 		}
-		ls, _ := ParseProcNet(f, proto)
+		ls, _ := ParseProcNet(f, t.Proto)
 		f.Close()
 		for _, l := range ls {
 			if !Forwardable(l, guestIP, exclude) {
 				continue
 			}
-			cur, ok := best[l.Key()]
-			if !ok || (!net.ParseIP(cur.IP).IsUnspecified() && net.ParseIP(l.IP).IsUnspecified()) {
+			if cur, ok := best[l.Key()]; !ok || Better(l, cur) {
 				best[l.Key()] = l
 			}
 		}

@@ -75,3 +75,16 @@ func TestGuestTarget(t *testing.T) {
 		}
 	}
 }
+
+// Two guest sockets on one port must always resolve to the same one, IPv4 wildcard first.
+func TestBetterIsATotalOrder(t *testing.T) {
+	v4 := Listener{"tcp", "0.0.0.0", 80}
+	v6 := Listener{"tcp", "::", 80}
+	lo := Listener{"tcp", "127.0.0.1", 80}
+	if !Better(v4, v6) || Better(v6, v4) {
+		t.Error("the IPv4 wildcard must win over the IPv6 one, in both argument orders")
+	}
+	if !Better(v6, lo) || Better(lo, v6) {
+		t.Error("a wildcard must win over loopback")
+	}
+}

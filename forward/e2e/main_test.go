@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -25,6 +26,10 @@ var s *suite
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if code != 0 && s != nil {
+		// The tests share one machine, so its logs are printed once, here.
+		fmt.Fprint(os.Stderr, s.LogText())
+	}
 	for i := len(cleanups) - 1; i >= 0; i-- {
 		cleanups[i]()
 	}

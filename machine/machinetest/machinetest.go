@@ -219,19 +219,24 @@ func (e *Env) LoadBusybox(name string) {
 	}
 }
 
-// DumpLogs prints the agent log and serial console tails of every machine.
-func (e *Env) DumpLogs() {
+// DumpLogs prints the agent log, serial console and QEMU log tails of every machine.
+func (e *Env) DumpLogs() { e.T.Logf("%s", e.LogText()) }
+
+// LogText is what DumpLogs prints.
+func (e *Env) LogText() string {
+	var b strings.Builder
 	ms, _ := filepath.Glob(filepath.Join(e.Home, "machines", "*"))
 	for _, m := range ms {
 		for _, f := range []string{"agent.log", "serial.log", "qemu.log"} {
-			b, _ := os.ReadFile(filepath.Join(m, f))
-			s := string(b)
+			data, _ := os.ReadFile(filepath.Join(m, f))
+			s := string(data)
 			if len(s) > 6000 {
 				s = s[len(s)-6000:]
 			}
-			e.T.Logf("=== %s/%s ===\n%s", filepath.Base(m), f, s)
+			fmt.Fprintf(&b, "=== %s/%s ===\n%s\n", filepath.Base(m), f, s)
 		}
 	}
+	return b.String()
 }
 
 // Eventually polls cond until it holds or the timeout passes.
