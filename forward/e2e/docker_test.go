@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -275,5 +274,3 @@ func httpGet(t *testing.T, url string, timeout time.Duration) string {
 	t.Fatalf("GET %s: %v", url, last)
 	return ""
 }
-
-var _ = io.Discard
