@@ -56,3 +56,6 @@ bench-api: build image
 
 bench-idle: build image
 	$(GO) run ./cmd/skiff-bench idle -skiff bin/skiff -image $(IMAGE_OUT)
+
+bench-ports: build image
+	$(GO) run ./cmd/skiff-bench ports -skiff bin/skiff -image $(IMAGE_OUT)

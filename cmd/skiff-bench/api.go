@@ -20,10 +20,9 @@ import (
 	"github.com/skiff-dev/skiff/machine/agentapi"
 )
 
-// sshForwardedSocket serves a unix socket whose connections are SSH channels to the guest
-// engine socket: what `ssh -L local.sock:/run/docker.sock` does, and how podman machine
-// and Lima bring the API to the host.
-func sshForwardedSocket(ctx context.Context, d machine.Dir, path string) (func(), error) {
+// guestSSH opens an SSH client to the guest's sshd with the machine's key and pinned host
+// key, over the agent's raw stream to the guest (no host port).
+func guestSSH(ctx context.Context, d machine.Dir) (*ssh.Client, error) {
 	keyPEM, err := os.ReadFile(d.File(machine.FileSSHKey))
 	if err != nil {
 		return nil, err
@@ -47,9 +46,20 @@ func sshForwardedSocket(ctx context.Context, d machine.Dir, path string) (func()
 	c, chans, reqs, err := ssh.NewClientConn(conn, "guest", &ssh.ClientConfig{User: "root",
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(hostKey)})
 	if err != nil {
+		conn.Close()
 		return nil, err
 	}
-	client := ssh.NewClient(c, chans, reqs)
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// sshForwardedSocket serves a unix socket whose connections are SSH channels to the guest
+// engine socket: what `ssh -L local.sock:/run/docker.sock` does, and how podman machine
+// and Lima bring the API to the host.
+func sshForwardedSocket(ctx context.Context, d machine.Dir, path string) (func(), error) {
+	client, err := guestSSH(ctx, d)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		client.Close()

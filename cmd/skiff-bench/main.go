@@ -22,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|idle|api [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|idle|api|ports [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -31,6 +31,8 @@ func main() {
 		err = benchBoot(os.Args[2:])
 	case "api":
 		err = benchAPI(os.Args[2:])
+	case "ports":
+		err = benchPorts(os.Args[2:])
 	case "idle":
 		err = benchIdle(os.Args[2:])
 	default:

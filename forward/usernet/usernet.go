@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
@@ -56,7 +57,13 @@ func New() (*Network, error) {
 	if err != nil {
 		return nil, fmt.Errorf("user-mode network: %w", err)
 	}
-	return &Network{vn: vn}, nil
+	n := &Network{vn: vn}
+	if p := os.Getenv(ServicesEnv); p != "" {
+		if err := n.serveServices(p); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
 }
 
 // ServeStream implements vmm.Network for QEMU's -netdev stream.

@@ -122,6 +122,7 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-qmp", "unix:"+qmpSock+",server=on,wait=off",
 		"-pidfile", pidFile,
 	)
+	a = append(a, extraArgs()...)
 	return a
 }
 
