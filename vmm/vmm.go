@@ -112,6 +112,24 @@ type Describer interface {
 	Describe() map[string]string
 }
 
+// Snapshotter is implemented by backends that can start a VM from a saved state instead
+// of booting it: the warm start. Cold boot stays Start, the same on every backend.
+type Snapshotter interface {
+	// StateKey names what a saved state depends on besides the disks (hypervisor build,
+	// VM shape). A state saved under a different key must not be restored.
+	StateKey(ctx context.Context, cfg Config) (string, error)
+	// Restore starts the VM from the state saved in dir; the guest runs on from where it
+	// was suspended.
+	Restore(ctx context.Context, cfg Config, dir string) (VM, error)
+}
+
+// Suspender is implemented by VMs that can save their RAM and device state into the empty
+// directory dir and stop. The disks are flushed and not written after the save. On error
+// the VM runs on.
+type Suspender interface {
+	Suspend(ctx context.Context, dir string) error
+}
+
 // ErrNotSupported marks a capability a backend does not have yet.
 var ErrNotSupported = errors.New("not supported on this backend yet")
 

@@ -92,6 +92,9 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	// The engine's first iptables and bridge calls would load these one by one, each a
 	// slow exec under emulation; one modprobe in the background gets them all at once.
 	go loadModules(engineModules...)
+	// Free page reporting: the host drops pages the guest frees, so an idle machine gives
+	// memory back and a suspended one saves only the pages in use.
+	go loadModules("virtio_balloon")
 
 	// Network and data disk do not depend on each other; do them at once.
 	var wg sync.WaitGroup

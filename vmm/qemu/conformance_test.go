@@ -2,6 +2,9 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -9,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/forward/usernet"
 	"github.com/skiff-dev/skiff/images/seed"
 	"github.com/skiff-dev/skiff/machine/machinetest"
@@ -26,6 +31,7 @@ func TestConformance(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(img, "vmlinuz")); err != nil {
 		t.Fatalf("no guest image at %s (run `make image`)", img)
 	}
+	nets := map[string]*usernet.Network{}
 	vmmtest.Run(t, vmmtest.Harness{
 		Backend: &Backend{},
 		Config: func(t *testing.T) vmm.Config {
@@ -43,6 +49,7 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			nets[dir] = n
 			return vmm.Config{
 				Name: "conformance", Dir: dir, RunDir: dir, Arch: runtime.GOARCH, CPUs: 2, MemoryMiB: 1024,
 				Kernel: filepath.Join(img, "vmlinuz"), Initrd: filepath.Join(img, "initrd.img"),
@@ -69,6 +76,30 @@ func TestConformance(t *testing.T) {
 				case <-time.After(200 * time.Millisecond):
 				}
 			}
+		},
+		// The guest agent answers an authenticated control call over the virtual network.
+		Alive: func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error {
+			n := nets[cfg.Dir]
+			c := &transport.Client{Secret: make([]byte, 32), Raw: func(ctx context.Context) (net.Conn, error) {
+				return n.DialGuest(ctx, 1024)
+			}}
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			conn, err := c.Dial(ctx, forward.ServiceControl)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			json.NewEncoder(conn).Encode(forward.ControlRequest{Op: forward.OpInfo})
+			var resp forward.ControlResponse
+			if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+				return err
+			}
+			if resp.Info == nil || resp.Info.UptimeSeconds <= 0 {
+				return fmt.Errorf("guest info %+v", resp)
+			}
+			t.Logf("restored guest: uptime %ds, engine %s", resp.Info.UptimeSeconds, resp.Info.EngineAPI)
+			return nil
 		},
 	})
 }

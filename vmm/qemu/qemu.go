@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiff-dev/skiff/vmm"
@@ -82,12 +83,15 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		// qboot jumps straight to the kernel; SeaBIOS spends seconds under TCG.
 		a = append(a, "-bios", bios)
 	}
-	switch cfg.Arch {
-	case "arm64":
-		a = append(a, "-machine", "virt,gic-version=max", "-cpu", cpuFor(accel))
-	default:
-		a = append(a, "-machine", "q35,vmport=off,smbus=off,sata=off", "-cpu", cpuFor(accel))
+	machine := "q35,vmport=off,smbus=off,sata=off"
+	if cfg.Arch == "arm64" {
+		machine = "virt,gic-version=max"
 	}
+	if sharedRAM {
+		a = append(a, "-object", fmt.Sprintf("memory-backend-file,id=ram0,mem-path=%s,share=on,size=%dM", ramPath, cfg.MemoryMiB))
+		machine += ",memory-backend=ram0"
+	}
+	a = append(a, "-machine", machine, "-cpu", cpuFor(accel))
 	if accel == "tcg" {
 		a = append(a, "-accel", "tcg,thread=multi,tb-size=512")
 	} else {
@@ -108,6 +112,7 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path="+netSock,
 		"-device", "virtio-net-pci,netdev=net0,mac="+cfg.MAC+",mrg_rxbuf=on,romfile=",
 		"-device", "virtio-rng-pci",
+		"-device", "virtio-balloon-pci,free-page-reporting=on",
 	)
 	for i, s := range cfg.Shares {
 		fs := fmt.Sprintf("local,id=fs%d,path=%s,security_model=none,multidevs=remap", i, qemuEscape(s.HostPath))
@@ -163,6 +168,20 @@ func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // Start implements vmm.Backend.
 func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
+	return b.launch(ctx, cfg, launchOptions{})
+}
+
+// launchOptions say how a VM begins when it is not a plain boot.
+type launchOptions struct {
+	// ram is the guest memory to map (shared-RAM hosts); nil makes a fresh one.
+	ram *os.File
+	// incoming is a saved device (or whole-VM) stream to load instead of booting.
+	incoming *os.File
+}
+
+// launch starts QEMU. With an incoming stream QEMU waits (-incoming defer) for the
+// caller to set migration capabilities and start loading.
+func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions) (*VM, error) {
 	if err := vmm.CheckImage(cfg); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
@@ -172,9 +191,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 		}
 	}
 	accel, why := b.ChooseAccel(cfg.Arch, cfg.Kernel)
-	netSock := filepath.Join(cfg.RunDir, "net.sock")
-	qmpSock := filepath.Join(cfg.RunDir, "qmp.sock")
-	pidFile := filepath.Join(cfg.Dir, "vm.pid")
+	netSock, qmpSock, pidFile := paths(cfg)
 	os.Remove(netSock)
 	os.Remove(qmpSock)
 	ln, err := net.Listen("unix", netSock)
@@ -183,8 +200,23 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	}
 	os.Chmod(netSock, 0o600)
 
-	vm := &VM{done: make(chan struct{}), accel: accel, accelWhy: why, qmp: qmpSock}
+	vm := &VM{done: make(chan struct{}), accel: accel, accelWhy: why, qmp: qmpSock, memMiB: cfg.MemoryMiB}
 	cmd := exec.Command(b.binary(cfg.Arch), b.Args(cfg, accel, netSock, qmpSock, pidFile)...)
+	if sharedRAM {
+		vm.ram = opt.ram
+		if vm.ram == nil {
+			if vm.ram, err = newRAM(cfg.MemoryMiB); err != nil {
+				ln.Close()
+				return nil, err
+			}
+		}
+		cmd.ExtraFiles = []*os.File{vm.ram} // fd 3, ramPath
+	}
+	if opt.incoming != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, opt.incoming)
+		vm.incomingFD = 2 + len(cmd.ExtraFiles)
+		cmd.Args = append(cmd.Args, "-incoming", "defer")
+	}
 	logf, err := os.OpenFile(filepath.Join(cfg.Dir, "qemu.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		ln.Close()
@@ -201,6 +233,9 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 		err := cmd.Wait()
 		logf.Close()
 		ln.Close()
+		if vm.ram != nil && !vm.suspending.Load() {
+			vm.ram.Close()
+		}
 		if err != nil {
 			tail, _ := os.ReadFile(filepath.Join(cfg.Dir, "qemu.log"))
 			err = fmt.Errorf("qemu exited: %w: %s", err, lastLines(string(tail), 5))
@@ -239,6 +274,11 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	return vm, nil
 }
 
+// paths are the VM's sockets and pid file.
+func paths(cfg vmm.Config) (netSock, qmpSock, pidFile string) {
+	return filepath.Join(cfg.RunDir, "net.sock"), filepath.Join(cfg.RunDir, "qmp.sock"), filepath.Join(cfg.Dir, "vm.pid")
+}
+
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if len(lines) > n {
@@ -256,6 +296,13 @@ type VM struct {
 	accelWhy string
 	qmp      string
 	killOnce sync.Once
+	memMiB   int64
+	// ram is the guest memory on shared-RAM hosts; the agent keeps it past QEMU's exit.
+	ram *os.File
+	// incomingFD is the saved stream's descriptor number in QEMU when restoring.
+	incomingFD int
+	// suspending keeps ram open after QEMU exits, for Suspend to write it out.
+	suspending atomic.Bool
 }
 
 // Wait implements vmm.VM.

@@ -22,6 +22,9 @@ type Harness struct {
 	Config func(t *testing.T) vmm.Config
 	// GuestUp waits until the guest shows it runs (its agent answered). Nil skips the check.
 	GuestUp func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error
+	// Alive checks that a running guest answers now (used after a restore, when GuestUp's
+	// boot-time signs are gone). Nil skips the suspend test.
+	Alive func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error
 	// BootTimeout bounds one boot; defaults to 5 minutes (QEMU under TCG is slow).
 	BootTimeout time.Duration
 }
@@ -131,6 +134,7 @@ func Run(t *testing.T, h Harness) {
 			}
 		}
 	})
+	t.Run("SuspendRestore", func(t *testing.T) { suspendRestore(t, h) })
 }
 
 // TempDir makes a directory short enough for unix sockets (t.TempDir paths can exceed
@@ -142,4 +146,69 @@ func TempDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
+}
+
+// suspendRestore: a VM saved with Suspend stops, and Restore brings the same guest back.
+func suspendRestore(t *testing.T, h Harness) {
+	snap, ok := h.Backend.(vmm.Snapshotter)
+	if !ok || h.Alive == nil {
+		t.Skip("backend has no warm start")
+	}
+	cfg := h.Config(t)
+	ctx, cancel := context.WithTimeout(context.Background(), h.BootTimeout)
+	defer cancel()
+	key, err := snap.StateKey(ctx, cfg)
+	if err != nil || key == "" {
+		t.Fatalf("StateKey = %q, %v", key, err)
+	}
+	other := cfg
+	other.MemoryMiB *= 2
+	if k2, _ := snap.StateKey(ctx, other); k2 == key {
+		t.Fatal("StateKey does not change with the VM's memory size")
+	}
+	vm, err := h.Backend.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer vm.Kill(context.Background())
+	if h.GuestUp != nil {
+		if err := h.GuestUp(ctx, t, cfg, vm); err != nil {
+			t.Fatalf("guest did not come up: %v", err)
+		}
+	}
+	sus, ok := vm.(vmm.Suspender)
+	if !ok {
+		t.Fatal("the backend restores saved states but its VMs cannot Suspend")
+	}
+	state := filepath.Join(cfg.Dir, "suspended")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := sus.Suspend(ctx, state); err != nil {
+		t.Fatalf("Suspend: %v", err)
+	}
+	waitCtx, cancelWait := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelWait()
+	if err := vm.Wait(waitCtx); errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("the VM still runs after Suspend returned")
+	}
+	size, err := vmm.StateSize(state)
+	if err != nil || size == 0 {
+		t.Fatalf("no saved state in %s after Suspend: %v", state, err)
+	}
+	t.Logf("suspended in %s, saved state %d MiB on disk", time.Since(began).Round(time.Millisecond), size>>20)
+	began = time.Now()
+	vm2, err := snap.Restore(ctx, cfg, state)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Logf("restored in %s", time.Since(began).Round(time.Millisecond))
+	defer vm2.Kill(context.Background())
+	if err := h.Alive(ctx, t, cfg, vm2); err != nil {
+		t.Fatalf("the restored guest does not answer: %v", err)
+	}
+	if _, err := snap.Restore(ctx, cfg, filepath.Join(cfg.Dir, "no-such-state")); err == nil {
+		t.Fatal("Restore from a missing state file succeeded")
+	}
 }
