@@ -3,9 +3,9 @@
 package e2e
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
-	"github.com/skiff-dev/skiff/machine/machinetest/blob"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +17,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	skiffmachine "github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/machine/agentapi"
+	"github.com/skiff-dev/skiff/machine/machinetest"
+	"github.com/skiff-dev/skiff/machine/machinetest/blob"
 )
 
 // freePort finds a host TCP+UDP port nobody uses right now.
@@ -80,10 +85,12 @@ func onlyLoopback(t *testing.T, addrs []string) {
 	}
 }
 
+// page serves "served-NAME" over HTTP on port 80 of a container.
+const page = "mkdir -p /www && echo served-%s > /www/index.html && httpd -f -p 80 -h /www"
+
 func TestPublishedPorts(t *testing.T) {
 	m := machine(t)
 	p1, p2 := freePort(t), freePort(t)
-	page := "mkdir -p /www && echo served-%s > /www/index.html && httpd -f -p 80 -h /www"
 	m.MustDocker("default", "run", "-d", "--name", "pub1", "-p", fmt.Sprintf("127.0.0.1:%d:80", p1), img, "sh", "-c", fmt.Sprintf(page, "one"))
 	defer m.DockerRun("default", "rm", "-f", "pub1")
 	m.MustDocker("default", "run", "-d", "--name", "pub2", "-p", fmt.Sprintf("%d:80", p2), img, "sh", "-c", fmt.Sprintf(page, "two"))
@@ -279,4 +286,60 @@ func TestAPILoad(t *testing.T) {
 	if failures > 0 {
 		t.Fatalf("%d of 1000 concurrent API requests failed; first: %s", failures, first)
 	}
+}
+
+// TestExplicitWildcardPublish: `-p 0.0.0.0:P:80` asks for every address, so the host end
+// binds 0.0.0.0. Only the engine knows this (the guest's socket tables show 0.0.0.0 for a
+// plain `-p P:80` too), so it also proves ports come from engine events, and that the
+// forward dials the container itself rather than the engine's proxy in the guest.
+func TestExplicitWildcardPublish(t *testing.T) {
+	m := machine(t)
+	port := freePort(t)
+	m.MustDocker("default", "run", "-d", "--name", "wild", "-p", fmt.Sprintf("0.0.0.0:%d:80", port), img, "sh", "-c", fmt.Sprintf(page, "wild"))
+	defer m.DockerRun("default", "rm", "-f", "wild")
+	want := fmt.Sprintf("0.0.0.0:%d", port)
+	machinetest.Eventually(t, 10*time.Second, "a host listener on "+want, func() bool {
+		for _, a := range hostListeners(t, "tcp", port) {
+			if a == want {
+				return true
+			}
+		}
+		return false
+	})
+	ip := strings.TrimSpace(m.MustDocker("default", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "wild"))
+	st, err := agentapi.NewClient(skiffmachine.Home{Root: m.Home}.Dir("default").Sock(skiffmachine.SockControl)).State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range st.Forwards {
+		if f.HostAddr == want {
+			found = true
+			if f.GuestAddr != net.JoinHostPort(ip, "80") {
+				t.Fatalf("forward %s goes to %s; want the container at %s:80", want, f.GuestAddr, ip)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("inspect lists no forward on %s: %+v", want, st.Forwards)
+	}
+	// Reachable on an address other than loopback, when the host has one.
+	addr := "127.0.0.1"
+	if a := nonLoopbackIPv4(); a != "" {
+		addr = a
+	}
+	if got := strings.TrimSpace(httpGet(t, fmt.Sprintf("http://%s:%d/", addr, port), 30*time.Second)); got != "served-wild" {
+		t.Fatalf("%s:%d answered %q", addr, port, got)
+	}
+}
+
+// nonLoopbackIPv4 is one of the host's own addresses outside 127/8, or "".
+func nonLoopbackIPv4() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String()
+		}
+	}
+	return ""
 }

@@ -357,6 +357,7 @@ func (a *Agent) startForwarders(ctx context.Context) error {
 	a.ports = &hostports.Manager{Guest: a.guest, BindAddr: a.Spec.PortBindAddress, Logf: a.logf,
 		OnChange: func(f []agentapi.Forward) { a.publish(agentapi.Event{Type: "forwards", Forwards: f}) }}
 	go a.watchPorts(ctx)
+	go a.ports.WatchEngine(ctx, engineproxy.GuestDialer(a.guest, forward.ServiceEngine))
 	return nil
 }
 
