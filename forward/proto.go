@@ -28,6 +28,8 @@ const (
 	OpShutdown = "shutdown" // stop the engine, sync, power off
 	OpTrim     = "trim"     // fstrim the data disk now
 	OpInfo     = "info"     // report guest facts
+	OpSuspend  = "suspend"  // quiesce for a VM suspend: flush, freeze the data disk, unmount shares
+	OpResume   = "resume"   // after a restore (or a failed suspend): step the clock to TimeNano, thaw, remount
 )
 
 // ControlRequest is one call on the control service.

@@ -249,7 +249,14 @@ func startMachine(ctx context.Context, out io.Writer, name string) error {
 		}
 		st := d.Status(ctx)
 		if st.State == machine.StateRunning {
-			fmt.Fprintf(out, " running after %s.\n", time.Since(began).Round(100*time.Millisecond))
+			how := ""
+			if b := st.Agent.Boot; b != nil && b.Warm {
+				how = " (resumed from its saved state)"
+			}
+			fmt.Fprintf(out, " running after %s%s.\n", time.Since(began).Round(100*time.Millisecond), how)
+			if b := st.Agent.Boot; b != nil && b.Reason != "" {
+				fmt.Fprintf(out, "Booted cold: %s.\n", b.Reason)
+			}
 			sock := d.EngineEndpoint()
 			if err := installer.CreateContext(name, sock); err != nil {
 				fmt.Fprintf(out, "warning: could not create the docker context: %v\n", err)
@@ -285,11 +292,15 @@ func tail(path string, n int) string {
 }
 
 func stopCmd() *cobra.Command {
-	var force bool
+	var force, cold bool
 	var timeout time.Duration
 	c := &cobra.Command{
-		Use:               "stop [NAME]",
-		Short:             "Stop a machine through its guest (engine stop, sync, power off)",
+		Use:   "stop [NAME]",
+		Short: "Stop a machine: suspend it for a warm start, or shut it down (--cold)",
+		Long: `Stop a machine. By default the VM is suspended: the guest flushes its disks, and the
+VM's memory and devices are saved next to them, so that the next start resumes in about a
+second with containers still running. --cold shuts the guest down (engine stop, sync,
+power off) and discards any saved state; so does --force, without asking the guest.`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -301,10 +312,11 @@ func stopCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return stopMachine(cmd.Context(), cmd.OutOrStdout(), d, agentapi.StopRequest{Force: force, Timeout: timeout})
+			return stopMachine(cmd.Context(), cmd.OutOrStdout(), d, agentapi.StopRequest{Force: force, Cold: cold || force, Timeout: timeout})
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "power off at once, without asking the guest")
+	c.Flags().BoolVar(&cold, "cold", false, "shut the guest down instead of suspending it; the next start boots")
 	c.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long the guest may take before it is forced off")
 	return c
 }
@@ -313,6 +325,13 @@ func stopMachine(ctx context.Context, out io.Writer, d machine.Dir, req agentapi
 	st := d.Status(ctx)
 	switch st.State {
 	case machine.StateStopped:
+		if req.Cold && d.SavedStateInfo() != nil {
+			if err := d.DiscardSavedState(); err != nil {
+				return fmt.Errorf("discard the saved state of %s: %w", d.Name, err)
+			}
+			fmt.Fprintf(out, "Machine %q was suspended; its saved state is discarded and the next start boots.\n", d.Name)
+			return nil
+		}
 		fmt.Fprintf(out, "Machine %q is already stopped.\n", d.Name)
 		return nil
 	case machine.StateCrashed:
@@ -321,7 +340,8 @@ func stopMachine(ctx context.Context, out io.Writer, d machine.Dir, req agentapi
 		return nil
 	}
 	cl := agentapi.NewClient(d.Sock(machine.SockControl))
-	if err := cl.Stop(ctx, req); err != nil {
+	res, err := cl.Stop(ctx, req)
+	if err != nil {
 		// An agent that exited as it answered has done the job; one still running has not.
 		time.Sleep(500 * time.Millisecond)
 		if machine.Held(d.File(machine.FileAgentLock)) || d.Status(ctx).State == machine.StateCrashed {
@@ -332,8 +352,22 @@ func stopMachine(ctx context.Context, out io.Writer, d machine.Dir, req agentapi
 	for i := 0; i < 100 && machine.Held(d.File(machine.FileAgentLock)); i++ {
 		time.Sleep(100 * time.Millisecond)
 	}
+	if res != nil && res.NotSuspended != "" {
+		fmt.Fprintf(out, "Could not suspend: %s.\n", res.NotSuspended)
+	}
+	if info := d.SavedStateInfo(); info != nil {
+		fmt.Fprintf(out, "Machine %q suspended (saved state: %s); start resumes it, stop --cold discards it.\n", d.Name, humanBytes(info.SizeBytes))
+		return nil
+	}
 	fmt.Fprintf(out, "Machine %q stopped.\n", d.Name)
 	return nil
+}
+
+func humanBytes(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d MiB", n>>20)
 }
 
 func rmCmd() *cobra.Command {
@@ -381,6 +415,8 @@ type machineView struct {
 	Dir    string         `json:"dir"`
 	Engine string         `json:"engineSocket"`
 	Disk   diskView       `json:"dataDisk"`
+	// SavedState is the suspended VM's state, when there is one.
+	SavedState *machine.SavedStateInfo `json:"savedState,omitempty"`
 }
 
 type diskView struct {
@@ -398,6 +434,7 @@ func view(ctx context.Context, h machine.Home, name string) (*machineView, error
 	v := &machineView{Name: name, Status: d.Status(ctx), Spec: s, Dir: d.Path, Engine: d.EngineEndpoint()}
 	v.Disk.Path = d.File(machine.FileDataDisk)
 	v.Disk.SizeBytes, v.Disk.AllocatedBytes = fileSizes(v.Disk.Path)
+	v.SavedState = d.SavedStateInfo()
 	return v, nil
 }
 
@@ -463,7 +500,11 @@ func listCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tSTATE\tENGINE\tCPUS\tMEMORY\tDISK\tBACKEND")
 				for _, v := range views {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%dMiB\t%dGiB\t%s\n", v.Name, v.Status.State, v.Spec.Engine, v.Spec.CPUs, v.Spec.MemoryMiB, v.Spec.DiskGiB, v.Spec.Backend)
+					state := string(v.Status.State)
+					if v.Status.State == machine.StateStopped && v.SavedState != nil {
+						state += " (suspended)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%dMiB\t%dGiB\t%s\n", v.Name, state, v.Spec.Engine, v.Spec.CPUs, v.Spec.MemoryMiB, v.Spec.DiskGiB, v.Spec.Backend)
 				}
 				tw.Flush()
 			})

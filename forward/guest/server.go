@@ -24,6 +24,13 @@ type System interface {
 	Info(ctx context.Context) forward.GuestInfo
 }
 
+// Suspender is implemented by guests that can be suspended with their VM.
+type Suspender interface {
+	Quiesce() error
+	// Resume steps the clock to now and undoes Quiesce; it reports how far the clock was off.
+	Resume(now time.Time) (time.Duration, error)
+}
+
 // Agent routes host streams to guest services.
 type Agent struct {
 	EngineSocket string
@@ -159,6 +166,8 @@ func (a *Agent) control(ctx context.Context, _ string, conn net.Conn) {
 	case forward.OpInfo:
 		info := a.System.Info(ctx)
 		resp.Info = &info
+	case forward.OpSuspend, forward.OpResume:
+		resp = a.suspendOp(ctx, req)
 	case forward.OpShutdown:
 		json.NewEncoder(conn).Encode(resp)
 		conn.Close()
@@ -168,6 +177,29 @@ func (a *Agent) control(ctx context.Context, _ string, conn net.Conn) {
 		resp.Error = fmt.Sprintf("unknown op %q", req.Op)
 	}
 	json.NewEncoder(conn).Encode(resp)
+}
+
+func (a *Agent) suspendOp(ctx context.Context, req forward.ControlRequest) (resp forward.ControlResponse) {
+	s, ok := a.System.(Suspender)
+	if !ok {
+		resp.Error = "this guest cannot be suspended"
+		return resp
+	}
+	if req.Op == forward.OpSuspend {
+		if err := s.Quiesce(); err != nil {
+			resp.Error = err.Error()
+		}
+		return resp
+	}
+	drift, err := s.Resume(time.Unix(0, req.TimeNano))
+	resp.DriftNano = int64(drift)
+	if err != nil {
+		resp.Error = err.Error()
+	}
+	// The host marks the machine running on this answer: say whether the engine answers.
+	info := a.System.Info(ctx)
+	resp.Info = &info
+	return resp
 }
 
 // AnnounceReady tells the host the engine answers, retrying until the host takes it.

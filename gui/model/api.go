@@ -16,7 +16,7 @@ import (
 // Agent is the part of a host agent's control API the tray uses (agentapi.Client).
 type Agent interface {
 	State(ctx context.Context) (*agentapi.State, error)
-	Stop(ctx context.Context, r agentapi.StopRequest) error
+	Stop(ctx context.Context, r agentapi.StopRequest) (*agentapi.StopResult, error)
 	Events(ctx context.Context, fn func(agentapi.Event)) error
 	Control(ctx context.Context, r forward.ControlRequest) (*forward.ControlResponse, error)
 }

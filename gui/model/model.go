@@ -607,7 +607,7 @@ func (m *Model) StopMachine(ctx context.Context, name string) error {
 	m.setBusy(name, "stopping")
 	defer m.wake(name)
 	defer m.setBusy(name, "")
-	if err := m.src.Agent(name).Stop(ctx, agentapi.StopRequest{Timeout: m.opt.StopTimeout}); err != nil {
+	if _, err := m.src.Agent(name).Stop(ctx, agentapi.StopRequest{Timeout: m.opt.StopTimeout}); err != nil {
 		return m.Fail(fmt.Errorf("stop %s: %w", name, err))
 	}
 	m.Info(name + " stopped")

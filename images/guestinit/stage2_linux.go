@@ -42,6 +42,8 @@ type System struct {
 	engine     *exec.Cmd
 	containerd *exec.Cmd
 	sshd       *exec.Cmd
+	// suspendedShares were unmounted by Quiesce, for Resume to mount again.
+	suspendedShares []seed.Share
 }
 
 // Options chooses what Boot does beyond the basics.

@@ -52,14 +52,33 @@ type State struct {
 	Warnings    []string          `json:"warnings,omitempty"`
 	NetRxBytes  uint64            `json:"netRxBytes"`
 	NetTxBytes  uint64            `json:"netTxBytes"`
+	Boot        *Boot             `json:"boot,omitempty"`
+}
+
+// Boot says how the machine came up this time.
+type Boot struct {
+	// Warm is true when the VM resumed from its saved state instead of booting.
+	Warm bool `json:"warm"`
+	// Reason says why a saved state was not used (empty when there was none).
+	Reason string `json:"reason,omitempty"`
 }
 
 // StopRequest asks the agent to stop the machine.
 type StopRequest struct {
 	// Force skips the guest shutdown and kills the VM.
 	Force bool `json:"force,omitempty"`
+	// Cold shuts the guest down instead of suspending it, and discards any saved state.
+	Cold bool `json:"cold,omitempty"`
 	// Timeout bounds the graceful shutdown before it is forced.
 	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// StopResult says how the machine stopped.
+type StopResult struct {
+	// Suspended is true when the VM's state was saved for a warm start.
+	Suspended bool `json:"suspended"`
+	// NotSuspended says why a stop that could have suspended shut down cold instead.
+	NotSuspended string `json:"notSuspended,omitempty"`
 }
 
 // Event is one line of the events stream.

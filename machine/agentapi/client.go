@@ -53,7 +53,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("agent: %s", strings.TrimSpace(string(msg)))
 	}
-	if out != nil {
+	if out != nil && resp.StatusCode != http.StatusNoContent {
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
 	return nil
@@ -66,8 +66,12 @@ func (c *Client) State(ctx context.Context) (*State, error) {
 }
 
 // Stop asks the agent to stop the machine and waits for its answer (sent once the VM is down).
-func (c *Client) Stop(ctx context.Context, r StopRequest) error {
-	return c.do(ctx, http.MethodPost, PathStop, r, nil)
+func (c *Client) Stop(ctx context.Context, r StopRequest) (*StopResult, error) {
+	var out StopResult
+	if err := c.do(ctx, http.MethodPost, PathStop, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // Control relays a control request to the guest agent.

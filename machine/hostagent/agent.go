@@ -60,15 +60,19 @@ type Agent struct {
 	startedAt   time.Time
 	vmStartedAt *time.Time
 
-	mu       sync.Mutex
-	phase    agentapi.Phase
-	ready    *forward.Ready
-	readyAt  *time.Time
-	warnings []string
-	subs     map[chan agentapi.Event]bool
-	stopOnce sync.Once
-	stopReq  chan agentapi.StopRequest
-	stopped  chan struct{}
+	cfg vmm.Config
+
+	mu         sync.Mutex
+	boot       *agentapi.Boot
+	stopResult agentapi.StopResult
+	phase      agentapi.Phase
+	ready      *forward.Ready
+	readyAt    *time.Time
+	warnings   []string
+	subs       map[chan agentapi.Event]bool
+	stopOnce   sync.Once
+	stopReq    chan agentapi.StopRequest
+	stopped    chan struct{}
 }
 
 func (a *Agent) logf(format string, args ...any) { a.Log.Printf(format, args...) }
@@ -141,9 +145,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.secret, err = os.ReadFile(a.Dir.File(machine.FileSecret)); err != nil {
 		return fmt.Errorf("machine secret: %w", err)
 	}
-	if err := a.writeSeed(); err != nil {
-		return err
-	}
 	if a.net, err = usernet.New(); err != nil {
 		return err
 	}
@@ -163,22 +164,19 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		ctl.Shutdown(c)
 	}()
 
-	cfg, err := a.vmConfig()
-	if err != nil {
+	if a.cfg, err = a.vmConfig(); err != nil {
 		return err
 	}
 	vmStart := time.Now()
 	a.mu.Lock()
 	a.vmStartedAt = &vmStart
 	a.mu.Unlock()
-	a.vm, err = a.Backend.Start(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("start VM: %w", err)
+	if err := a.startVM(ctx); err != nil {
+		return err
 	}
 	if d, ok := a.vm.(vmm.Describer); ok {
 		a.logf("VM started: %v", d.Describe())
 	}
-	a.guest = a.guestDialer()
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -201,10 +199,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("the guest did not signal ready within %s", ReadyTimeout)
 	case req := <-a.stopReq:
 		clean = true
+		req.Cold = true // a guest still booting has nothing worth saving
 		return a.shutdown(req, vmDone)
 	case s := <-sigs:
 		clean = true
-		return a.shutdown(agentapi.StopRequest{Force: s == syscall.SIGINT}, vmDone)
+		return a.shutdown(agentapi.StopRequest{Force: s == syscall.SIGINT, Cold: true}, vmDone)
 	}
 	a.setPhase(agentapi.PhaseRunning)
 	// Boot's garbage (seed, probes, first streams) goes back to the OS: the agent idles
@@ -225,11 +224,39 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		clean = true
 		cancel()
 		return a.shutdown(req, vmDone)
-	case <-sigs:
+	case s := <-sigs:
 		clean = true
 		cancel()
-		return a.shutdown(agentapi.StopRequest{}, vmDone)
+		// SIGTERM comes from the OS going down (logout, reboot): save the machine then too.
+		return a.shutdown(agentapi.StopRequest{Cold: s != syscall.SIGTERM}, vmDone)
 	}
+}
+
+// startVM resumes the machine from its saved state when that is safe, else boots it.
+func (a *Agent) startVM(ctx context.Context) error {
+	vm, why := a.restore(ctx, a.cfg)
+	if vm != nil {
+		a.vm = vm
+		a.guest = a.guestDialer()
+		err := a.resumeGuest(ctx)
+		if err == nil {
+			a.setBoot(agentapi.Boot{Warm: true})
+			return nil
+		}
+		vm.Kill(context.Background())
+		vm.Wait(context.Background())
+		why = err.Error()
+	}
+	a.setBoot(agentapi.Boot{Reason: why})
+	if err := a.writeSeed(); err != nil {
+		return err
+	}
+	var err error
+	if a.vm, err = a.Backend.Start(ctx, a.cfg); err != nil {
+		return fmt.Errorf("start VM: %w", err)
+	}
+	a.guest = a.guestDialer()
+	return nil
 }
 
 // shutdown stops the guest through its agent (engine stop, sync, poweroff) and forces the
@@ -241,6 +268,32 @@ func (a *Agent) shutdown(req agentapi.StopRequest, vmDone chan error) error {
 	}
 	if req.Timeout == 0 {
 		req.Timeout = 60 * time.Second
+	}
+	if !req.Force && !req.Cold {
+		err := a.suspend(a.cfg)
+		if err == nil || errors.Is(err, errSuspendedUnsaved) {
+			if err != nil {
+				a.warn("%v", err)
+			} else {
+				a.mu.Lock()
+				a.stopResult.Suspended = true
+				a.mu.Unlock()
+				a.logf("VM suspended: state saved in %s", a.Dir.File(machine.DirSavedState))
+			}
+			select {
+			case <-vmDone:
+			case <-time.After(10 * time.Second):
+				a.vm.Kill(context.Background())
+			}
+			a.markStopped()
+			return nil
+		}
+		if !errors.Is(err, errNoSuspend) {
+			a.warn("could not suspend (%v); shutting down instead", err)
+			a.mu.Lock()
+			a.stopResult.NotSuspended = err.Error()
+			a.mu.Unlock()
+		}
 	}
 	if !req.Force {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -493,13 +546,22 @@ func (a *Agent) shareType() string {
 }
 
 func (a *Agent) writeSeed() error {
+	b, err := a.seedBytes(time.Now())
+	if err != nil {
+		return err
+	}
+	return machine.WriteFileAtomic(a.Dir.File(machine.FileSeedDisk), b, 0o600)
+}
+
+// seedBytes is the seed disk for a boot at now.
+func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 	pub, err := os.ReadFile(a.Dir.File(machine.FileSSHKey + ".pub"))
 	if err != nil {
-		return fmt.Errorf("ssh key: %w", err)
+		return nil, fmt.Errorf("ssh key: %w", err)
 	}
 	hostKey, err := os.ReadFile(a.Dir.File(machine.FileHostKey))
 	if err != nil {
-		return fmt.Errorf("ssh host key: %w", err)
+		return nil, fmt.Errorf("ssh host key: %w", err)
 	}
 	sd := &seed.Seed{
 		Hostname:       a.Spec.Name,
@@ -512,18 +574,14 @@ func (a *Agent) writeSeed() error {
 		AgentPort:    GuestAgentPort,
 		HostPort:     HostAgentPort,
 		VsockPort:    VsockPort,
-		HostTimeNano: time.Now().UnixNano(),
+		HostTimeNano: now.UnixNano(),
 		TrimInterval: 3600,
 	}
 	shareType := a.shareType()
 	for i, m := range a.Spec.Mounts {
 		sd.Shares = append(sd.Shares, seed.Share{Tag: shareTag(i), GuestPath: m.GuestPath, ReadOnly: m.ReadOnly, Type: shareType})
 	}
-	b, err := sd.Marshal()
-	if err != nil {
-		return err
-	}
-	return machine.WriteFileAtomic(a.Dir.File(machine.FileSeedDisk), b, 0o600)
+	return sd.Marshal()
 }
 
 // readManifestRoles maps each file role of the image in dir to its path.

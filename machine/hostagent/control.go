@@ -72,7 +72,7 @@ func (a *Agent) State() agentapi.State {
 	s := agentapi.State{
 		Name: a.Spec.Name, Phase: a.phase, AgentPID: os.Getpid(), Backend: a.Backend.Name(),
 		StartedAt: a.startedAt, VMStartedAt: a.vmStartedAt, ReadyAt: a.readyAt, Engine: string(a.Spec.Engine),
-		EngineSock: a.Dir.EngineEndpoint(), Warnings: append([]string(nil), a.warnings...),
+		EngineSock: a.Dir.EngineEndpoint(), Warnings: append([]string(nil), a.warnings...), Boot: a.boot,
 	}
 	if a.ready != nil {
 		s.EngineAPI, s.GuestBootMS = a.ready.EngineAPI, a.ready.BootMillis
@@ -105,7 +105,10 @@ func (a *Agent) handleStop(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case <-a.stopped:
-		w.WriteHeader(http.StatusNoContent)
+		a.mu.Lock()
+		res := a.stopResult
+		a.mu.Unlock()
+		writeJSON(w, res)
 	case <-r.Context().Done():
 	}
 }

@@ -1,0 +1,5 @@
+package machine
+
+import "syscall"
+
+func statCtime(st *syscall.Stat_t) int64 { return st.Ctimespec.Nano() }

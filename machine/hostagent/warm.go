@@ -1,0 +1,175 @@
+package hostagent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/machine/agentapi"
+	"github.com/skiff-dev/skiff/vmm"
+)
+
+// Warm start: `stop` saves the running VM (RAM, devices) next to its disks and `start`
+// resumes it, so the engine answers in about a second instead of a cold boot. A saved
+// state is used only while everything it was saved with is unchanged; any doubt means a
+// cold boot, with the reason in the log and in inspect.
+
+// ResumeTimeout bounds how long a restored guest may take to answer.
+var ResumeTimeout = 30 * time.Second
+
+// settingsHash identifies what the guest was booted with (the seed, minus its clock).
+func (a *Agent) settingsHash() (string, error) {
+	b, err := a.seedBytes(time.Unix(0, 0))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), nil
+}
+
+// restore starts the VM from the machine's saved state if it may be. It returns nil and
+// the reason when the machine must boot cold; the saved state is gone either way, since
+// a resumed guest writes to the disks at once.
+func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, string) {
+	saved, err := a.Dir.ReadSavedState()
+	if saved == nil && err == nil {
+		a.Dir.DiscardSavedState() // a save the agent did not finish
+		return nil, ""
+	}
+	defer a.Dir.DiscardSavedState()
+	if err != nil {
+		return nil, fmt.Sprintf("the saved state is unreadable: %v", err)
+	}
+	snap, ok := a.Backend.(vmm.Snapshotter)
+	if !ok {
+		return nil, fmt.Sprintf("the %s backend cannot restore a saved state", a.Backend.Name())
+	}
+	key, err := snap.StateKey(ctx, cfg)
+	if err != nil {
+		return nil, err.Error()
+	}
+	if key != saved.Key {
+		return nil, "the VM's hardware, image or hypervisor changed since the suspend"
+	}
+	if h, err := a.settingsHash(); err != nil || h != saved.Settings {
+		return nil, "the machine's settings changed since the suspend"
+	}
+	if why := saved.Mismatch(); why != "" {
+		return nil, why
+	}
+	vm, err := snap.Restore(ctx, cfg, a.Dir.File(machine.DirSavedState))
+	if err != nil {
+		return nil, fmt.Sprintf("restoring the saved state failed: %v", err)
+	}
+	return vm, ""
+}
+
+// resumeGuest tells a restored guest the time and waits for its engine: the machine is
+// ready when the guest agent says the engine answers.
+func (a *Agent) resumeGuest(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, ResumeTimeout)
+	defer cancel()
+	for {
+		c, cancelTry := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := a.control(c, forward.ControlRequest{Op: forward.OpResume, TimeNano: time.Now().UnixNano()})
+		cancelTry()
+		if err == nil && resp.Error != "" {
+			a.warn("after the restore: %s", resp.Error)
+		}
+		if err == nil && resp.Info != nil && resp.Info.EngineAPI != "" {
+			if d := time.Duration(resp.DriftNano); d > 100*time.Millisecond {
+				a.logf("guest clock stepped by %s", d.Round(time.Millisecond))
+			}
+			now := time.Now()
+			a.mu.Lock()
+			a.ready = &forward.Ready{EngineAPI: resp.Info.EngineAPI, BootMillis: resp.Info.UptimeSeconds * 1000}
+			a.readyAt = &now
+			a.mu.Unlock()
+			return nil
+		}
+		if err == nil {
+			err = errors.New("the engine does not answer yet")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the restored guest did not resume: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// errNoSuspend means the backend cannot suspend; stop then boots cold without a warning.
+var errNoSuspend = errors.New("the backend cannot suspend")
+
+// suspend saves the running VM and stops it. On error the VM still runs and the guest
+// has been told to carry on.
+func (a *Agent) suspend(cfg vmm.Config) error {
+	sus, ok := a.vm.(vmm.Suspender)
+	snap, ok2 := a.Backend.(vmm.Snapshotter)
+	if !ok || !ok2 {
+		return errNoSuspend
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	key, err := snap.StateKey(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	settings, err := a.settingsHash()
+	if err != nil {
+		return err
+	}
+	resp, err := a.control(ctx, forward.ControlRequest{Op: forward.OpSuspend})
+	if err == nil && resp.Error != "" {
+		err = errors.New(resp.Error)
+	}
+	if err != nil {
+		return fmt.Errorf("the guest could not prepare: %w", err)
+	}
+	dir, err := a.Dir.SavingStateDir()
+	if err == nil {
+		err = sus.Suspend(ctx, dir)
+	}
+	if err != nil {
+		a.Dir.DiscardSavedState()
+		if _, rerr := a.control(ctx, forward.ControlRequest{Op: forward.OpResume, TimeNano: time.Now().UnixNano()}); rerr != nil {
+			a.logf("resume the guest after the failed suspend: %v", rerr)
+		}
+		return err
+	}
+	// The VM is gone: from here a failure only costs the next start its warm path.
+	saved := &machine.SavedState{SavedAt: time.Now().UTC(), Key: key, Settings: settings}
+	for _, d := range cfg.Disks {
+		p, err := machine.Fingerprint(d.Path)
+		if err != nil {
+			a.Dir.DiscardSavedState()
+			return fmt.Errorf("%w: fingerprint %s: %v", errSuspendedUnsaved, d.Path, err)
+		}
+		saved.Disks = append(saved.Disks, p)
+	}
+	if err := a.Dir.CommitSavedState(saved); err != nil {
+		a.Dir.DiscardSavedState()
+		return fmt.Errorf("%w: %v", errSuspendedUnsaved, err)
+	}
+	return nil
+}
+
+// errSuspendedUnsaved: the VM stopped but its state could not be kept; the disk was
+// frozen clean, so the next start is an ordinary cold boot.
+var errSuspendedUnsaved = errors.New("the VM stopped but its saved state was not kept")
+
+func (a *Agent) setBoot(b agentapi.Boot) {
+	a.mu.Lock()
+	a.boot = &b
+	a.mu.Unlock()
+	if b.Warm {
+		a.logf("warm start: resumed from the saved state")
+	} else if b.Reason != "" {
+		a.warn("cold boot: %s", b.Reason)
+	}
+}
