@@ -59,3 +59,7 @@ bench-idle: build image
 
 bench-ports: build image
 	$(GO) run ./cmd/skiff-bench ports -skiff bin/skiff -image $(IMAGE_OUT)
+
+# Warm start (resume from the saved state) against a cold boot of the same machine.
+bench-warm: build image
+	$(GO) run ./cmd/skiff-bench warm -skiff bin/skiff -image $(IMAGE_OUT)
