@@ -130,6 +130,13 @@ type Suspender interface {
 	Suspend(ctx context.Context, dir string) error
 }
 
+// StateDiscarder is implemented by backends that keep a saved state outside the state
+// directory (Hyper-V keeps it with the VM): a state Skiff decides not to restore must be
+// dropped there too, or the next Start would resume it.
+type StateDiscarder interface {
+	DiscardState(ctx context.Context, cfg Config) error
+}
+
 // ErrNotSupported marks a capability a backend does not have yet.
 var ErrNotSupported = errors.New("not supported on this backend yet")
 

@@ -38,10 +38,17 @@ func (a *Agent) settingsHash() (string, error) {
 func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, string) {
 	saved, err := a.Dir.ReadSavedState()
 	if saved == nil && err == nil {
-		a.Dir.DiscardSavedState() // a save the agent did not finish
+		a.discardState(ctx, cfg) // a save the agent did not finish
 		return nil, ""
 	}
-	defer a.Dir.DiscardSavedState()
+	restored := false
+	defer func() {
+		if restored {
+			a.Dir.DiscardSavedState()
+		} else {
+			a.discardState(ctx, cfg)
+		}
+	}()
 	if err != nil {
 		return nil, fmt.Sprintf("the saved state is unreadable: %v", err)
 	}
@@ -66,7 +73,18 @@ func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, string) {
 	if err != nil {
 		return nil, fmt.Sprintf("restoring the saved state failed: %v", err)
 	}
+	restored = true
 	return vm, ""
+}
+
+// discardState drops a saved state wherever the backend keeps it.
+func (a *Agent) discardState(ctx context.Context, cfg vmm.Config) {
+	if d, ok := a.Backend.(vmm.StateDiscarder); ok {
+		if err := d.DiscardState(ctx, cfg); err != nil {
+			a.warn("discard the VM's saved state: %v", err)
+		}
+	}
+	a.Dir.DiscardSavedState()
 }
 
 // resumeGuest tells a restored guest the time and waits for its engine: the machine is
