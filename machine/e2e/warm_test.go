@@ -3,7 +3,11 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +63,27 @@ func TestWarmStart(t *testing.T) {
 	e.LoadBusybox("default")
 	e.MustDocker("default", "run", "-d", "--name", "worker", "-v", "warmvol:/data", machinetest.TestImage,
 		"sh", "-c", "echo layer > /in-layer; echo volume > /data/f; sleep 1000000")
+	port := machinetest.FreePort(t)
+	e.MustDocker("default", "run", "-d", "--name", "echo", "-p", fmt.Sprintf("127.0.0.1:%d:7", port), machinetest.TestImage, "echod", "-tcp", ":7")
+	echoes := func() bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintln(c, "ping")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		return err == nil && line == "ping\n"
+	}
+	machinetest.Eventually(t, 30*time.Second, "the published port to echo", echoes)
+	// A long-lived API stream must end for its client when the machine stops, not hang.
+	events := e.DockerCmd(context.Background(), "default", "events")
+	if err := events.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventsDone := make(chan error, 1)
+	go func() { eventsDone <- events.Wait() }()
 	startedAt := func() string {
 		return strings.TrimSpace(e.MustDocker("default", "inspect", "-f", "{{.State.StartedAt}}", "worker"))
 	}
@@ -80,6 +105,13 @@ func TestWarmStart(t *testing.T) {
 	}
 	if v := inspectBoot(t, e); v.Status.State != "stopped" || v.SavedState == nil || v.SavedState.SizeBytes <= 0 {
 		t.Fatalf("inspect of a suspended machine: %+v", v)
+	}
+	select {
+	case err := <-eventsDone:
+		t.Logf("docker events ended with the suspend: %v", err)
+	case <-time.After(30 * time.Second):
+		events.Process.Kill()
+		t.Fatal("docker events still hangs 30s after the machine was suspended")
 	}
 	// A stop long enough that an unsynced guest clock would be visibly wrong.
 	time.Sleep(20 * time.Second)
@@ -106,6 +138,7 @@ func TestWarmStart(t *testing.T) {
 		t.Fatalf("the container restarted across the warm start (%s -> %s)", firstStart, s)
 	}
 	checkData("after a warm start")
+	machinetest.Eventually(t, 10*time.Second, "the published port to echo again after the warm start", echoes)
 
 	// Cold: stop --cold shuts down; the next start boots and the data is still there.
 	out = e.Must("machine", "stop", "--cold")
