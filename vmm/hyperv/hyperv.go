@@ -131,6 +131,9 @@ func classify(err error, out string) error {
 	case strings.Contains(lo, "do not have the required permission") || strings.Contains(lo, "access is denied") ||
 		strings.Contains(lo, "unauthorizedaccess"):
 		return fmt.Errorf("hyperv: %w", ErrNeedAdmin)
+	case strings.Contains(lo, "vmms.exe") && strings.Contains(lo, "does not exist"):
+		// The Hyper-V management service is not installed (StateKey reads its version).
+		return fmt.Errorf("hyperv: %w", ErrHyperVMissing)
 	case strings.Contains(lo, "unable to find a virtual machine"):
 		return fmt.Errorf("hyperv: %w: %s", errNoVM, firstLine(out))
 	}
@@ -148,9 +151,17 @@ func (b *Backend) Check(ctx context.Context) error {
 	return err
 }
 
-// vmID returns the VM's ID, or "" if there is no such VM.
-func (b *Backend) vmID(ctx context.Context, name string) (string, error) {
-	return b.ps(ctx, fmt.Sprintf("$vm = Get-VM -Name %s -ErrorAction SilentlyContinue; if ($vm) { $vm.Id.Guid }", winexec.PSQuote(name)))
+// vmInfo returns the VM's ID and state (Off, Running, Saved...), or "" if there is no such VM.
+func (b *Backend) vmInfo(ctx context.Context, name string) (id, state string, err error) {
+	out, err := b.ps(ctx, fmt.Sprintf("$vm = Get-VM -Name %s -ErrorAction SilentlyContinue; if ($vm) { '{0} {1}' -f $vm.Id.Guid, $vm.State }", winexec.PSQuote(name)))
+	if err != nil || out == "" {
+		return "", "", err
+	}
+	id, state, ok := strings.Cut(out, " ")
+	if !ok {
+		return "", "", fmt.Errorf("hyperv: unexpected Get-VM output %q", out)
+	}
+	return id, state, nil
 }
 
 func owned(cfg vmm.Config, id string) bool {
@@ -161,7 +172,7 @@ func owned(cfg vmm.Config, id string) bool {
 // Prepare implements vmm.Preparer: convert the disks and create the VM, once.
 func (b *Backend) Prepare(ctx context.Context, cfg vmm.Config) error {
 	name := VMName(cfg.Name)
-	id, err := b.vmID(ctx, name)
+	id, _, err := b.vmInfo(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -175,11 +186,11 @@ func (b *Backend) Prepare(ctx context.Context, cfg vmm.Config) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("hyperv: %w", err)
 	}
-	disks := append([]vmm.Disk{{Path: b.bootDisk(cfg), Serial: "skiff-boot", ReadOnly: true}}, cfg.Disks...)
+	disks := b.disks(cfg)
 	var vhdxs []string
 	for _, d := range disks {
 		vhd := filepath.Join(dir, d.Serial+".vhd")
-		vhdx := filepath.Join(dir, d.Serial+".vhdx")
+		vhdx := vhdxPath(cfg, d)
 		vhdxs = append(vhdxs, vhdx)
 		if _, err := os.Stat(vhdx); err == nil {
 			continue
@@ -202,6 +213,14 @@ func (b *Backend) Prepare(ctx context.Context, cfg vmm.Config) error {
 	}
 	return nil
 }
+
+// disks are the VM's disks in LUN order: the boot disk, then cfg.Disks.
+func (b *Backend) disks(cfg vmm.Config) []vmm.Disk {
+	return append([]vmm.Disk{{Path: b.bootDisk(cfg), Serial: "skiff-boot", ReadOnly: true}}, cfg.Disks...)
+}
+
+// vhdxPath is the VHDX the VM uses for a raw disk.
+func vhdxPath(cfg vmm.Config, d vmm.Disk) string { return filepath.Join(vmDir(cfg), d.Serial+".vhdx") }
 
 func convertScript(vhd, vhdx string) string {
 	return fmt.Sprintf("Convert-VHD -Path %s -DestinationPath %s -VHDType Dynamic", winexec.PSQuote(vhd), winexec.PSQuote(vhdx))
@@ -230,7 +249,7 @@ func createScript(name, dir string, cfg vmm.Config, vhdxs []string) string {
 // Remove implements vmm.Remover.
 func (b *Backend) Remove(ctx context.Context, cfg vmm.Config) error {
 	name := VMName(cfg.Name)
-	id, err := b.vmID(ctx, name)
+	id, _, err := b.vmInfo(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -261,6 +280,11 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	if err := b.Prepare(ctx, cfg); err != nil {
 		return nil, err
 	}
+	return b.launch(ctx, cfg)
+}
+
+// launch runs the prepared VM: Start-VM boots it, or resumes it when it is Saved.
+func (b *Backend) launch(ctx context.Context, cfg vmm.Config) (*machine, error) {
 	if err := winexec.RequireServices(b.Registry, b.Services(), InstallCommand); err != nil {
 		return nil, fmt.Errorf("hyperv: %w", err)
 	}
@@ -356,7 +380,8 @@ func (m *machine) poll() {
 				m.finish(fmt.Errorf("hyperv: lost track of VM %s: %w", m.name, err))
 				return
 			}
-		case st == "Off":
+		case st == "Off" || st == "Saved":
+			// Saved: Suspend, or someone else, saved the VM; it no longer runs either way.
 			m.finish(nil)
 			return
 		default:

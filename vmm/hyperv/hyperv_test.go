@@ -31,21 +31,30 @@ const (
 	vmGUID          = "8e3f1c2a-5b6d-4e7f-9a0b-1c2d3e4f5a6b"
 )
 
-// hvSim simulates the Hyper-V cmdlets behind PowerShell: VMs with a state.
+// hvSim simulates the Hyper-V cmdlets behind PowerShell: VMs with a state, and a guest
+// that counts its boots (a resumed guest has not booted again).
 type hvSim struct {
 	t *testing.T
 	winexectest.Fake
 
 	mu      sync.Mutex
-	vms     map[string]string // name -> state
+	vms     map[string]*simVM // by name
+	created int
+	version string            // of vmms.exe
 	fail    map[string]string // script prefix -> stderr
 	scripts []string
+}
+
+type simVM struct {
+	id    string
+	state string // Off, Running, Saved
+	boots int
 }
 
 var scriptPrefix = winexec.PowerShellArgs("")[len(winexec.PowerShellArgs(""))-1]
 
 func newSim(t *testing.T) *hvSim {
-	s := &hvSim{t: t, vms: map[string]string{}, fail: map[string]string{}}
+	s := &hvSim{t: t, vms: map[string]*simVM{}, fail: map[string]string{}, version: "10.0.22631.4317"}
 	s.RunFunc = s.run
 	return s
 }
@@ -54,14 +63,25 @@ func psFail(stderr string) winexectest.Result {
 	return winexectest.Result{Stderr: []byte(stderr), Err: winexectest.ExitError(1)}
 }
 
+// outBadState is what the Hyper-V cmdlets print for a state transition the VM cannot make
+// (as reported publicly; not checked on a real host).
+func outBadState(cmdlet, name string) string {
+	return fmt.Sprintf("%s : '%s' failed to change state.\nThe operation cannot be performed while the object is in its current state.\n", cmdlet, name)
+}
+
+// simID is the ID of the n-th VM the simulator creates; the first is vmGUID.
+func simID(n int) string { return fmt.Sprintf("8e3f1c2a-5b6d-4e7f-9a0b-%012x", 0x1c2d3e4f5a6b+n) }
+
 var (
-	reGetID   = regexp.MustCompile(`^\$vm = Get-VM -Name '([^']+)' -ErrorAction SilentlyContinue; if \(\$vm\) \{ \$vm\.Id\.Guid \}$`)
+	reInfo    = regexp.MustCompile(`^\$vm = Get-VM -Name '([^']+)' -ErrorAction SilentlyContinue; if \(\$vm\) \{ '\{0\} \{1\}' -f \$vm\.Id\.Guid, \$vm\.State \}$`)
 	reConvert = regexp.MustCompile(`^Convert-VHD -Path '([^']+)' -DestinationPath '([^']+)' -VHDType Dynamic$`)
 	reNewVM   = regexp.MustCompile(`^New-VM -Name '([^']+)' -Generation 2 `)
 	reStart   = regexp.MustCompile(`^Start-VM -Name '([^']+)'$`)
 	reState   = regexp.MustCompile(`^\(Get-VM -Name '([^']+)'\)\.State\.ToString\(\)$`)
 	reTurnOff = regexp.MustCompile(`^Stop-VM -Name '([^']+)' -TurnOff -Force$`)
 	reRemove  = regexp.MustCompile(`^Stop-VM -Name '([^']+)' -TurnOff -Force -ErrorAction SilentlyContinue; Remove-VM -Name '([^']+)' -Force$`)
+	reSave    = regexp.MustCompile(`^Save-VM -Name '([^']+)'$`)
+	reDiscard = regexp.MustCompile(`^Remove-VMSavedState -VMName '([^']+)' -Confirm:\$false$`)
 )
 
 func (s *hvSim) run(c winexectest.Call) winexectest.Result {
@@ -84,9 +104,11 @@ func (s *hvSim) run(c winexectest.Call) winexectest.Result {
 	switch {
 	case script == "Get-VMHost | Out-Null":
 		return ok("")
-	case reGetID.MatchString(script):
-		if _, exists := s.vms[reGetID.FindStringSubmatch(script)[1]]; exists {
-			return ok(vmGUID)
+	case script == hypervVersion:
+		return ok(s.version)
+	case reInfo.MatchString(script):
+		if vm := s.vms[reInfo.FindStringSubmatch(script)[1]]; vm != nil {
+			return ok(vm.id + " " + vm.state)
 		}
 		return ok("")
 	case reConvert.MatchString(script):
@@ -98,24 +120,47 @@ func (s *hvSim) run(c winexectest.Call) winexectest.Result {
 		os.WriteFile(m[2], []byte("vhdx"), 0o644)
 		return ok("")
 	case reNewVM.MatchString(script):
-		name := reNewVM.FindStringSubmatch(script)[1]
-		s.vms[name] = "Off"
-		return ok(vmGUID)
+		vm := &simVM{id: simID(s.created), state: "Off"}
+		s.created++
+		s.vms[reNewVM.FindStringSubmatch(script)[1]] = vm
+		return ok(vm.id)
 	case reStart.MatchString(script):
 		name := reStart.FindStringSubmatch(script)[1]
-		if _, exists := s.vms[name]; !exists {
+		vm := s.vms[name]
+		switch {
+		case vm == nil:
 			return psFail(strings.ReplaceAll(outNoVM, "Get-VM", "Start-VM"))
+		case vm.state == "Off":
+			vm.boots++
+		case vm.state != "Saved": // a Saved VM resumes: no boot
+			return psFail(outBadState("Start-VM", name))
 		}
-		s.vms[name] = "Running"
+		vm.state = "Running"
+		return ok("")
+	case reSave.MatchString(script):
+		name := reSave.FindStringSubmatch(script)[1]
+		if vm := s.vms[name]; vm == nil || vm.state != "Running" {
+			return psFail(outBadState("Save-VM", name))
+		}
+		s.vms[name].state = "Saved"
+		return ok("")
+	case reDiscard.MatchString(script):
+		name := reDiscard.FindStringSubmatch(script)[1]
+		if vm := s.vms[name]; vm == nil || vm.state != "Saved" {
+			return psFail(outBadState("Remove-VMSavedState", name))
+		}
+		s.vms[name].state = "Off"
 		return ok("")
 	case reState.MatchString(script):
-		st, exists := s.vms[reState.FindStringSubmatch(script)[1]]
-		if !exists {
+		vm := s.vms[reState.FindStringSubmatch(script)[1]]
+		if vm == nil {
 			return psFail(outNoVM)
 		}
-		return ok(st)
+		return ok(vm.state)
 	case reTurnOff.MatchString(script):
-		s.vms[reTurnOff.FindStringSubmatch(script)[1]] = "Off"
+		if vm := s.vms[reTurnOff.FindStringSubmatch(script)[1]]; vm != nil {
+			vm.state = "Off"
+		}
 		return ok("")
 	case reRemove.MatchString(script):
 		delete(s.vms, reRemove.FindStringSubmatch(script)[1])
@@ -131,18 +176,42 @@ func (s *hvSim) Scripts() []string {
 	return slices.Clone(s.scripts)
 }
 
-type fakeHvsock struct{}
+// byID finds a simulated VM by its ID.
+func (s *hvSim) byID(id string) *simVM {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, vm := range s.vms {
+		if vm.id == id {
+			return vm
+		}
+	}
+	return nil
+}
 
-func (fakeHvsock) Dial(ctx context.Context, id string, port uint32) (net.Conn, error) {
-	if id != vmGUID {
+// fakeHvsock reaches the simulated VMs: a running guest answers every port with the
+// number of times it booted.
+type fakeHvsock struct{ sim *hvSim }
+
+func (f fakeHvsock) Dial(ctx context.Context, id string, port uint32) (net.Conn, error) {
+	vm := f.sim.byID(id)
+	if vm == nil {
 		return nil, fmt.Errorf("no VM %s", id)
 	}
+	f.sim.mu.Lock()
+	state, boots := vm.state, vm.boots
+	f.sim.mu.Unlock()
+	if state != "Running" {
+		return nil, fmt.Errorf("hvsock connect to %s: the VM is %s", id, state)
+	}
 	a, b := net.Pipe()
-	b.Close()
+	go func() {
+		fmt.Fprintf(b, "boot %d\n", boots)
+		b.Close()
+	}()
 	return a, nil
 }
-func (fakeHvsock) Listen(id string, port uint32) (net.Listener, error) {
-	if id != vmGUID {
+func (f fakeHvsock) Listen(id string, port uint32) (net.Listener, error) {
+	if f.sim.byID(id) == nil {
 		return nil, fmt.Errorf("listen for unknown VM %s", id)
 	}
 	return net.Listen("tcp", "127.0.0.1:0") // a stand-in that nothing dials
@@ -151,13 +220,24 @@ func (fakeHvsock) OpenPipe(ctx context.Context, path string) (io.ReadCloser, err
 	return io.NopCloser(strings.NewReader("Linux version 6.12 (serial)\n")), nil
 }
 
+// guestBoot asks the simulated guest how often it booted.
+func guestBoot(ctx context.Context, vm vmm.VM) (string, error) {
+	c, err := vm.(vmm.GuestDialer).DialGuest(ctx, DefaultTransportPort)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	b, err := io.ReadAll(c)
+	return strings.TrimSpace(string(b)), err
+}
+
 type nopNetwork struct{}
 
 func (nopNetwork) ServeStream(ctx context.Context, c net.Conn) error   { <-ctx.Done(); return nil }
 func (nopNetwork) ServeDatagram(ctx context.Context, c net.Conn) error { <-ctx.Done(); return nil }
 
 func testBackend(s *hvSim) *Backend {
-	b := &Backend{Options: Options{PollInterval: 10 * time.Millisecond}, Run: s, Registry: &winexectest.Registry{}, Hvsock: fakeHvsock{}}
+	b := &Backend{Options: Options{PollInterval: 10 * time.Millisecond}, Run: s, Registry: &winexectest.Registry{}, Hvsock: fakeHvsock{s}}
 	if err := b.Install(context.Background()); err != nil {
 		panic(err)
 	}
@@ -192,7 +272,39 @@ func testConfig(t *testing.T) vmm.Config {
 
 func TestConformance(t *testing.T) {
 	s := newSim(t)
-	vmmtest.Run(t, vmmtest.Harness{Backend: testBackend(s), Config: testConfig, BootTimeout: 30 * time.Second})
+	var mu sync.Mutex
+	n := 0
+	booted := map[string]string{} // machine -> what its guest said when it came up
+	vmmtest.Run(t, vmmtest.Harness{
+		Backend: testBackend(s),
+		// Each test gets its own VM: a VM left by an earlier test is not this machine's.
+		Config: func(t *testing.T) vmm.Config {
+			cfg := testConfig(t)
+			mu.Lock()
+			n++
+			cfg.Name = fmt.Sprintf("c%d", n)
+			mu.Unlock()
+			return cfg
+		},
+		GuestUp: func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error {
+			boot, err := guestBoot(ctx, vm)
+			mu.Lock()
+			booted[cfg.Name] = boot
+			mu.Unlock()
+			return err
+		},
+		// The restored guest answers and has not booted again.
+		Alive: func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error {
+			boot, err := guestBoot(ctx, vm)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && boot != booted[cfg.Name] {
+				err = fmt.Errorf("the guest says %q, before the suspend %q: it booted again", boot, booted[cfg.Name])
+			}
+			return err
+		},
+		BootTimeout: 30 * time.Second,
+	})
 }
 
 func TestExactScripts(t *testing.T) {
@@ -204,13 +316,16 @@ func TestExactScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if boot, err := guestBoot(ctx, vm); err != nil || boot != "boot 1" {
+		t.Fatalf("DialGuest did not reach the VM by its id: %q, %v", boot, err)
+	}
 	if err := vm.Kill(ctx); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(cfg.Dir, "hyperv")
 	v := func(n string) string { return filepath.Join(dir, n) }
 	want := []string{
-		`$vm = Get-VM -Name 'skiff-dev' -ErrorAction SilentlyContinue; if ($vm) { $vm.Id.Guid }`,
+		`$vm = Get-VM -Name 'skiff-dev' -ErrorAction SilentlyContinue; if ($vm) { '{0} {1}' -f $vm.Id.Guid, $vm.State }`,
 		`Convert-VHD -Path '` + v("skiff-boot.vhd") + `' -DestinationPath '` + v("skiff-boot.vhdx") + `' -VHDType Dynamic`,
 		`Convert-VHD -Path '` + v("skiff-root.vhd") + `' -DestinationPath '` + v("skiff-root.vhdx") + `' -VHDType Dynamic`,
 		`Convert-VHD -Path '` + v("skiff-data.vhd") + `' -DestinationPath '` + v("skiff-data.vhdx") + `' -VHDType Dynamic`,
@@ -236,13 +351,6 @@ func TestExactScripts(t *testing.T) {
 	}
 	if _, err := os.Stat(v("skiff-root.vhd")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("temporary VHD left behind")
-	}
-	if d, ok := vm.(vmm.GuestDialer); !ok {
-		t.Fatal("no GuestDialer")
-	} else if c, err := d.DialGuest(ctx, 1024); err != nil {
-		t.Fatalf("DialGuest did not use the VM's id: %v", err)
-	} else {
-		c.Close()
 	}
 }
 
@@ -270,7 +378,8 @@ func TestNoAdminRights(t *testing.T) {
 	wantErr(t, testBackend(s).Check(context.Background()), ErrNeedAdmin, "Hyper-V Administrators", "Run as administrator")
 
 	// The registry step: refused without elevation, named when skipped.
-	b := &Backend{Run: newSim(t), Registry: &winexectest.Registry{DenyWrites: true}, Hvsock: fakeHvsock{}}
+	sim := newSim(t)
+	b := &Backend{Run: sim, Registry: &winexectest.Registry{DenyWrites: true}, Hvsock: fakeHvsock{sim}}
 	wantErr(t, b.Install(context.Background()), winexec.ErrNeedAdmin, InstallCommand, "Run as administrator")
 	_, err := b.Start(context.Background(), testConfig(t))
 	wantErr(t, err, nil, "not registered", InstallCommand)
@@ -278,7 +387,7 @@ func TestNoAdminRights(t *testing.T) {
 
 func TestVMExistsNotOurs(t *testing.T) {
 	s := newSim(t)
-	s.vms["skiff-dev"] = "Off"
+	s.vms["skiff-dev"] = &simVM{id: vmGUID, state: "Off"}
 	b := testBackend(s)
 	wantErr(t, b.Prepare(context.Background(), testConfig(t)), ErrVMExists, "Remove-VM -Name skiff-dev")
 	wantErr(t, b.Remove(context.Background(), testConfig(t)), nil, "not created by this machine")
@@ -293,7 +402,7 @@ func TestWaitSeesGuestPowerOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
-	s.vms["skiff-dev"] = "Off" // the guest powered itself off
+	s.vms["skiff-dev"].state = "Off" // the guest powered itself off
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -8,8 +8,15 @@
 package vz
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
+
+	"github.com/skiff-dev/skiff/vmm"
 )
 
 // RosettaTag is the virtiofs tag of the Rosetta share. The guest mounts it and registers
@@ -91,3 +98,78 @@ func parseMAC(s string) (net.HardwareAddr, error) {
 	}
 	return mac, nil
 }
+
+// vmShape is everything the vz configuration is built from. Start and Restore build the
+// VM from it alone and StateKey hashes it, so a new input to the VM cannot be left out of
+// the key: a saved state only loads into a compatibly configured VM.
+type vmShape struct {
+	// Devices names the fixed devices newMachine adds besides disks, NIC and shares;
+	// change it together with them.
+	Devices   string
+	CPUs      int
+	MemoryMiB int64
+	Kernel    string
+	Initrd    string
+	Cmdline   string
+	Disks     []vmm.Disk
+	Shares    []vmm.Share
+	MAC       string
+	MTU       int
+	Rosetta   bool // the Rosetta share is attached
+}
+
+const fixedDevices = "virtio-console,virtio-vsock,virtio-entropy,virtio-balloon"
+
+// shape is the VM Start would build for cfg; rosetta says whether the host can share Rosetta.
+func (b *Backend) shape(cfg vmm.Config, rosetta bool) vmShape {
+	return vmShape{
+		Devices: fixedDevices, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
+		Kernel: cfg.Kernel, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline,
+		Disks: cfg.Disks, Shares: cfg.Shares, MAC: cfg.MAC, MTU: b.mtu(),
+		Rosetta: rosetta && b.Options.Rosetta == RosettaAuto && cfg.Arch == "arm64",
+	}
+}
+
+// stateFile is the saved state inside the state directory.
+const stateFile = "vz-machine-state"
+
+// stateKey names what a vz save file depends on: the VM configuration and the macOS
+// build. Apple documents that a restore fails on another configuration, that files from
+// a newer macOS are rejected and that an update may make older files unloadable.
+func stateKey(s vmShape, osVersion, osBuild string) string {
+	j, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // plain data: cannot fail
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s", j, osVersion, osBuild)
+	return "vz-" + hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// checkWarm says whether this Mac can save and restore VMs: Virtualization.framework
+// has it from macOS 14, and vz v3.7.1 exposes it only on Apple silicon.
+func checkWarm(goarch, osVersion string) error {
+	if goarch != "arm64" {
+		return fmt.Errorf("vz: warm start needs Apple silicon (vz exposes save/restore only on arm64): %w", vmm.ErrNotSupported)
+	}
+	major, err := macOSMajor(osVersion)
+	if err != nil {
+		return fmt.Errorf("vz: warm start: %w", err)
+	}
+	if major < 14 {
+		return fmt.Errorf("vz: warm start needs macOS 14 or newer, this Mac runs %s: %w", osVersion, vmm.ErrNotSupported)
+	}
+	return nil
+}
+
+// macOSMajor parses the major version of a product version such as "14.2.1".
+func macOSMajor(v string) (int, error) {
+	head, _, _ := strings.Cut(strings.TrimSpace(v), ".")
+	n, err := strconv.Atoi(head)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("unrecognised macOS version %q", v)
+	}
+	return n, nil
+}
+
+var _ vmm.Snapshotter = (*Backend)(nil)

@@ -18,7 +18,8 @@ import (
 //
 //	SKIFF_VZ_KERNEL=.../Image SKIFF_VZ_INITRD=.../initrd SKIFF_VZ_ROOT=.../root.img
 //
-// SKIFF_VZ_AGENT_PORT, if set, makes GuestUp wait until that vsock port accepts.
+// SKIFF_VZ_AGENT_PORT, if set, makes GuestUp wait until that vsock port accepts, and
+// runs SuspendRestore (macOS 14+ on Apple silicon), whose Alive dials it again.
 func TestConformance(t *testing.T) {
 	kernel, initrd, root := os.Getenv("SKIFF_VZ_KERNEL"), os.Getenv("SKIFF_VZ_INITRD"), os.Getenv("SKIFF_VZ_ROOT")
 	if kernel == "" || initrd == "" || root == "" {
@@ -53,18 +54,35 @@ func TestConformance(t *testing.T) {
 		}
 		port := uint32(n)
 		h.GuestUp = func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error {
-			for {
-				c, err := vm.(vmm.GuestDialer).DialGuest(ctx, port)
-				if err == nil {
-					return c.Close()
-				}
-				select {
-				case <-ctx.Done():
-					return err
-				case <-time.After(500 * time.Millisecond):
-				}
+			return dialUntil(ctx, vm, port)
+		}
+		if err := warmHere(); err != nil {
+			t.Logf("SuspendRestore is skipped: %v", err)
+		} else {
+			// A restored guest's listener is back without a boot: the port accepts within seconds.
+			h.Alive = func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error {
+				ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				defer cancel()
+				return dialUntil(ctx, vm, port)
 			}
 		}
+	} else {
+		t.Log("SKIFF_VZ_AGENT_PORT unset: SuspendRestore is skipped (it needs a guest that answers)")
 	}
 	vmmtest.Run(t, h)
+}
+
+// dialUntil waits until the guest accepts on a vsock port.
+func dialUntil(ctx context.Context, vm vmm.VM, port uint32) error {
+	for {
+		c, err := vm.(vmm.GuestDialer).DialGuest(ctx, port)
+		if err == nil {
+			return c.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -1,8 +1,14 @@
 package vz
 
-import "github.com/Code-Hex/vz/v3"
+import (
+	"errors"
 
-// rosettaShare: Rosetta for Linux exists only on Apple silicon.
-func rosettaShare() (vz.DirectorySharingDeviceConfiguration, string, error) {
-	return nil, "unsupported (Intel Mac)", nil
+	"github.com/Code-Hex/vz/v3"
+)
+
+// rosettaStatus: Rosetta for Linux exists only on Apple silicon.
+func rosettaStatus() (bool, string) { return false, "unsupported (Intel Mac)" }
+
+func rosettaShare() (vz.DirectorySharingDeviceConfiguration, error) {
+	return nil, errors.New("vz: Rosetta for Linux needs Apple silicon")
 }

@@ -40,25 +40,53 @@ func hostLimits() limits {
 
 // Start implements vmm.Backend. The VM lives in this process; Kill or the agent's exit ends it.
 func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
+	m, err := b.newMachine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.vm.Start(); err != nil {
+		m.abandon()
+		return nil, fmt.Errorf("vz: start: %w", err)
+	}
+	return m, nil
+}
+
+// hostShape is the VM Start builds for cfg on this Mac, and the Rosetta note for Describe.
+func (b *Backend) hostShape(cfg vmm.Config) (vmShape, string) {
+	ok, note := false, ""
+	if b.Options.Rosetta == RosettaAuto && cfg.Arch == "arm64" {
+		ok, note = rosettaStatus()
+	}
+	return b.shape(cfg, ok), note
+}
+
+// newMachine creates the VM, not yet started, with its network served and its state
+// watched. Start boots it; Restore loads a saved state into it, which needs the very
+// configuration the state was saved from, so both build it here.
+func (b *Backend) newMachine(cfg vmm.Config) (*machine, error) {
 	if err := vmm.CheckImage(cfg); err != nil {
 		return nil, fmt.Errorf("vz: %w", err)
 	}
-	if err := checkResources(cfg.CPUs, cfg.MemoryMiB, hostLimits()); err != nil {
+	s, rosettaNote := b.hostShape(cfg)
+	if err := checkResources(s.CPUs, s.MemoryMiB, hostLimits()); err != nil {
 		return nil, err
 	}
-	mac, err := parseMAC(cfg.MAC)
+	mac, err := parseMAC(s.MAC)
 	if err != nil {
 		return nil, err
 	}
-	boot, err := vz.NewLinuxBootLoader(cfg.Kernel, vz.WithInitrd(cfg.Initrd), vz.WithCommandLine(cfg.Cmdline))
+	boot, err := vz.NewLinuxBootLoader(s.Kernel, vz.WithInitrd(s.Initrd), vz.WithCommandLine(s.Cmdline))
 	if err != nil {
-		return nil, fmt.Errorf("vz: boot loader for %s: %w", cfg.Kernel, err)
+		return nil, fmt.Errorf("vz: boot loader for %s: %w", s.Kernel, err)
 	}
-	vcfg, err := vz.NewVirtualMachineConfiguration(boot, uint(cfg.CPUs), uint64(cfg.MemoryMiB)<<20)
+	vcfg, err := vz.NewVirtualMachineConfiguration(boot, uint(s.CPUs), uint64(s.MemoryMiB)<<20)
 	if err != nil {
 		return nil, fmt.Errorf("vz: %w", err)
 	}
 	m := &machine{done: make(chan struct{}), describe: map[string]string{"hypervisor": "Apple Virtualization.framework"}}
+	if rosettaNote != "" {
+		m.describe["rosetta"] = rosettaNote
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -66,15 +94,16 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 		}
 	}()
 
-	if err := m.addDisks(vcfg, cfg.Disks); err != nil {
+	if err := m.addDisks(vcfg, s.Disks); err != nil {
 		return nil, err
 	}
-	netCfg, err := m.network(mac, b.mtu())
+	netCfg, err := m.network(mac, s.MTU)
 	if err != nil {
 		return nil, err
 	}
 	vcfg.SetNetworkDevicesVirtualMachineConfiguration([]*vz.VirtioNetworkDeviceConfiguration{netCfg})
 
+	// The fixed devices (vmShape.Devices): console, vsock, entropy, balloon.
 	serial, err := vz.NewFileSerialPortAttachment(cfg.SerialLog, true)
 	if err != nil {
 		return nil, fmt.Errorf("vz: serial log %s: %w", cfg.SerialLog, err)
@@ -102,19 +131,16 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	}
 	vcfg.SetMemoryBalloonDevicesVirtualMachineConfiguration([]vz.MemoryBalloonDeviceConfiguration{balloon})
 
-	shares, err := directoryShares(cfg.Shares)
+	shares, err := directoryShares(s.Shares)
 	if err != nil {
 		return nil, err
 	}
-	if b.Options.Rosetta == RosettaAuto && cfg.Arch == "arm64" {
-		rs, note, err := rosettaShare()
+	if s.Rosetta {
+		rs, err := rosettaShare()
 		if err != nil {
 			return nil, err
 		}
-		m.describe["rosetta"] = note
-		if rs != nil {
-			shares = append(shares, rs)
-		}
+		shares = append(shares, rs)
 	}
 	vcfg.SetDirectorySharingDevicesVirtualMachineConfiguration(shares)
 
@@ -130,17 +156,12 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	netCtx, cancel := context.WithCancel(context.Background())
 	m.stopNet = cancel
 	go func() {
-		// The network outlives Start's ctx: it must serve for the VM's whole life.
+		// The network outlives the caller's ctx: it must serve for the VM's whole life.
 		if err := cfg.Network.ServeDatagram(netCtx, m.hostConn); err != nil && netCtx.Err() == nil {
 			m.setNetErr(err)
 		}
 	}()
 	go m.watch()
-
-	if err := vm.Start(); err != nil {
-		m.Kill(context.Background())
-		return nil, fmt.Errorf("vz: start: %w", err)
-	}
 	ok = true
 	return m, nil
 }
@@ -279,6 +300,13 @@ func (m *machine) finish(err error) {
 		m.stopNet()
 	}
 	m.closeFiles()
+}
+
+// abandon ends a VM that did not come up, whatever state vz left it in, and frees its
+// network: nobody will Wait for it.
+func (m *machine) abandon() {
+	m.Kill(context.Background())
+	m.finish(errors.New("vz: the VM did not come up"))
 }
 
 func (m *machine) setNetErr(err error) {

@@ -16,3 +16,13 @@ func (b *Backend) Check(ctx context.Context) error { return errNotMac }
 
 // Start implements vmm.Backend.
 func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) { return nil, errNotMac }
+
+// StateKey implements vmm.Snapshotter.
+func (b *Backend) StateKey(ctx context.Context, cfg vmm.Config) (string, error) {
+	return "", errNotMac
+}
+
+// Restore implements vmm.Snapshotter.
+func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.VM, error) {
+	return nil, errNotMac
+}
