@@ -137,6 +137,24 @@ type StateDiscarder interface {
 	DiscardState(ctx context.Context, cfg Config) error
 }
 
+// DiskLocator is implemented by backends whose VMs write to their own copies of the
+// disks (Hyper-V's VHDXs): those are the files a saved state must be checked against.
+type DiskLocator interface {
+	DiskFiles(cfg Config) []string
+}
+
+// DiskFiles are the files that hold cfg's disks on backend b.
+func DiskFiles(b Backend, cfg Config) []string {
+	if l, ok := b.(DiskLocator); ok {
+		return l.DiskFiles(cfg)
+	}
+	var out []string
+	for _, d := range cfg.Disks {
+		out = append(out, d.Path)
+	}
+	return out
+}
+
 // ErrNotSupported marks a capability a backend does not have yet.
 var ErrNotSupported = errors.New("not supported on this backend yet")
 

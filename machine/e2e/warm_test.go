@@ -58,7 +58,8 @@ func (b bootInfo) warm() (bool, string) {
 // filesystem is clean.
 func TestWarmStart(t *testing.T) {
 	e := machinetest.New(t)
-	e.Must("machine", "init", "--cpus", "2", "--memory", "1G", "--disk-size", "6G", "--no-home-share")
+	shared := t.TempDir()
+	e.Must("machine", "init", "--cpus", "2", "--memory", "1G", "--disk-size", "6G", "--no-home-share", "--mount", shared+":/mnt/shared")
 	e.Must("machine", "start")
 	e.LoadBusybox("default")
 	e.MustDocker("default", "run", "-d", "--name", "worker", "-v", "warmvol:/data", machinetest.TestImage,
@@ -173,7 +174,14 @@ func TestWarmStart(t *testing.T) {
 	e.Must("machine", "ssh", "--", "test -f /var/lib/skiff/skiff-tampered")
 	e.MustDocker("default", "start", "worker")
 	checkData("after a cold boot that refused the saved state")
-	e.Must("machine", "stop", "--cold")
+
+	// A share in use by a container cannot be detached from the VM: stop shuts down
+	// instead, says why, and keeps nothing half-saved.
+	e.MustDocker("default", "run", "-d", "--name", "binder", "-v", shared+":/src", machinetest.TestImage, "sleep", "1000000")
+	out = e.Must("machine", "stop")
+	if !strings.Contains(out, "Could not suspend") || inspectBoot(t, e).SavedState != nil {
+		t.Fatalf("stop with a share in use: %s", out)
+	}
 	if out, err := exec.Command("e2fsck", "-fn", disk).CombinedOutput(); err != nil {
 		t.Fatalf("the data disk is not clean: %v\n%s", err, out)
 	}

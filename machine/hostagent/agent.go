@@ -288,7 +288,8 @@ func (a *Agent) shutdown(req agentapi.StopRequest, vmDone chan error) error {
 			a.markStopped()
 			return nil
 		}
-		if !errors.Is(err, errNoSuspend) {
+		// A backend that cannot suspend here (an Intel Mac, macOS 13) shuts down quietly.
+		if !errors.Is(err, errNoSuspend) && !errors.Is(err, vmm.ErrNotSupported) {
 			a.warn("could not suspend (%v); shutting down instead", err)
 			a.mu.Lock()
 			a.stopResult.NotSuspended = err.Error()

@@ -154,7 +154,7 @@ func (a *Agent) suspend(cfg vmm.Config) error {
 		err = sus.Suspend(ctx, dir)
 	}
 	if err != nil {
-		a.Dir.DiscardSavedState()
+		a.discardState(ctx, cfg)
 		if _, rerr := a.control(ctx, forward.ControlRequest{Op: forward.OpResume, TimeNano: time.Now().UnixNano()}); rerr != nil {
 			a.logf("resume the guest after the failed suspend: %v", rerr)
 		}
@@ -162,16 +162,16 @@ func (a *Agent) suspend(cfg vmm.Config) error {
 	}
 	// The VM is gone: from here a failure only costs the next start its warm path.
 	saved := &machine.SavedState{SavedAt: time.Now().UTC(), Key: key, Settings: settings}
-	for _, d := range cfg.Disks {
-		p, err := machine.Fingerprint(d.Path)
+	for _, f := range vmm.DiskFiles(a.Backend, cfg) {
+		p, err := machine.Fingerprint(f)
 		if err != nil {
-			a.Dir.DiscardSavedState()
-			return fmt.Errorf("%w: fingerprint %s: %v", errSuspendedUnsaved, d.Path, err)
+			a.discardState(ctx, cfg)
+			return fmt.Errorf("%w: fingerprint %s: %v", errSuspendedUnsaved, f, err)
 		}
 		saved.Disks = append(saved.Disks, p)
 	}
 	if err := a.Dir.CommitSavedState(saved); err != nil {
-		a.Dir.DiscardSavedState()
+		a.discardState(ctx, cfg)
 		return fmt.Errorf("%w: %v", errSuspendedUnsaved, err)
 	}
 	return nil

@@ -219,6 +219,15 @@ func (b *Backend) disks(cfg vmm.Config) []vmm.Disk {
 	return append([]vmm.Disk{{Path: b.bootDisk(cfg), Serial: "skiff-boot", ReadOnly: true}}, cfg.Disks...)
 }
 
+// DiskFiles implements vmm.DiskLocator: the VM writes to its VHDXs, not the raw images.
+func (b *Backend) DiskFiles(cfg vmm.Config) []string {
+	var out []string
+	for _, d := range cfg.Disks {
+		out = append(out, vhdxPath(cfg, d))
+	}
+	return out
+}
+
 // vhdxPath is the VHDX the VM uses for a raw disk.
 func vhdxPath(cfg vmm.Config, d vmm.Disk) string { return filepath.Join(vmDir(cfg), d.Serial+".vhdx") }
 

@@ -274,3 +274,17 @@ func TestDiscardStateWithoutVM(t *testing.T) {
 	}
 	wantScripts(t, s.Scripts(), scriptInfo)
 }
+
+// A saved state is checked against the files the VM writes: its VHDXs, not the raw images.
+func TestDiskFilesAreTheVHDXs(t *testing.T) {
+	cfg := vmm.Config{Name: "m", Dir: t.TempDir(), Disks: []vmm.Disk{{Path: "/img/root.img", Serial: "skiff-root"}, {Path: "/m/data.img", Serial: "skiff-data"}}}
+	got := vmm.DiskFiles(&Backend{}, cfg)
+	if len(got) != 2 {
+		t.Fatalf("DiskFiles = %v", got)
+	}
+	for i, f := range got {
+		if f == cfg.Disks[i].Path || filepath.Ext(f) != ".vhdx" {
+			t.Errorf("disk %d: fingerprinted %s, want the VM's VHDX", i, f)
+		}
+	}
+}
