@@ -63,3 +63,7 @@ bench-ports: build image
 # Warm start (resume from the saved state) against a cold boot of the same machine.
 bench-warm: build image
 	$(GO) run ./cmd/skiff-bench warm -skiff bin/skiff -image $(IMAGE_OUT)
+
+# Needs the host's SFTP server for the sshfs peer: apt-get install openssh-sftp-server.
+bench-shares: build image
+	$(GO) run ./cmd/skiff-bench shares -skiff bin/skiff -image $(IMAGE_OUT)

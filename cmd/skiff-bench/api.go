@@ -15,14 +15,12 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/machine"
-	"github.com/skiff-dev/skiff/machine/agentapi"
 )
 
-// guestSSH opens an SSH client to the guest's sshd with the machine's key and pinned host
-// key, over the agent's raw stream to the guest (no host port).
-func guestSSH(ctx context.Context, d machine.Dir) (*ssh.Client, error) {
+// guestSSH opens an SSH client on conn to the guest's sshd with the machine's key and
+// pinned host key.
+func guestSSH(d machine.Dir, conn net.Conn) (*ssh.Client, error) {
 	keyPEM, err := os.ReadFile(d.File(machine.FileSSHKey))
 	if err != nil {
 		return nil, err
@@ -39,10 +37,6 @@ func guestSSH(ctx context.Context, d machine.Dir) (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := agentapi.NewClient(d.Sock(machine.SockControl)).Connect(ctx, forward.ServiceSSH)
-	if err != nil {
-		return nil, err
-	}
 	c, chans, reqs, err := ssh.NewClientConn(conn, "guest", &ssh.ClientConfig{User: "root",
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(hostKey)})
 	if err != nil {
@@ -54,9 +48,10 @@ func guestSSH(ctx context.Context, d machine.Dir) (*ssh.Client, error) {
 
 // sshForwardedSocket serves a unix socket whose connections are SSH channels to the guest
 // engine socket: what `ssh -L local.sock:/run/docker.sock` does, and how podman machine
-// and Lima bring the API to the host.
-func sshForwardedSocket(ctx context.Context, d machine.Dir, path string) (func(), error) {
-	client, err := guestSSH(ctx, d)
+// and Lima bring the API to the host, their SSH connection reaching the guest's sshd
+// through the user-mode network.
+func sshForwardedSocket(ctx context.Context, p *peerMachine, path string) (func(), error) {
+	client, err := p.ssh(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -159,13 +154,14 @@ func benchAPI(args []string) error {
 		return err
 	}
 	defer cleanup()
-	d, rm, err := b.startMachine("api", *image, "2G")
+	pm, rm, err := b.startPeerMachine("api", *image, "2G", map[string]string{})
 	if err != nil {
 		return err
 	}
 	defer rm()
+	d := pm.Dir
 	sshSock := filepath.Join(b.home, "ssh-docker.sock")
-	stop, err := sshForwardedSocket(context.Background(), d, sshSock)
+	stop, err := sshForwardedSocket(context.Background(), pm, sshSock)
 	if err != nil {
 		return err
 	}

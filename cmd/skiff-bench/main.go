@@ -22,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|idle|api|ports [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|idle|api|ports|shares [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -31,8 +31,12 @@ func main() {
 		err = benchBoot(os.Args[2:])
 	case "api":
 		err = benchAPI(os.Args[2:])
+	case "shares":
+		err = benchShares(os.Args[2:])
 	case "ports":
 		err = benchPorts(os.Args[2:])
+	case "warm":
+		err = benchWarm(os.Args[2:])
 	case "idle":
 		err = benchIdle(os.Args[2:])
 	default:
@@ -83,9 +87,9 @@ func newBench(skiff string) (*bench, func(), error) {
 }
 
 // startMachine creates and starts a machine; the returned func removes it.
-func (b *bench) startMachine(name, image, memory string) (machine.Dir, func(), error) {
+func (b *bench) startMachine(name, image, memory string, initArgs ...string) (machine.Dir, func(), error) {
 	d := machine.Home{Root: b.home}.Dir(name)
-	if err := b.run(nil, "machine", "init", name, "--image", image, "--memory", memory, "--disk-size", "4G", "--no-home-share"); err != nil {
+	if err := b.run(nil, append([]string{"machine", "init", name, "--image", image, "--memory", memory, "--disk-size", "4G", "--no-home-share"}, initArgs...)...); err != nil {
 		return d, nil, err
 	}
 	rm := func() { b.run(nil, "machine", "rm", "-f", name) }
@@ -173,7 +177,7 @@ func benchBoot(args []string) error {
 			if err != nil {
 				return err
 			}
-			if err := b.run(nil, "machine", "stop", v.name); err != nil {
+			if err := b.run(nil, "machine", "stop", "--cold", v.name); err != nil {
 				return err
 			}
 			label := "measured"

@@ -56,20 +56,16 @@ func benchPorts(args []string) error {
 		return err
 	}
 	defer cleanup()
-	services := filepath.Join(b.home, "gv.sock")
-	// newBench's commands inherit this process's environment, and so does the host agent.
-	os.Setenv(usernet.ServicesEnv, services)
-	os.Setenv(qemu.ExtraArgsEnv, fmt.Sprintf("-netdev user,id=slirp0,hostfwd=tcp:127.0.0.1:%d-%s:%d -device virtio-net-pci,netdev=slirp0,mac=%s,romfile=",
-		hostSlirp, slirpGuestIP, guestPort, slirpMAC))
-	d, rm, err := b.startMachine("ports", *image, "2G")
-	os.Unsetenv(usernet.ServicesEnv)
-	os.Unsetenv(qemu.ExtraArgsEnv)
+	pm, rm, err := b.startPeerMachine("ports", *image, "2G", map[string]string{
+		qemu.ExtraArgsEnv: fmt.Sprintf("-netdev user,id=slirp0,hostfwd=tcp:127.0.0.1:%d-%s:%d -device virtio-net-pci,netdev=slirp0,mac=%s,romfile=",
+			hostSlirp, slirpGuestIP, guestPort, slirpMAC)})
 	if err != nil {
 		return err
 	}
 	defer rm()
+	d := pm.Dir
 	ctx := context.Background()
-	if err := upSecondNIC(ctx, d); err != nil {
+	if err := upSecondNIC(ctx, pm); err != nil {
 		return err
 	}
 	if err := loadSink(ctx, d); err != nil {
@@ -78,10 +74,7 @@ func benchPorts(args []string) error {
 	if _, err := docker(ctx, d, nil, "run", "-d", "--name", "sink", "-p", fmt.Sprintf("%d:80", guestPort), sinkImage, "/skiff-bench", "ports", "-sink", ":80"); err != nil {
 		return err
 	}
-	gv := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", services)
-	}}}
+	gv := pm.api()
 	if err := exposeGV(gv, hostGV, guestPort); err != nil {
 		return err
 	}
@@ -164,8 +157,8 @@ func freePorts() (int, int, int, error) {
 
 // upSecondNIC gives the guest's slirp NIC the address QEMU's hostfwd sends to. Only the
 // subnet route: the guest's default route stays on Skiff's network.
-func upSecondNIC(ctx context.Context, d machine.Dir) error {
-	c, err := guestSSH(ctx, d)
+func upSecondNIC(ctx context.Context, p *peerMachine) error {
+	c, err := p.ssh(ctx)
 	if err != nil {
 		return err
 	}
