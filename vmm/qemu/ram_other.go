@@ -18,6 +18,10 @@ func newRAM(mib int64) (*os.File, error) {
 	return nil, fmt.Errorf("qemu: shared guest memory: %w", vmm.ErrNotSupported)
 }
 
-func copySparse(dst, src *os.File, size int64) error {
-	return fmt.Errorf("qemu: sparse memory copy: %w", vmm.ErrNotSupported)
+func saveRAM(dst, ram *os.File, size int64) error {
+	return fmt.Errorf("qemu: save guest memory: %w", vmm.ErrNotSupported)
+}
+
+func loadRAM(ram, src *os.File, size int64) error {
+	return fmt.Errorf("qemu: load guest memory: %w", vmm.ErrNotSupported)
 }

@@ -156,7 +156,7 @@ func writeRAM(path string, ram *os.File, size int64) error {
 		return err
 	}
 	defer f.Close()
-	if err := copySparse(f, ram, size); err != nil {
+	if err := saveRAM(f, ram, size); err != nil {
 		return fmt.Errorf("qemu: save guest memory: %w", err)
 	}
 	return f.Sync()
@@ -179,7 +179,7 @@ func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.
 		if opt.ram, err = newRAM(cfg.MemoryMiB); err != nil {
 			return nil, err
 		}
-		if err := copySparse(opt.ram, src, cfg.MemoryMiB<<20); err != nil {
+		if err := loadRAM(opt.ram, src, cfg.MemoryMiB<<20); err != nil {
 			opt.ram.Close()
 			return nil, fmt.Errorf("qemu: load guest memory: %w", err)
 		}
