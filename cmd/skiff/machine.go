@@ -231,7 +231,8 @@ func startMachine(ctx context.Context, out io.Writer, name string) error {
 	exited := make(chan error, 1)
 	go func() { exited <- agent.Wait() }()
 	fmt.Fprintf(out, "Starting machine %q", name)
-	tick := time.NewTicker(100 * time.Millisecond)
+	// A warm start takes about a second: poll often enough not to add to it.
+	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	dots := time.Now()
 	for {

@@ -234,12 +234,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 // startVM resumes the machine from its saved state when that is safe, else boots it.
 func (a *Agent) startVM(ctx context.Context) error {
+	began := time.Now()
 	vm, why := a.restore(ctx, a.cfg)
 	if vm != nil {
+		restored := time.Now()
 		a.vm = vm
 		a.guest = a.guestDialer()
 		err := a.resumeGuest(ctx)
 		if err == nil {
+			a.logf("VM restored in %s, guest resumed in %s (agent up %s before)", restored.Sub(began).Round(time.Millisecond),
+				time.Since(restored).Round(time.Millisecond), began.Sub(a.startedAt).Round(time.Millisecond))
 			a.setBoot(agentapi.Boot{Warm: true})
 			return nil
 		}
