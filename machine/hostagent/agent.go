@@ -494,6 +494,10 @@ func (a *Agent) control(ctx context.Context, req forward.ControlRequest) (*forwa
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	if req.TimeNano != 0 {
+		// Stamp the time after the stream is up: its handshake runs under emulation.
+		req.TimeNano = time.Now().UnixNano()
+	}
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
 		return nil, err
 	}
