@@ -17,6 +17,7 @@ import (
 const (
 	DirSavedState   = "suspended"
 	dirSavingState  = "suspended.tmp"
+	dirRetiredState = "suspended.old"
 	fileSavedRecord = "skiff-state.json"
 )
 
@@ -108,7 +109,19 @@ func (d Dir) ReadSavedState() (*SavedState, error) {
 
 // DiscardSavedState removes the saved state and any half-saved one.
 func (d Dir) DiscardSavedState() error {
-	return errors.Join(os.RemoveAll(d.File(DirSavedState)), os.RemoveAll(d.File(dirSavingState)))
+	return errors.Join(os.RemoveAll(d.File(DirSavedState)), os.RemoveAll(d.File(dirSavingState)), os.RemoveAll(d.File(dirRetiredState)))
+}
+
+// RetireSavedState takes a restored state out of use at once and deletes it in the
+// background: dropping hundreds of MiB of cached pages takes longer than the restore.
+func (d Dir) RetireSavedState() error {
+	old := d.File(dirRetiredState)
+	os.RemoveAll(old)
+	if err := os.Rename(d.File(DirSavedState), old); err != nil {
+		return err
+	}
+	go os.RemoveAll(old)
+	return nil
 }
 
 // SavedStateInfo is what inspect shows of a saved state.

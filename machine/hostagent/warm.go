@@ -44,7 +44,9 @@ func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, string) {
 	restored := false
 	defer func() {
 		if restored {
-			a.Dir.DiscardSavedState()
+			if err := a.Dir.RetireSavedState(); err != nil {
+				a.logf("retire the restored state: %v", err)
+			}
 		} else {
 			a.discardState(ctx, cfg)
 		}
@@ -92,7 +94,7 @@ func (a *Agent) discardState(ctx context.Context, cfg vmm.Config) {
 func (a *Agent) resumeGuest(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, ResumeTimeout)
 	defer cancel()
-	for {
+	for try := 1; ; try++ {
 		c, cancelTry := context.WithTimeout(ctx, 5*time.Second)
 		resp, err := a.control(c, forward.ControlRequest{Op: forward.OpResume, TimeNano: time.Now().UnixNano()})
 		cancelTry()
@@ -100,9 +102,7 @@ func (a *Agent) resumeGuest(ctx context.Context) error {
 			a.warn("after the restore: %s", resp.Error)
 		}
 		if err == nil && resp.Info != nil && resp.Info.EngineAPI != "" {
-			if d := time.Duration(resp.DriftNano); d > 100*time.Millisecond {
-				a.logf("guest clock stepped by %s", d.Round(time.Millisecond))
-			}
+			a.logf("guest resumed (attempt %d); its clock was off by %s", try, time.Duration(resp.DriftNano).Round(time.Millisecond))
 			now := time.Now()
 			a.mu.Lock()
 			a.ready = &forward.Ready{EngineAPI: resp.Info.EngineAPI, BootMillis: resp.Info.UptimeSeconds * 1000}
@@ -113,6 +113,7 @@ func (a *Agent) resumeGuest(ctx context.Context) error {
 		if err == nil {
 			err = errors.New("the engine does not answer yet")
 		}
+		a.logf("resume attempt %d: %v", try, err)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("the restored guest did not resume: %w", err)
