@@ -650,6 +650,13 @@ func setCmd(opts installer.CommandOptions) *cobra.Command {
 			if err := next.Save(d.File(machine.FileConfig)); err != nil {
 				return err
 			}
+			// A suspended VM cannot resume with other hardware; say so now, not at start.
+			if !onlyAutostart && d.SavedStateInfo() != nil {
+				if err := d.DiscardSavedState(); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "The machine's saved state is discarded: the next start boots.\n")
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Machine %q: %d CPUs, %dMiB memory, %dGiB disk.\n", name, next.CPUs, next.MemoryMiB, next.DiskGiB)
 			return nil
 		},
