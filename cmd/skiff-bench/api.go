@@ -143,17 +143,26 @@ func pingLoad(sock string, n, conc int) (apiResult, error) {
 // the same engine in the same VM, alternating rounds.
 func benchAPI(args []string) error {
 	fs := flag.NewFlagSet("api", flag.ExitOnError)
-	image := fs.String("image", "images/out/amd64", "image directory")
-	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
+	image, skiff := machineFlags(fs)
 	n := fs.Int("requests", 2000, "requests per round")
 	conc := fs.Int("concurrency", 8, "parallel connections")
 	rounds := fs.Int("rounds", 3, "rounds per path")
+	inGuest := fs.String("inguest", "", "only load this engine socket and print \"req/s p50-ns\" (what runs inside the VM)")
 	fs.Parse(args)
+	if *inGuest != "" {
+		x, err := pingLoad(*inGuest, *n, *conc)
+		if err != nil {
+			return err
+		}
+		fmt.Println(x.rps, int64(x.p50))
+		return nil
+	}
 	b, cleanup, err := newBench(*skiff)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
+	ctx := context.Background()
 	pm, rm, err := b.startPeerMachine("api", *image, "2G", map[string]string{})
 	if err != nil {
 		return err
@@ -161,21 +170,54 @@ func benchAPI(args []string) error {
 	defer rm()
 	d := pm.Dir
 	sshSock := filepath.Join(b.home, "ssh-docker.sock")
-	stop, err := sshForwardedSocket(context.Background(), pm, sshSock)
+	stop, err := sshForwardedSocket(ctx, pm, sshSock)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	paths := []struct{ name, sock string }{{"skiff", d.EngineEndpoint()}, {"ssh-forward", sshSock}}
+	// The same load from inside the VM, straight on the engine's socket: what the engine
+	// alone costs, the ceiling for any path from the host.
+	c, err := pm.ssh(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	bin, err := guestBinary(ctx)
+	if err != nil {
+		return err
+	}
+	if err := guestUpload(c, bin, "/tmp/skiff-bench"); err != nil {
+		return err
+	}
+	onHost := func(sock string) func(int) (apiResult, error) {
+		return func(n int) (apiResult, error) { return pingLoad(sock, n, *conc) }
+	}
+	paths := []struct {
+		name string
+		run  func(n int) (apiResult, error)
+	}{
+		{"skiff", onHost(d.EngineEndpoint())},
+		{"ssh-forward", onHost(sshSock)},
+		{"in-guest", func(n int) (apiResult, error) {
+			out, err := guestRun(c, fmt.Sprintf("/tmp/skiff-bench api -inguest /run/docker.sock -requests %d -concurrency %d", n, *conc))
+			var x apiResult
+			var ns int64
+			if err == nil {
+				_, err = fmt.Sscan(out, &x.rps, &ns)
+			}
+			x.p50 = time.Duration(ns)
+			return x, err
+		}},
+	}
 	res := map[string][]apiResult{}
 	for _, p := range paths { // warm-up
-		if _, err := pingLoad(p.sock, 200, *conc); err != nil {
+		if _, err := p.run(200); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
 	for r := 0; r < *rounds; r++ {
 		for _, p := range paths {
-			x, err := pingLoad(p.sock, *n, *conc)
+			x, err := p.run(*n)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
@@ -193,10 +235,12 @@ func benchAPI(args []string) error {
 		m.p50 = median(ps)
 		return m
 	}
-	s, o := med(res["skiff"]), med(res["ssh-forward"])
+	s, o, g := med(res["skiff"]), med(res["ssh-forward"]), med(res["in-guest"])
 	fmt.Printf("\nGET /_ping, %d requests x %d rounds, %d connections, same VM:\n", *n, *rounds, *conc)
 	fmt.Printf("  skiff socket:        %8.0f req/s  p50 %v\n", s.rps, s.p50.Round(time.Microsecond))
 	fmt.Printf("  ssh-forwarded socket: %7.0f req/s  p50 %v\n", o.rps, o.p50.Round(time.Microsecond))
+	fmt.Printf("  in the guest, on the engine's socket (no forwarding at all): %.0f req/s  p50 %v\n", g.rps, g.p50.Round(time.Microsecond))
 	fmt.Printf("  ratio skiff/ssh: %.2fx requests/s (goal >= 2x), p50 %.2fx lower\n", s.rps/o.rps, float64(o.p50)/float64(s.p50))
+	fmt.Printf("  share of the in-guest rate kept: skiff %.0f%%, ssh %.0f%%\n", 100*s.rps/g.rps, 100*o.rps/g.rps)
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,11 @@ import (
 	"github.com/skiff-dev/skiff/forward/usernet"
 	"github.com/skiff-dev/skiff/machine"
 )
+
+// machineFlags are the flags of every benchmark that starts a machine.
+func machineFlags(fs *flag.FlagSet) (image, skiff *string) {
+	return fs.String("image", "images/out/amd64", "image directory"), fs.String("skiff", "bin/skiff", "skiff CLI")
+}
 
 // peerMachine is a machine started with the user-mode network's own API exposed
 // (usernet.ServicesEnv), so that the peers Skiff is compared with can use the network the

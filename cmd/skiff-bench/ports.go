@@ -37,8 +37,7 @@ const (
 // expose API) on the same embedded network, and QEMU's user-mode hostfwd on a second NIC.
 func benchPorts(args []string) error {
 	fs := flag.NewFlagSet("ports", flag.ExitOnError)
-	image := fs.String("image", "images/out/amd64", "image directory")
-	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
+	image, skiff := machineFlags(fs)
 	sizeMB := fs.Int("size", 128, "MiB per transfer")
 	rounds := fs.Int("rounds", 3, "rounds per path")
 	profile := fs.String("profile", "", "also write a CPU profile of the host agent during one more Skiff transfer to this file")
@@ -191,20 +190,26 @@ func docker(ctx context.Context, d machine.Dir, stdin io.Reader, args ...string)
 	return string(out), nil
 }
 
-// loadSink imports an image holding only this program, built static for the guest.
-func loadSink(ctx context.Context, d machine.Dir) error {
-	dir, err := os.MkdirTemp("", "skb-sink")
+// guestBinary is this program built static for the guest, so parts of a benchmark can run
+// inside the VM.
+func guestBinary(ctx context.Context) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "skb-bin")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "skiff-bench")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/skiff-bench")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build sink: %v: %s", err, out)
+		return nil, fmt.Errorf("build skiff-bench for the guest: %v: %s", err, out)
 	}
-	data, err := os.ReadFile(bin)
+	return os.ReadFile(bin)
+}
+
+// loadSink imports an image holding only this program, built static for the guest.
+func loadSink(ctx context.Context, d machine.Dir) error {
+	data, err := guestBinary(ctx)
 	if err != nil {
 		return err
 	}

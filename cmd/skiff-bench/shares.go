@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -28,8 +29,7 @@ const statFiles = 10000
 // transport.
 func benchShares(args []string) error {
 	fs := flag.NewFlagSet("shares", flag.ExitOnError)
-	image := fs.String("image", "images/out/amd64", "image directory")
-	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
+	image, skiff := machineFlags(fs)
 	sizeMB := fs.Int("size", 128, "MiB per sequential read or write")
 	rounds := fs.Int("rounds", 3, "rounds per file system")
 	types := fs.String("types", "9p,9p-transport", "Skiff share types to measure, one machine each")
@@ -153,6 +153,20 @@ func reverseSSHFS(ctx context.Context, c *ssh.Client, host, guest string) (func(
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// guestUpload writes data to an executable file at path in the guest.
+func guestUpload(c *ssh.Client, data []byte, path string) error {
+	sess, err := c.NewSession()
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	sess.Stdin = bytes.NewReader(data)
+	if out, err := sess.CombinedOutput(fmt.Sprintf("cat > %s && chmod 755 %s", path, path)); err != nil {
+		return fmt.Errorf("upload %s: %v: %s", path, err, out)
+	}
+	return nil
 }
 
 // guestRun runs a shell command in the guest and returns its stdout.

@@ -230,7 +230,7 @@ func TestCompose(t *testing.T) {
 		t.Fatal("docker-compose is needed: apt-get install docker-compose")
 	}
 	dir := t.TempDir()
-	port := freePort(t)
+	port := machinetest.FreePort(t)
 	yml := fmt.Sprintf(`version: "3"
 services:
   web:

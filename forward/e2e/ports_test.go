@@ -24,25 +24,6 @@ import (
 	"github.com/skiff-dev/skiff/machine/machinetest/blob"
 )
 
-// freePort finds a host TCP+UDP port nobody uses right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
-			u.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // hostListeners returns the local addresses listening on port (tcp or udp), from ss.
 func hostListeners(t *testing.T, proto string, port int) []string {
 	flag := "-ltnH"
@@ -90,7 +71,7 @@ const page = "mkdir -p /www && echo served-%s > /www/index.html && httpd -f -p 8
 
 func TestPublishedPorts(t *testing.T) {
 	m := machine(t)
-	p1, p2 := freePort(t), freePort(t)
+	p1, p2 := machinetest.FreePort(t), machinetest.FreePort(t)
 	m.MustDocker("default", "run", "-d", "--name", "pub1", "-p", fmt.Sprintf("127.0.0.1:%d:80", p1), img, "sh", "-c", fmt.Sprintf(page, "one"))
 	defer m.DockerRun("default", "rm", "-f", "pub1")
 	m.MustDocker("default", "run", "-d", "--name", "pub2", "-p", fmt.Sprintf("%d:80", p2), img, "sh", "-c", fmt.Sprintf(page, "two"))
@@ -115,7 +96,7 @@ func TestPublishedPorts(t *testing.T) {
 // TestForwardLatency measures how soon a new guest listener appears on the host.
 func TestForwardLatency(t *testing.T) {
 	m := machine(t)
-	port := freePort(t)
+	port := machinetest.FreePort(t)
 	m.MustDocker("default", "run", "-d", "--name", "lat", "--network", "host", img, "sleep", "300")
 	defer m.DockerRun("default", "rm", "-f", "lat")
 	start := time.Now()
@@ -137,7 +118,7 @@ func TestGuestListener(t *testing.T) {
 	data, _ := os.ReadFile(bb)
 	guestBB := filepath.Join(m.homeDir, "busybox")
 	os.WriteFile(guestBB, data, 0o755)
-	port := freePort(t)
+	port := machinetest.FreePort(t)
 	m.Must("machine", "ssh", "--", fmt.Sprintf("setsid %s nc -ll -p %d -e %s echo from-guest-listener </dev/null >/dev/null 2>&1 &", guestBB, port, guestBB))
 	onlyLoopback(t, waitListener(t, "tcp", port, 5*time.Second))
 	var got []byte
@@ -162,7 +143,7 @@ func TestGuestListener(t *testing.T) {
 
 func TestUDP(t *testing.T) {
 	m := machine(t)
-	port := freePort(t)
+	port := machinetest.FreePort(t)
 	m.MustDocker("default", "run", "-d", "--name", "udp", "-p", fmt.Sprintf("127.0.0.1:%d:5353/udp", port), img,
 		"echod", "-udp", ":5353")
 	defer m.DockerRun("default", "rm", "-f", "udp")
@@ -190,7 +171,7 @@ func TestUDP(t *testing.T) {
 // httpd, whose backlog of a few connections drops bursts before Skiff sees them.
 func TestPortStreamsLoad(t *testing.T) {
 	m := machine(t)
-	port := freePort(t)
+	port := machinetest.FreePort(t)
 	const size = 10 << 20
 	m.MustDocker("default", "run", "-d", "--name", "bulk", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), img,
 		"echod", "-bulk", ":80", "-size", strconv.Itoa(size))
@@ -294,7 +275,7 @@ func TestAPILoad(t *testing.T) {
 // forward dials the container itself rather than the engine's proxy in the guest.
 func TestExplicitWildcardPublish(t *testing.T) {
 	m := machine(t)
-	port := freePort(t)
+	port := machinetest.FreePort(t)
 	m.MustDocker("default", "run", "-d", "--name", "wild", "-p", fmt.Sprintf("0.0.0.0:%d:80", port), img, "sh", "-c", fmt.Sprintf(page, "wild"))
 	defer m.DockerRun("default", "rm", "-f", "wild")
 	want := fmt.Sprintf("0.0.0.0:%d", port)

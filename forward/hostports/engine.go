@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +37,9 @@ type engineWatch struct {
 	c     *http.Client
 	m     *Manager
 	known map[string][]Published // by container ID, from inspect
+	// last is what the manager was last given, once reported.
+	last     []Published
+	reported bool
 }
 
 // quietActions are frequent container events that never change what is published.
@@ -53,16 +57,11 @@ func quiet(action string) bool {
 // follow subscribes to container events, then lists what runs (so nothing that starts in
 // between is missed), and refreshes on every event that can change the published set.
 func (w *engineWatch) follow(ctx context.Context) error {
-	filters := url.QueryEscape(`{"type":["container"]}`)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://engine/events?filters="+filters, nil)
-	resp, err := w.c.Do(req)
+	resp, err := w.open(ctx, "/events?filters="+url.QueryEscape(`{"type":["container"]}`))
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /events: %s", resp.Status)
-	}
 	// After a reconnect nothing cached can be trusted: containers may have restarted.
 	clear(w.known)
 	if err := w.refresh(ctx); err != nil {
@@ -130,20 +129,35 @@ func (w *engineWatch) refresh(ctx context.Context) error {
 		all = append(all, ps...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].Target < all[j].Target })
+	if w.reported && slices.Equal(all, w.last) {
+		return nil // exec, restart of an unpublished container...: nothing to redo
+	}
+	w.last, w.reported = all, true
 	w.m.UpdatePublished(ctx, all)
 	return nil
 }
 
-func (w *engineWatch) get(ctx context.Context, path string, v any) error {
+// open GETs path from the engine; any answer but 200 is an error.
+func (w *engineWatch) open(ctx context.Context, path string) (*http.Response, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://engine"+path, nil)
 	resp, err := w.c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return resp, nil
+}
+
+// get decodes the engine's JSON answer to GET path into v.
+func (w *engineWatch) get(ctx context.Context, path string, v any) error {
+	resp, err := w.open(ctx, path)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
