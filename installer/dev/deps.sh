@@ -2,8 +2,10 @@
 # Installs what building and testing Skiff needs on a Debian/Ubuntu host (run as root).
 # Idempotent: it installs only what is missing.
 set -euo pipefail
-pkgs=(qemu-system-x86 qemu-utils mmdebstrap squashfs-tools cpio zstd xz-utils e2fsprogs
-	busybox-static tmux curl iproute2 docker-compose)
+# qemu-system-arm and qemu-user-static: the arm64 image is built (package scripts under
+# binfmt) and booted (qemu-system-aarch64, direct kernel boot needs no firmware) here too.
+pkgs=(qemu-system-x86 qemu-system-arm qemu-user-static binfmt-support qemu-utils mmdebstrap squashfs-tools
+	cpio zstd xz-utils e2fsprogs busybox-static tmux curl iproute2 docker-compose)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
