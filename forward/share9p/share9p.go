@@ -30,13 +30,20 @@ func Serve(ctx context.Context, conn net.Conn, opt Options) error {
 		conn.Close()
 		return &os.PathError{Op: "share", Path: root, Err: os.ErrNotExist}
 	}
-	var at p9.Attacher = localfs.Attacher(root)
+	var at p9.Attacher = listingAttacher{localfs.Attacher(root)}
 	if opt.ReadOnly {
 		at = roAttacher{at}
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	return p9.NewServer(at).Handle(conn, conn)
+}
+
+type listingAttacher struct{ p9.Attacher }
+
+func (a listingAttacher) Attach() (p9.File, error) {
+	f, err := a.Attacher.Attach()
+	return wrapListing(f), err
 }
 
 type roAttacher struct{ p9.Attacher }

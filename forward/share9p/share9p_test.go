@@ -3,6 +3,7 @@ package share9p
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -88,5 +89,53 @@ func TestNoEscape(t *testing.T) {
 	root := client(t, Options{Root: filepath.Join(dir)})
 	if _, _, err := root.Walk([]string{".."}); err == nil {
 		t.Fatal("walked above the share root")
+	}
+}
+
+// The guest lists a big folder in many Treaddir calls, each continuing at the offset of
+// the last entry it got; every name must come exactly once.
+func TestReaddirLargeFolder(t *testing.T) {
+	dir := t.TempDir()
+	const n = 3000
+	for i := 0; i < n; i++ {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("file-with-a-longish-name-%05d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ro := range []bool{false, true} {
+		root := client(t, Options{Root: dir, ReadOnly: ro})
+		_, d, err := root.Walk(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := d.Open(p9.ReadOnly); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]int{}
+		var off uint64
+		for calls := 0; ; calls++ {
+			if calls > n {
+				t.Fatal("readdir never ends")
+			}
+			ents, err := d.Readdir(off, 8192) // bytes, as the kernel asks
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ents) == 0 {
+				break
+			}
+			for _, e := range ents {
+				seen[e.Name]++
+			}
+			off = ents[len(ents)-1].Offset
+		}
+		if len(seen) != n {
+			t.Fatalf("read-only %v: listed %d distinct names of %d", ro, len(seen), n)
+		}
+		for name, k := range seen {
+			if k != 1 {
+				t.Fatalf("read-only %v: %s listed %d times", ro, name, k)
+			}
+		}
 	}
 }
