@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -51,6 +52,10 @@ type Dashboard struct {
 	ctx  context.Context
 	snap model.Snapshot
 
+	pendMu     sync.Mutex
+	pending    model.Change
+	pendQueued bool
+
 	notice *widget.Label
 
 	machineList                      *widget.List
@@ -89,9 +94,28 @@ func NewDashboard(ctx context.Context, a fyne.App, m *model.Model, opt Options) 
 	d.win.SetContent(d.build())
 	d.win.Resize(opt.Size)
 	d.SetNotice(opt.Notice)
-	m.OnChange(func(c model.Change) { opt.Schedule(func() { d.refresh(c) }) })
+	m.OnChange(d.queueRefresh)
 	d.refresh(model.ChangeAll)
 	return d
+}
+
+// queueRefresh merges changes into one pending redraw: when redraws are slower than the
+// model's updates (a loaded machine), queueing one per change would fall ever further behind.
+func (d *Dashboard) queueRefresh(c model.Change) {
+	d.pendMu.Lock()
+	idle := !d.pendQueued
+	d.pending |= c
+	d.pendQueued = true
+	d.pendMu.Unlock()
+	if idle {
+		d.opt.Schedule(func() {
+			d.pendMu.Lock()
+			c := d.pending
+			d.pending, d.pendQueued = 0, false
+			d.pendMu.Unlock()
+			d.refresh(c)
+		})
+	}
 }
 
 // Window is the dashboard's window.
