@@ -2,6 +2,7 @@
 # Builds the Skiff guest image for one architecture from Debian trixie packages.
 #
 #   images/build.sh ARCH AGENT_BINARY OUTDIR [--variant systemd]
+#   images/build.sh --is-cached ARCH [--variant systemd]   exit 0 when the slow stage is cached
 #
 # Two stages, each cached by a hash of its inputs so that an unchanged recipe is skipped:
 #   rootfs  mmdebstrap + prune + squashfs  (slow: minutes; keyed by this script and the lists)
@@ -11,25 +12,61 @@
 # root.squashfs, packages.lock, trim-report.txt and manifest.json.
 set -euo pipefail
 
+QUERY=
+if [ "${1:-}" = --is-cached ]; then QUERY=1 && shift; fi
 ARCH=${1:?arch (amd64|arm64)}
-AGENT=${2:?path to the static skiff-agent binary for ARCH}
-OUT=${3:?output directory}
+if [ -n "$QUERY" ]; then
+	shift
+else
+	AGENT=${2:?path to the static skiff-agent binary for ARCH}
+	OUT=${3:?output directory}
+	shift 3
+fi
 VARIANT=minimal
-if [ "${4:-}" = "--variant" ]; then VARIANT=${5:?variant name}; fi
+if [ "${1:-}" = "--variant" ]; then VARIANT=${2:?variant name}; fi
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 MIRROR=${SKIFF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${SKIFF_IMAGE_CACHE:-/var/cache/skiff/images}
 SUITE=trixie
-# Fixed so that two builds of one recipe produce the same bytes.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
-
 case "$ARCH" in
-amd64) KERNEL_NAME=vmlinuz ;;
-arm64) KERNEL_NAME=Image ;;
+amd64) KERNEL_NAME=vmlinuz CONSOLE=ttyS0 ;;
+arm64) KERNEL_NAME=Image CONSOLE=ttyAMA0 ;;
 *) echo "build.sh: unknown arch $ARCH (want amd64 or arm64)" >&2; exit 2 ;;
 esac
-[ -x "$AGENT" ] || { echo "build.sh: agent binary $AGENT is missing or not executable" >&2; exit 2; }
+[ -n "$QUERY" ] || [ -x "$AGENT" ] || { echo "build.sh: agent binary $AGENT is missing or not executable" >&2; exit 2; }
+
+# Build tools are not part of the recipe: installing them never changes the image.
+need_tools() {
+	local missing=() foreign=
+	for t in mmdebstrap mksquashfs cpio zstd xz; do command -v "$t" >/dev/null || missing+=("$t"); done
+	[ "$ARCH" != "$(dpkg --print-architecture)" ] && foreign=$(qemu_arch)
+	if [ -n "$foreign" ] && ! command -v "qemu-$foreign-static" >/dev/null; then missing+=(qemu-user-static); fi
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "build.sh: installing build tools: ${missing[*]}" >&2
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap squashfs-tools cpio zstd xz-utils \
+			qemu-user-static binfmt-support >/dev/null
+	fi
+	[ -n "$foreign" ] && enable_binfmt "$foreign"
+	return 0
+}
+
+# The foreign package scripts run through qemu-user: the kernel must know the handler.
+# In a container nothing mounts binfmt_misc or registers the handlers at install time.
+enable_binfmt() {
+	local a=$1 f=/proc/sys/fs/binfmt_misc
+	[ -e "$f/register" ] || mount -t binfmt_misc binfmt_misc "$f" || true
+	[ -e "$f/qemu-$a" ] || update-binfmts --enable "qemu-$a" >/dev/null 2>&1 || true
+	grep -qx enabled "$f/qemu-$a" 2>/dev/null || {
+		echo "build.sh: cannot run $ARCH binaries: binfmt_misc handler qemu-$a is not registered (install qemu-user-static and binfmt-support; in a container, mount binfmt_misc)" >&2
+		exit 1
+	}
+}
+
+qemu_arch() {
+	case "$ARCH" in arm64) echo aarch64 ;; amd64) echo x86_64 ;; *) echo "$ARCH" ;; esac
+}
 
 # shellcheck source=images/rootfs.sh
 . "$HERE/rootfs.sh"
@@ -38,6 +75,10 @@ sha() { sha256sum "$@" | cut -c1-64; }
 
 ROOT_KEY=$(cat "$HERE/rootfs.sh" "$HERE/packages.list" "$HERE/prune.list" "$HERE/prune-minimal.list" <(echo "$ARCH $VARIANT $SUITE $SOURCE_DATE_EPOCH") | sha | cut -c1-16)
 ROOT_DIR=$CACHE/rootfs-$ARCH-$VARIANT-$ROOT_KEY
+if [ -n "$QUERY" ]; then
+	[ -f "$ROOT_DIR/root.squashfs" ]
+	exit
+fi
 
 build_initrd() {
 	local dir
@@ -57,7 +98,7 @@ write_manifest() {
 	{
 		printf '{\n  "schemaVersion": 1,\n  "name": "skiff-guest",\n  "version": "%s",\n  "arch": "%s",\n  "variant": "%s",\n' \
 			"$SUITE-$ROOT_KEY-$(sha "$OUT/initrd.img" | cut -c1-8)" "$ARCH" "$VARIANT"
-		printf '  "kernelVersion": "%s",\n  "kernelCmdline": "console=ttyS0 quiet",\n  "files": [\n' "$(cat "$ROOT_DIR/kernel.version")"
+		printf '  "kernelVersion": "%s",\n  "kernelCmdline": "console=%s quiet",\n  "files": [\n' "$(cat "$ROOT_DIR/kernel.version")" "$CONSOLE"
 		local i=0
 		for f in "${files[@]}"; do
 			i=$((i + 1))

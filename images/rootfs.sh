@@ -2,19 +2,9 @@
 # content. build.sh hashes this file with the package and prune lists to key its cache,
 # so a change here (and only here) rebuilds the slow stage. Sourced by build.sh.
 
-need_tools() {
-	local missing=()
-	for t in mmdebstrap mksquashfs cpio zstd xz; do command -v "$t" >/dev/null || missing+=("$t"); done
-	if [ "$ARCH" != "$(dpkg --print-architecture)" ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-		missing+=(qemu-user-static)
-	fi
-	[ ${#missing[@]} -eq 0 ] && return
-	echo "build.sh: installing build tools: ${missing[*]}" >&2
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap squashfs-tools cpio zstd xz-utils \
-		qemu-user-static binfmt-support >/dev/null
-	update-binfmts --enable >/dev/null 2>&1 || true
-}
+# Fixed so that two builds of one recipe produce the same bytes (file times, squashfs and
+# cpio headers).
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
 
 packages() {
 	sed -e 's/#.*//' "$HERE/packages.list" | awk -v a="$ARCH" 'NF==0{next} NF==1{print $1; next} $2=="["a"]"{print $1}'
@@ -26,7 +16,7 @@ build_rootfs() {
 	need_tools
 	# global: the EXIT trap needs it after this function returns
 	tmp=$(mktemp -d "$CACHE/.build-XXXXXX")
-	trap 'rm -rf "$tmp"' EXIT
+	trap 'if [ -n "${SKIFF_IMAGE_KEEP_FAILED:-}" ]; then echo "build.sh: kept $tmp" >&2; else rm -rf "$tmp"; fi' EXIT
 	local rootfs=$tmp/rootfs
 	echo "build.sh: mmdebstrap $SUITE/$ARCH ($VARIANT) into $rootfs" >&2
 	mmdebstrap --variant=essential --arch="$ARCH" --mode=root --skip=cleanup/apt/lists \
@@ -35,23 +25,23 @@ build_rootfs() {
 		--dpkgopt='path-exclude=/usr/share/doc/*' \
 		--dpkgopt='path-exclude=/usr/share/locale/*' \
 		--dpkgopt='path-exclude=/usr/share/info/*' \
+		--essential-hook="BUILD_DIVERSIONS='$BUILD_DIVERSIONS'; $(declare -f divert_slow_scripts); divert_slow_scripts \"\$1\"" \
 		--include="$(packages | paste -sd,)" \
 		"$SUITE" "$rootfs" "$MIRROR" >"$tmp/mmdebstrap.log" 2>&1 || {
 		tail -30 "$tmp/mmdebstrap.log" >&2
 		exit 1
 	}
 
-	chroot "$rootfs" dpkg-query -W -f='${Package} ${Version} ${Architecture}\n' | LC_ALL=C sort >"$tmp/packages.lock"
+	restore_slow_scripts "$rootfs"
+
+	# The host's dpkg-query reads the root's database: no emulated process per query.
+	dpkg-query --admindir="$rootfs/var/lib/dpkg" -W -f='${Package} ${Version} ${Architecture}\n' | LC_ALL=C sort >"$tmp/packages.lock"
 	dropped_packages "$rootfs" >"$tmp/dropped-packages.txt"
 
 	# The kernel leaves the rootfs: the VMM loads it directly (no bootloader).
 	local kver
 	kver=$(basename "$(ls -d "$rootfs"/usr/lib/modules/*)")
-	if [ "$ARCH" = arm64 ]; then
-		zcat "$rootfs/boot/vmlinuz-$kver" >"$tmp/$KERNEL_NAME" # vz wants an uncompressed Image
-	else
-		cp "$rootfs/boot/vmlinuz-$kver" "$tmp/$KERNEL_NAME"
-	fi
+	install_kernel "$rootfs/boot/vmlinuz-$kver" "$tmp/$KERNEL_NAME"
 	cp "$rootfs/boot/config-$kver" "$tmp/kernel.config"
 
 	configure_rootfs "$rootfs"
@@ -72,11 +62,59 @@ build_rootfs() {
 
 	stage1_modules "$rootfs" "$kver" "$tmp/modules"
 
-	mksquashfs "$rootfs" "$tmp/root.squashfs" -noappend -comp zstd -Xcompression-level 19 -b 1M -quiet -no-progress >/dev/null
+	make_squashfs "$rootfs" "$tmp/root.squashfs"
 	echo "$kver" >"$tmp/kernel.version"
 	rm -rf "$rootfs" "$tmp/mmdebstrap.log"
 	trap - EXIT
 	mv "$tmp" "$ROOT_DIR"
+}
+
+# Package scripts that produce nothing the image keeps, and that take minutes when a
+# foreign arch runs them under qemu-user: the kernel's initramfs hook (the agent is the
+# initrd), udev's hwdb compile (pruned) and the kernel's depmod (rerun after pruning).
+# They are diverted to true for the install and restored afterwards. Placeholder host
+# keys stop openssh-server from making keys (RSA is slow emulated) that the image drops.
+BUILD_DIVERSIONS="/usr/sbin/update-initramfs /usr/bin/systemd-hwdb /usr/sbin/depmod"
+
+divert_slow_scripts() {
+	local r=$1 p
+	mkdir -p "$r/usr/sbin" "$r/usr/bin"
+	for p in $BUILD_DIVERSIONS; do
+		dpkg-divert --root="$r" --local --rename --divert "$p.skiff-build" --add "$p" >/dev/null
+		ln -sf /bin/true "$r$p"
+	done
+	mkdir -p "$r/etc/ssh"
+	for p in rsa ecdsa ed25519; do : >"$r/etc/ssh/ssh_host_${p}_key"; done
+}
+
+restore_slow_scripts() {
+	local r=$1 p
+	for p in $BUILD_DIVERSIONS; do
+		rm -f "$r$p"
+		dpkg-divert --root="$r" --local --rename --divert "$p.skiff-build" --remove "$p" >/dev/null
+	done
+}
+
+# The VMM loads the kernel directly. arm64 needs the plain Image (vz takes nothing else):
+# Debian ships it uncompressed behind an EFI stub header; other builds gzip it.
+install_kernel() {
+	local src=$1 dst=$2
+	if [ "$ARCH" = arm64 ] && gzip -t "$src" 2>/dev/null; then
+		zcat "$src" >"$dst"
+	else
+		cp "$src" "$dst"
+	fi
+	if [ "$ARCH" = arm64 ] && [ "$(dd if="$dst" bs=1 skip=56 count=4 2>/dev/null)" != ARMd ]; then
+		echo "build.sh: $src is not an arm64 Image (no ARMd magic at byte 56)" >&2
+		exit 1
+	fi
+}
+
+# The root filesystem image from a tree. It is a pure function of the tree: mksquashfs
+# sorts entries itself, and with SOURCE_DATE_EPOCH (exported by build.sh) it clamps every
+# timestamp and fixes the superblock's; images/repro_test.go checks that.
+make_squashfs() {
+	mksquashfs "$1" "$2" -noappend -comp zstd -Xcompression-level 19 -b 1M -quiet -no-progress >/dev/null
 }
 
 # Lists the packages that the included ones recommend but the image leaves out, with the
@@ -92,7 +130,7 @@ dropped_packages() {
 		{ "${apt[@]}" depends --no-pre-depends --no-depends --no-suggests --no-conflicts \
 			--no-breaks --no-replaces --no-enhances "$p" 2>/dev/null || true; } |
 			awk '/Recommends:/ {gsub(/[<>]/, "", $2); print $2}' | while read -r rec; do
-			chroot "$r" dpkg-query -W -f='${Status}' "$rec" 2>/dev/null | grep -q "install ok installed" && continue
+			dpkg-query --admindir="$r/var/lib/dpkg" -W -f='${Status}' "$rec" 2>/dev/null | grep -q "install ok installed" && continue
 			size=$({ "${apt[@]}" show "$rec" 2>/dev/null || true; } | awk '/^Installed-Size:/ {print $2; exit}')
 			printf '%-32s %10s  %s\n' "$rec" "${size:-?}" "$p"
 		done
