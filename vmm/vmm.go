@@ -49,6 +49,9 @@ type Share struct {
 	Tag      string
 	HostPath string
 	ReadOnly bool
+	// Type is how the guest mounts it ("9p", "virtiofs", ...); empty is the backend's
+	// own (ShareKind). Backends serve the types they can and refuse the others.
+	Type string
 }
 
 // Network serves the VM's NIC on the host side. Backends call the method that matches how
@@ -121,6 +124,12 @@ type Snapshotter interface {
 	// Restore starts the VM from the state saved in dir; the guest runs on from where it
 	// was suspended.
 	Restore(ctx context.Context, cfg Config, dir string) (VM, error)
+}
+
+// SuspendChecker is implemented by VMs that can tell before any work is done that they
+// cannot be suspended (a device that blocks saving); the error says why.
+type SuspendChecker interface {
+	CanSuspend() error
 }
 
 // Suspender is implemented by VMs that can save their RAM and device state into the empty

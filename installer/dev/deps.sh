@@ -11,8 +11,14 @@ for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 command -v docker >/dev/null || missing+=(docker.io)
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "deps: installing ${missing[*]}" >&2
+apt_install() {
+	echo "deps: installing $*" >&2
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+# virtiofsd serves --share-type virtiofs: Debian 12 ships QEMU's own in qemu-system-common
+# (/usr/lib/qemu), later releases the Rust one as the package virtiofsd (/usr/libexec).
+if ! command -v virtiofsd >/dev/null && [ ! -x /usr/libexec/virtiofsd ] && [ ! -x /usr/lib/qemu/virtiofsd ]; then
+	apt_install virtiofsd
 fi

@@ -534,9 +534,9 @@ func (a *Agent) vmConfig() (vmm.Config, error) {
 		Network:   a.net,
 		MAC:       usernet.GuestMAC,
 	}
-	if a.shareType() != shareOverTransport {
+	if typ := a.shareType(); typ != shareOverTransport {
 		for i, m := range a.Spec.Mounts {
-			cfg.Shares = append(cfg.Shares, vmm.Share{Tag: shareTag(i), HostPath: m.HostPath, ReadOnly: m.ReadOnly})
+			cfg.Shares = append(cfg.Shares, vmm.Share{Tag: shareTag(i), HostPath: m.HostPath, ReadOnly: m.ReadOnly, Type: typ})
 		}
 	}
 	return cfg, nil

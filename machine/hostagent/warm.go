@@ -133,6 +133,12 @@ func (a *Agent) suspend(cfg vmm.Config) error {
 	if !ok || !ok2 {
 		return errNoSuspend
 	}
+	// Before the guest unmounts and freezes anything for a save that cannot happen.
+	if c, ok := a.vm.(vmm.SuspendChecker); ok {
+		if err := c.CanSuspend(); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	key, err := snap.StateKey(ctx, cfg)

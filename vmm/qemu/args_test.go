@@ -44,3 +44,63 @@ func TestForcedAccel(t *testing.T) {
 		t.Fatalf("a foreign guest architecture must use tcg, got %s", a)
 	}
 }
+
+func TestArgsVirtiofs(t *testing.T) {
+	cfg := vmm.Config{Name: "m1", Arch: "amd64", CPUs: 2, MemoryMiB: 1024, RunDir: "/r", Kernel: "/img/vmlinuz", Initrd: "/img/initrd.img",
+		Shares: []vmm.Share{{Tag: "skiff0", HostPath: "/home/u", Type: "9p"}, {Tag: "skiff1", HostPath: "/src", Type: "virtiofs"}}}
+	args := strings.Join((&Backend{}).Args(cfg, "tcg", "/r/net.sock", "/r/qmp.sock", "/d/vm.pid"), " ")
+	for _, want := range []string{
+		"-device virtio-9p-pci,fsdev=fs0,mount_tag=skiff0",
+		"-chardev socket,id=vfs1,path=/r/vfs1.sock -device vhost-user-fs-pci,queue-size=1024,chardev=vfs1,tag=skiff1",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("QEMU arguments lack %q:\n%s", want, args)
+		}
+	}
+	if strings.Contains(args, "fsdev=fs1") {
+		t.Errorf("the virtiofs share also got a 9p device:\n%s", args)
+	}
+	// vhost-user reads guest memory from virtiofsd: it must be a shared mapping.
+	if sharedRAM && !strings.Contains(args, "share=on") {
+		t.Errorf("virtiofs without shared guest memory:\n%s", args)
+	}
+	if err := checkShares(cfg); sharedRAM != (err == nil) {
+		t.Errorf("checkShares with shared RAM %v: %v", sharedRAM, err)
+	}
+	cfg.Shares[0].Type = "drvfs"
+	if err := checkShares(cfg); err == nil || !strings.Contains(err.Error(), `"drvfs"`) {
+		t.Errorf("an unsupported share type: %v", err)
+	}
+}
+
+func TestVirtiofsdCommand(t *testing.T) {
+	rw := vmm.Share{Tag: "skiff0", HostPath: "/a,b", Type: "virtiofs"}
+	ro := vmm.Share{Tag: "skiff1", HostPath: "/ro dir", Type: "virtiofs", ReadOnly: true}
+	c := virtiofsd{path: "/usr/lib/qemu/virtiofsd"}
+	for _, tc := range []struct {
+		name string
+		d    virtiofsd
+		sh   vmm.Share
+		uid  int
+		want string
+	}{
+		{"C, rw, root", c, rw, 0, `/usr/lib/qemu/virtiofsd --fd=3 -o source=/a\,b -o cache=auto -o sandbox=namespace -o announce_submounts`},
+		{"C, ro, root: a read-only bind in a mount namespace", c, ro, 0,
+			`unshare --mount -- sh -c ` + roBindScript + ` sh /ro dir /usr/lib/qemu/virtiofsd --fd=3 -o source=/ro dir -o cache=auto`},
+		{"C, rw, user: root of a user namespace", c, rw, 1000,
+			`unshare --user --map-root-user --mount -- /usr/lib/qemu/virtiofsd --fd=3 -o source=/a\,b -o cache=auto -o sandbox=namespace -o announce_submounts --rlimit-nofile=0`},
+		{"Rust with --readonly, ro, root", virtiofsd{path: "/usr/libexec/virtiofsd", rust: true, readOnly: true}, ro, 0,
+			`/usr/libexec/virtiofsd --fd=3 --shared-dir /ro dir --cache auto --sandbox namespace --announce-submounts --readonly`},
+		{"Rust without --readonly, ro, user", virtiofsd{path: "/v", rust: true}, ro, 1000,
+			`unshare --user --map-root-user --mount -- sh -c ` + roBindScript + ` sh /ro dir /v --fd=3 --shared-dir /ro dir`},
+	} {
+		t.Setenv(VirtiofsdArgsEnv, "")
+		got := strings.Join(tc.d.command(tc.sh, tc.uid), " ")
+		if !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s:\n got %s\nwant %s...", tc.name, got, tc.want)
+		}
+		if tc.d.rust && strings.Contains(got, "--readonly") != (tc.sh.ReadOnly && tc.d.readOnly) {
+			t.Errorf("%s: --readonly misplaced: %s", tc.name, got)
+		}
+	}
+}

@@ -27,12 +27,16 @@ type Backend struct {
 	Binary string
 	// Accel forces an accelerator (kvm, hvf, whpx, tcg). Empty probes for the best one.
 	Accel string
+	// Virtiofsd overrides the virtiofsd binary for virtiofs shares (default: PATH, then
+	// where distributions install it).
+	Virtiofsd string
 }
 
 // Name implements vmm.Backend.
 func (b *Backend) Name() string { return "qemu" }
 
-// ShareType implements vmm.ShareKind: virtio-9p needs nothing beyond QEMU itself.
+// ShareType implements vmm.ShareKind: virtio-9p needs nothing beyond QEMU itself, and a
+// VM with it can be saved. Shares of Type virtiofs are served by virtiofsd (virtiofs.go).
 func (b *Backend) ShareType() string { return "9p" }
 
 func (b *Backend) binary(arch string) string {
@@ -121,6 +125,10 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-device", "virtio-balloon-pci,free-page-reporting=on",
 	)
 	for i, s := range cfg.Shares {
+		if s.Type == shareVirtiofs {
+			a = append(a, virtiofsArgs(cfg, i)...)
+			continue
+		}
 		fs := fmt.Sprintf("local,id=fs%d,path=%s,security_model=none,multidevs=remap", i, qemuEscape(s.HostPath))
 		if s.ReadOnly {
 			fs += ",readonly=on"
@@ -191,6 +199,9 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 	if err := vmm.CheckImage(cfg); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
+	if err := checkShares(cfg); err != nil {
+		return nil, err
+	}
 	for _, d := range cfg.Disks {
 		if _, err := os.Stat(d.Path); err != nil {
 			return nil, fmt.Errorf("qemu: disk %s: %w", d.Serial, err)
@@ -205,8 +216,20 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 		return nil, fmt.Errorf("qemu: network socket: %w", err)
 	}
 	os.Chmod(netSock, 0o600)
+	// virtiofsd first: QEMU connects to its socket as it starts.
+	fsd, err := b.startVirtiofs(cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	launched := false
+	defer func() {
+		if !launched {
+			fsd.stop()
+		}
+	}()
 
-	vm := &VM{done: make(chan struct{}), accel: accel, accelWhy: why, qmp: qmpSock, memMiB: cfg.MemoryMiB}
+	vm := &VM{fs: fsd, done: make(chan struct{}), accel: accel, accelWhy: why, qmp: qmpSock, memMiB: cfg.MemoryMiB}
 	cmd := exec.Command(b.binary(cfg.Arch), b.Args(cfg, accel, netSock, qmpSock, pidFile)...)
 	if sharedRAM {
 		vm.ram = opt.ram
@@ -245,7 +268,11 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 		if err != nil {
 			tail, _ := os.ReadFile(filepath.Join(cfg.Dir, "qemu.log"))
 			err = fmt.Errorf("qemu exited: %w: %s", err, lastLines(string(tail), 5))
+			if ferr := fsd.exited(); ferr != nil {
+				err = fmt.Errorf("%w (%v)", ferr, err)
+			}
 		}
+		fsd.stop()
 		vm.err = err
 		close(vm.done)
 	}()
@@ -277,6 +304,7 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 		vm.Kill(ctx)
 		return nil, errors.New("qemu: the VM did not attach to the network within 30s")
 	}
+	launched = true
 	return vm, nil
 }
 
@@ -309,6 +337,16 @@ type VM struct {
 	incomingFD int
 	// suspending keeps ram open after QEMU exits, for Suspend to write it out.
 	suspending atomic.Bool
+	// fs are the virtiofsd processes of the VM's virtiofs shares.
+	fs fsDaemons
+}
+
+// CanSuspend implements vmm.SuspendChecker.
+func (v *VM) CanSuspend() error {
+	if len(v.fs) > 0 {
+		return errVirtiofsSuspend
+	}
+	return nil
 }
 
 // Wait implements vmm.VM.

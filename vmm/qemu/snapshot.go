@@ -56,6 +56,9 @@ func (v *VM) Suspend(ctx context.Context, dir string) (err error) {
 	if runtime.GOOS == "windows" {
 		return fmt.Errorf("qemu: suspend on Windows: %w", vmm.ErrNotSupported)
 	}
+	if err := v.CanSuspend(); err != nil {
+		return err
+	}
 	q, err := dialQMP(ctx, v.qmp)
 	if err != nil {
 		return err

@@ -1,0 +1,52 @@
+//go:build linux
+
+package qemu
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/vmm"
+)
+
+// A virtiofsd that fails names its share and says why; one socket per share, private.
+func TestVirtiofsdFailure(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "virtiofsd")
+	os.WriteFile(fake, []byte("#!/bin/sh\n[ \"$1\" = --help ] && { echo '--shared-dir --readonly'; exit 0; }\necho \"bad share: $*\" >&2\nexit 1\n"), 0o755)
+	share := t.TempDir()
+	cfg := vmm.Config{Dir: dir, RunDir: dir, Shares: []vmm.Share{{Tag: "skiff0", HostPath: share, Type: "virtiofs"}}}
+	b := &Backend{Virtiofsd: fake}
+	ds, err := b.startVirtiofs(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.stop()
+	if st, err := os.Stat(virtiofsSock(cfg, 0)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v %v", st, err)
+	}
+	select {
+	case <-ds[0].done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fake virtiofsd did not exit")
+	}
+	err = ds.exited()
+	if err == nil || !strings.Contains(err.Error(), "skiff0") || !strings.Contains(err.Error(), "bad share: --fd=3 --shared-dir "+share) {
+		t.Fatalf("failure of virtiofsd: %v", err)
+	}
+
+	cfg.RunDir = "/" + strings.Repeat("x", 110)
+	if _, err := b.startVirtiofs(cfg); err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Fatalf("a long socket path: %v", err)
+	}
+	cfg.Shares[0].HostPath = filepath.Join(share, "missing")
+	if _, err := b.startVirtiofs(cfg); err == nil || !strings.Contains(err.Error(), "share skiff0") {
+		t.Fatalf("a missing folder: %v", err)
+	}
+	if _, err := (&Backend{Virtiofsd: filepath.Join(dir, "none")}).startVirtiofs(cfg); err == nil || !strings.Contains(err.Error(), "virtiofsd not found") {
+		t.Fatalf("no virtiofsd: %v", err)
+	}
+}
