@@ -25,14 +25,14 @@ const statFiles = 10000
 
 // benchShares measures, inside the guest, sequential write and read MB/s and the time to
 // stat 10,000 files on a Skiff share against sshfs of the same host folder in the same VM,
-// alternating. One machine per Skiff share type: virtio-9p and the Go 9p server over the
-// transport.
+// alternating. One machine per Skiff share type: virtio-9p, the Go 9p server over the
+// transport, and virtiofs (virtiofsd; SKIFF_VIRTIOFSD_ARGS tries its other options).
 func benchShares(args []string) error {
 	fs := flag.NewFlagSet("shares", flag.ExitOnError)
 	image, skiff := machineFlags(fs)
 	sizeMB := fs.Int("size", 128, "MiB per sequential read or write")
 	rounds := fs.Int("rounds", 3, "rounds per file system")
-	types := fs.String("types", "9p,9p-transport", "Skiff share types to measure, one machine each")
+	types := fs.String("types", "9p,9p-transport,virtiofs", "Skiff share types to measure, one machine each")
 	fs.Parse(args)
 	if _, err := os.Stat(sftpServer); err != nil {
 		return fmt.Errorf("the sshfs peer needs the host's SFTP server (apt-get install openssh-sftp-server): %w", err)

@@ -132,11 +132,17 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
-// TestTwoMachines runs two machines at once, each with its own network and sockets.
+// TestTwoMachines runs two machines at once, each with its own network and sockets. The
+// first shares its folders over virtiofs (virtiofs_test.go).
 func TestTwoMachines(t *testing.T) {
 	e := machinetest.New(t)
+	vfs := newVirtiofsShares(t)
 	for _, n := range []string{"one", "two"} {
-		e.Must("machine", "init", n, "--cpus", "1", "--memory", "1G", "--disk-size", "4G", "--no-home-share")
+		args := []string{"machine", "init", n, "--cpus", "1", "--memory", "1G", "--disk-size", "4G", "--no-home-share"}
+		if n == "one" {
+			args = append(args, vfs.initArgs()...)
+		}
+		e.Must(args...)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
@@ -168,12 +174,17 @@ func TestTwoMachines(t *testing.T) {
 			t.Errorf("machine %s lists %q", n, out)
 		}
 	}
+	vfs.check(t, e, "one")
 	// Stopping one leaves the other running.
-	e.Must("machine", "stop", "one")
+	vfs.checkStopped(t, e.Must("machine", "stop", "one"))
 	if s := state(e, "two"); s != "running" {
 		t.Fatalf("stopping one changed two to %q", s)
 	}
 	e.MustDocker("two", "ps")
+	e.Must("machine", "rm", "one")
+	if pids := virtiofsds(vfs.rw, vfs.ro); len(pids) > 0 {
+		t.Fatalf("virtiofsd outlived rm: pids %v", pids)
+	}
 }
 
 // TestPodmanEngine boots the same image with Podman's Docker-compatible API service and
