@@ -39,14 +39,21 @@ esac
 # Build tools are not part of the recipe: installing them never changes the image.
 need_tools() {
 	local missing=() foreign=
-	for t in mmdebstrap mksquashfs cpio zstd xz; do command -v "$t" >/dev/null || missing+=("$t"); done
+	for t in mmdebstrap mksquashfs cpio zstd xz curl make; do command -v "$t" >/dev/null || missing+=("$t"); done
 	[ "$ARCH" != "$(dpkg --print-architecture)" ] && foreign=$(qemu_arch)
 	if [ -n "$foreign" ] && ! command -v "qemu-$foreign-static" >/dev/null; then missing+=(qemu-user-static); fi
+	# The static iptables (rootfs.sh) is compiled for the image's architecture.
+	local cc=gcc cross=()
+	if [ -n "$foreign" ]; then
+		cc=$foreign-linux-gnu-gcc
+		cross=("gcc-$foreign-linux-gnu" "libc6-dev-$ARCH-cross")
+	fi
+	command -v "$cc" >/dev/null || missing+=("$cc")
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "build.sh: installing build tools: ${missing[*]}" >&2
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap squashfs-tools cpio zstd xz-utils \
-			qemu-user-static binfmt-support >/dev/null
+			qemu-user-static binfmt-support curl make gcc libc6-dev pkg-config "${cross[@]}" >/dev/null
 	fi
 	[ -n "$foreign" ] && enable_binfmt "$foreign"
 	return 0

@@ -60,13 +60,7 @@ func halt() {
 }
 
 func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%8.3f] skiff-agent: %s\n", uptime(), fmt.Sprintf(format, args...))
-}
-
-func uptime() float64 {
-	b, _ := os.ReadFile("/proc/uptime")
-	f, _ := strconv.ParseFloat(strings.Fields(string(b) + " 0")[0], 64)
-	return f
+	fmt.Fprintf(os.Stderr, "[%8.3f] skiff-agent: %s\n", guestinit.Uptime(), fmt.Sprintf(format, args...))
 }
 
 func run(pid1 bool) error {
@@ -107,7 +101,7 @@ func run(pid1 bool) error {
 			logf("engine: %v", err)
 			return
 		}
-		up := uptime()
+		up := guestinit.Uptime()
 		logf("engine %s answers (API %s)", sd.Engine, api)
 		guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
 	}()
@@ -149,6 +143,6 @@ func (s system) Info(ctx context.Context) forward.GuestInfo {
 		EngineAPI:     api,
 		DataDiskBytes: st.Blocks * uint64(st.Bsize),
 		DataDiskUsed:  (st.Blocks - st.Bfree) * uint64(st.Bsize),
-		UptimeSeconds: int64(uptime()),
+		UptimeSeconds: int64(guestinit.Uptime()),
 	}
 }

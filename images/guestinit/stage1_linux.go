@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,9 +36,11 @@ func Stage1() error {
 			return fmt.Errorf("mount %s: %w", m.dst, err)
 		}
 	}
+	Trace("stage 1")
 	if err := LoadModuleList("/modules", "/modules/load.list"); err != nil {
 		logf("stage1: %v", err)
 	}
+	Trace("stage 1 modules loaded")
 	root, err := WaitDisk(SerialRoot, 10*time.Second)
 	if err != nil {
 		return err
@@ -84,6 +87,7 @@ func Stage1() error {
 		return fmt.Errorf("chroot: %w", err)
 	}
 	os.Chdir("/")
+	Trace("stage 1 done: root mounted")
 	argv := []string{AgentPath, "boot"}
 	if cmdlineValue("skiff.init") == "systemd" {
 		argv = []string{"/sbin/init"}
@@ -91,22 +95,33 @@ func Stage1() error {
 	return unix.Exec(argv[0], argv, os.Environ())
 }
 
-// LoadModuleList loads the modules named in list (one file name per line, dependencies
-// first) from dir. The kernel decompresses .ko.xz itself.
+// LoadModuleList loads the modules named in list from dir. Each line is a module file
+// followed by the files it needs, earlier in the list; a module whose dependency did not
+// load is skipped, which is how Hyper-V's drivers stay quiet on QEMU.
 func LoadModuleList(dir, list string) error {
 	f, err := os.Open(list)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	loaded := map[string]bool{}
 	sc := bufio.NewScanner(f)
+lines:
 	for sc.Scan() {
-		name := strings.TrimSpace(sc.Text())
-		if name == "" {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
 			continue
 		}
-		// ENODEV: no such hardware here (Hyper-V drivers on QEMU); not worth a line.
-		if err := loadModule(filepath.Join(dir, name)); err != nil && err != unix.ENODEV && err != unix.ENOENT {
+		for _, dep := range fields[1:] {
+			if !loaded[dep] {
+				continue lines
+			}
+		}
+		name := fields[0]
+		err := loadModule(filepath.Join(dir, name))
+		loaded[name] = err == nil
+		// ENODEV: no such hardware here (Hyper-V's bus on QEMU); not worth a line.
+		if err != nil && err != unix.ENODEV && err != unix.ENOENT {
 			logf("module %s: %v", name, err)
 		}
 	}
@@ -168,5 +183,23 @@ func cmdlineValue(key string) string {
 
 // logf writes to the console: before the agent is up it is the only place anyone will look.
 func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "skiff-init: "+format+"\n", args...)
+	fmt.Fprintf(os.Stderr, "[%8.3f] skiff-init: %s\n", Uptime(), fmt.Sprintf(format, args...))
+}
+
+// Uptime is the seconds since the kernel started, the clock the kernel's own log uses.
+func Uptime() float64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return float64(ts.Nano()) / 1e9
+}
+
+// Read on first use: stage 1 mounts /proc only after the package is initialised.
+var tracing = sync.OnceValue(func() bool { return cmdlineValue("skiff.trace") != "" })
+
+// Trace marks a boot phase on the console when the kernel command line has skiff.trace=1,
+// which is how a slow boot is taken apart (SKIFF_KERNEL_ARGS=skiff.trace=1 on the host).
+func Trace(format string, args ...any) {
+	if tracing() {
+		logf("trace: "+format, args...)
+	}
 }

@@ -69,6 +69,7 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 			return nil, err
 		}
 	}
+	Trace("stage 2")
 	dev, err := WaitDisk(SerialSeed, 10*time.Second)
 	if err != nil {
 		return nil, err
@@ -108,6 +109,7 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	if err := errors.Join(netErr, dataErr); err != nil {
 		return nil, err
 	}
+	Trace("network and data disk ready")
 	if err := s.startEngine(); err != nil {
 		return nil, err
 	}
