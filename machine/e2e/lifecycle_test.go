@@ -174,7 +174,9 @@ func TestTwoMachines(t *testing.T) {
 			t.Errorf("machine %s lists %q", n, out)
 		}
 	}
+	began := time.Now()
 	vfs.check(t, e, "one")
+	t.Logf("virtiofs checks took %s", time.Since(began).Round(time.Second))
 	// Stopping one leaves the other running.
 	vfs.checkStopped(t, e.Must("machine", "stop", "one"))
 	if s := state(e, "two"); s != "running" {

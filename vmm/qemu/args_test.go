@@ -88,7 +88,7 @@ func TestVirtiofsdCommand(t *testing.T) {
 		{"C, ro, root: a read-only bind in a mount namespace", c, ro, 0,
 			`unshare --mount -- sh -c ` + roBindScript + ` sh /ro dir /usr/lib/qemu/virtiofsd --fd=3 -o source=/ro dir -o cache=auto`},
 		{"C, rw, user: root of a user namespace", c, rw, 1000,
-			`unshare --user --map-root-user --mount -- /usr/lib/qemu/virtiofsd --fd=3 -o source=/a\,b -o cache=auto -o sandbox=namespace -o announce_submounts --rlimit-nofile=0`},
+			`unshare --user --map-root-user -- /usr/lib/qemu/virtiofsd --fd=3 -o source=/a\,b -o cache=auto -o sandbox=namespace -o announce_submounts --rlimit-nofile=0`},
 		{"Rust with --readonly, ro, root", virtiofsd{path: "/usr/libexec/virtiofsd", rust: true, readOnly: true}, ro, 0,
 			`/usr/libexec/virtiofsd --fd=3 --shared-dir /ro dir --cache auto --sandbox namespace --announce-submounts --readonly`},
 		{"Rust without --readonly, ro, user", virtiofsd{path: "/v", rust: true}, ro, 1000,

@@ -217,7 +217,7 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 	}
 	os.Chmod(netSock, 0o600)
 	// virtiofsd first: QEMU connects to its socket as it starts.
-	fsd, err := b.startVirtiofs(cfg)
+	fsd, err := b.startVirtiofs(ctx, cfg)
 	if err != nil {
 		ln.Close()
 		return nil, err

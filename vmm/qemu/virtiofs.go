@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -44,7 +45,7 @@ type virtiofsd struct {
 var virtiofsdCache sync.Map // path -> virtiofsd
 
 // findVirtiofsd locates virtiofsd and asks it which options it has.
-func (b *Backend) findVirtiofsd() (virtiofsd, error) {
+func (b *Backend) findVirtiofsd(ctx context.Context) (virtiofsd, error) {
 	candidates := virtiofsdPaths
 	if b.Virtiofsd != "" {
 		candidates = []string{b.Virtiofsd}
@@ -58,8 +59,10 @@ func (b *Backend) findVirtiofsd() (virtiofsd, error) {
 		if d, ok := virtiofsdCache.Load(p); ok {
 			return d.(virtiofsd), nil
 		}
-		// Both print their options and exit; the C one with status 0, the Rust one too.
-		help, err := exec.Command(p, "--help").CombinedOutput()
+		// --help lists the options of either; how it exits varies between versions.
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		help, err := exec.CommandContext(ctx, p, "--help").CombinedOutput()
+		cancel()
 		if len(help) == 0 {
 			return virtiofsd{}, fmt.Errorf("%s --help: %v", p, err)
 		}
@@ -72,7 +75,8 @@ func (b *Backend) findVirtiofsd() (virtiofsd, error) {
 
 // Options of every virtiofsd. cache=auto keeps attributes and entries for a second
 // (readdirplus fills them during a directory walk): stat is served from the guest's cache,
-// and an edit on either side shows on the other within that second. announce_submounts
+// an edit on the host shows in the guest within that second, and the guest writes
+// through (no writeback cache), so the host sees its edits at once. announce_submounts
 // gives file systems mounted inside a share their own device numbers in the guest, as
 // 9p's multidevs=remap does, so inode numbers never collide. xattrs stay off: with them
 // the guest asks for security.capability before every write, and nothing that bind
@@ -116,20 +120,18 @@ const roBindScript = `mount --bind -o ro -- "$1" "$1" || exit 1; shift; exec "$@
 func (d virtiofsd) command(sh vmm.Share, uid int) []string {
 	asUser := uid != 0
 	run := append([]string{d.path}, d.args(sh, asUser)...)
-	var unshare []string
+	unshare := []string{"unshare"}
 	if asUser {
-		unshare = []string{"--user", "--map-root-user"}
+		unshare = append(unshare, "--user", "--map-root-user")
 	}
 	if sh.ReadOnly && !d.readOnly {
 		unshare = append(unshare, "--mount")
 		run = append([]string{"sh", "-c", roBindScript, "sh", sh.HostPath}, run...)
-	} else if asUser {
-		unshare = append(unshare, "--mount")
 	}
-	if unshare == nil {
+	if len(unshare) == 1 {
 		return run
 	}
-	return append(append(append([]string{"unshare"}, unshare...), "--"), run...)
+	return append(append(unshare, "--"), run...)
 }
 
 // virtiofsSock is where virtiofsd serves share i; QEMU connects to it.
@@ -187,11 +189,11 @@ type fsDaemons []*fsDaemon
 // startVirtiofs starts a virtiofsd for each virtiofs share of cfg. Each serves a socket
 // the agent made (so it exists, private, before QEMU dials it) and logs to the machine
 // directory.
-func (b *Backend) startVirtiofs(cfg vmm.Config) (fsDaemons, error) {
+func (b *Backend) startVirtiofs(ctx context.Context, cfg vmm.Config) (fsDaemons, error) {
 	if !hasVirtiofs(cfg) {
 		return nil, nil
 	}
-	d, err := b.findVirtiofsd()
+	d, err := b.findVirtiofsd(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
@@ -245,6 +247,7 @@ func (d virtiofsd) start(cfg vmm.Config, i int) (*fsDaemon, error) {
 	fd.cmd.ExtraFiles = []*os.File{lf} // fd 3
 	fd.cmd.Stdout, fd.cmd.Stderr = logf, logf
 	if err := startChild(fd.cmd); err != nil {
+		os.Remove(sock)
 		return nil, err
 	}
 	go func() {

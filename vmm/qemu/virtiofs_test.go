@@ -3,6 +3,7 @@
 package qemu
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ func TestVirtiofsdFailure(t *testing.T) {
 	share := t.TempDir()
 	cfg := vmm.Config{Dir: dir, RunDir: dir, Shares: []vmm.Share{{Tag: "skiff0", HostPath: share, Type: "virtiofs"}}}
 	b := &Backend{Virtiofsd: fake}
-	ds, err := b.startVirtiofs(cfg)
+	ds, err := b.startVirtiofs(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,14 +40,14 @@ func TestVirtiofsdFailure(t *testing.T) {
 	}
 
 	cfg.RunDir = "/" + strings.Repeat("x", 110)
-	if _, err := b.startVirtiofs(cfg); err == nil || !strings.Contains(err.Error(), "too long") {
+	if _, err := b.startVirtiofs(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "too long") {
 		t.Fatalf("a long socket path: %v", err)
 	}
 	cfg.Shares[0].HostPath = filepath.Join(share, "missing")
-	if _, err := b.startVirtiofs(cfg); err == nil || !strings.Contains(err.Error(), "share skiff0") {
+	if _, err := b.startVirtiofs(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "share skiff0") {
 		t.Fatalf("a missing folder: %v", err)
 	}
-	if _, err := (&Backend{Virtiofsd: filepath.Join(dir, "none")}).startVirtiofs(cfg); err == nil || !strings.Contains(err.Error(), "virtiofsd not found") {
+	if _, err := (&Backend{Virtiofsd: filepath.Join(dir, "none")}).startVirtiofs(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "virtiofsd not found") {
 		t.Fatalf("no virtiofsd: %v", err)
 	}
 }
