@@ -59,6 +59,9 @@ build_rootfs() {
 		(cd "$rootfs" && rm -rf $pat)
 		printf '%12s  %s\n' "${bytes:-0}" "$pat" >>"$tmp/trim-report.txt"
 	done
+	# Modules uncompressed: the kernel's xz decompression of each one it loads cost seconds
+	# under emulation, and the root's own compression keeps the image about the same size.
+	find "$rootfs/usr/lib/modules" -name '*.ko.xz' -exec xz -d {} +
 	chroot "$rootfs" depmod -a "$kver"
 
 	stage1_modules "$rootfs" "$kver" "$tmp/modules"
@@ -278,7 +281,7 @@ stage1_modules() {
 		esac
 		echo "$name.ko${deps[*]:+ ${deps[*]}}" >>"$dst/load.list"
 	}
-	for m in virtio_blk virtio_scsi hv_vmbus hv_storvsc squashfs overlay ext4 virtio_net virtio_rng vsock vmw_vsock_virtio_transport; do
+	for m in virtio_blk virtio_scsi hv_vmbus hv_storvsc squashfs overlay ext4 virtio_net hv_netvsc virtio_rng vsock vmw_vsock_virtio_transport; do
 		visit "$m"
 	done
 }

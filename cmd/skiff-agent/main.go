@@ -10,8 +10,10 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,14 +28,16 @@ import (
 var version = "dev"
 
 func main() {
-	if os.Getpid() == 1 && (os.Args[0] == "/init" || len(os.Args) < 2) {
-		err := guestinit.Stage1()
-		fmt.Fprintf(os.Stderr, "skiff-init: stage 1 failed: %v\n", err)
-		halt()
-	}
 	mode := ""
 	if len(os.Args) > 1 {
 		mode = os.Args[1]
+	}
+	if os.Getpid() == 1 && (os.Args[0] == "/init" || len(os.Args) < 2) {
+		if err := guestinit.Stage1(); err != nil {
+			fmt.Fprintf(os.Stderr, "skiff-init: stage 1 failed: %v\n", err)
+			halt()
+		}
+		mode = "boot"
 	}
 	switch mode {
 	case "boot", "service":
@@ -65,6 +69,7 @@ func logf(format string, args ...any) {
 
 func run(pid1 bool) error {
 	ctx := context.Background()
+	stopProfile := bootProfile()
 	sys, err := guestinit.Boot(ctx, guestinit.Options{PID1: pid1}, logf)
 	if err != nil {
 		return err
@@ -103,11 +108,32 @@ func run(pid1 bool) error {
 		}
 		up := guestinit.Uptime()
 		logf("engine %s answers (API %s)", sd.Engine, api)
+		stopProfile()
 		guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
 	}()
 	go trimLoop(sys, time.Duration(sd.TrimInterval)*time.Second)
 	select {}
 }
+
+// bootProfile records the agent's own CPU use until the engine answers when the boot is
+// traced: the agent is one of the three processes that share the emulated CPUs at boot.
+func bootProfile() (stop func()) {
+	if !guestinit.Tracing() {
+		return func() {}
+	}
+	f, err := os.Create(BootProfilePath)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		logf("boot profile: %v", err)
+		return func() {}
+	}
+	return sync.OnceFunc(func() { pprof.StopCPUProfile(); f.Close() })
+}
+
+// BootProfilePath is where a traced boot leaves the agent's CPU profile.
+const BootProfilePath = "/run/skiff-agent-boot.pprof"
 
 // trimLoop returns freed blocks to the host: once soon after boot, then on a schedule.
 func trimLoop(sys *guestinit.System, every time.Duration) {

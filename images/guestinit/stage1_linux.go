@@ -26,7 +26,9 @@ const (
 	SerialSeed = "skiff-seed"
 )
 
-// Stage1 mounts the root and switches to it. It only returns on failure.
+// Stage1 mounts the root and switches to it. Under systemd it execs systemd and returns
+// only on failure; otherwise it returns nil and the caller goes on as stage 2 in the same
+// process, since a fresh exec of the agent cost a second of start-up under emulation.
 func Stage1() error {
 	for _, m := range []struct{ src, dst, fs string }{
 		{"devtmpfs", "/dev", "devtmpfs"}, {"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"},
@@ -37,10 +39,12 @@ func Stage1() error {
 		}
 	}
 	Trace("stage 1")
-	if err := LoadModuleList("/modules", "/modules/load.list"); err != nil {
+	if err := LoadModuleList("/modules", "/modules/load.list", loadModule); err != nil {
 		logf("stage1: %v", err)
 	}
 	Trace("stage 1 modules loaded")
+	// The initrd's files stay in memory for good unless removed.
+	os.RemoveAll("/modules")
 	root, err := WaitDisk(SerialRoot, 10*time.Second)
 	if err != nil {
 		return err
@@ -88,17 +92,16 @@ func Stage1() error {
 	}
 	os.Chdir("/")
 	Trace("stage 1 done: root mounted")
-	argv := []string{AgentPath, "boot"}
 	if cmdlineValue("skiff.init") == "systemd" {
-		argv = []string{"/sbin/init"}
+		return unix.Exec("/sbin/init", []string{"/sbin/init"}, os.Environ())
 	}
-	return unix.Exec(argv[0], argv, os.Environ())
+	return nil
 }
 
 // LoadModuleList loads the modules named in list from dir. Each line is a module file
 // followed by the files it needs, earlier in the list; a module whose dependency did not
 // load is skipped, which is how Hyper-V's drivers stay quiet on QEMU.
-func LoadModuleList(dir, list string) error {
+func LoadModuleList(dir, list string, load func(path string) error) error {
 	f, err := os.Open(list)
 	if err != nil {
 		return err
@@ -118,7 +121,7 @@ lines:
 			}
 		}
 		name := fields[0]
-		err := loadModule(filepath.Join(dir, name))
+		err := load(filepath.Join(dir, name))
 		loaded[name] = err == nil
 		// ENODEV: no such hardware here (Hyper-V's bus on QEMU); not worth a line.
 		if err != nil && err != unix.ENODEV && err != unix.ENOENT {
@@ -193,13 +196,14 @@ func Uptime() float64 {
 	return float64(ts.Nano()) / 1e9
 }
 
-// Read on first use: stage 1 mounts /proc only after the package is initialised.
-var tracing = sync.OnceValue(func() bool { return cmdlineValue("skiff.trace") != "" })
+// Tracing says whether the kernel command line asks for the boot trace. Read on first
+// use: stage 1 mounts /proc only after the package is initialised.
+var Tracing = sync.OnceValue(func() bool { return cmdlineValue("skiff.trace") != "" })
 
 // Trace marks a boot phase on the console when the kernel command line has skiff.trace=1,
 // which is how a slow boot is taken apart (SKIFF_KERNEL_ARGS=skiff.trace=1 on the host).
 func Trace(format string, args ...any) {
-	if tracing() {
+	if Tracing() {
 		logf("trace: "+format, args...)
 	}
 }
