@@ -248,16 +248,19 @@ static_iptables() {
 	rm -rf "$src" "$tmp/$f" "$tmp/iptables-build.log"
 }
 
-# Resolves the modules needed before the root is mounted, in load order (dependencies
-# first). Each line of load.list is a module followed by the modules it needs, so that
-# stage 1 skips what cannot load here (Hyper-V's storage driver on QEMU) without asking
-# the kernel. They are stored uncompressed: the initrd is compressed as a whole, and the
-# kernel's own xz decompression of each module took seconds under emulation.
+# Resolves the modules stage 1 loads, in load order (dependencies first). Each line of
+# load.list is a module followed by the modules it needs, so that stage 1 skips what cannot
+# load here without asking the kernel: a request "hv_vmbus/hv_storvsc" makes hv_storvsc
+# and everything it pulls in need hv_vmbus, which loads only on Hyper-V. A line "--" ends
+# what mounting the root needs; stage 1 loads the rest while it mounts the root. They are
+# stored uncompressed: the initrd is compressed as a whole, and the kernel's own xz
+# decompression of each module took seconds under emulation.
 stage1_modules() {
 	local r=$1 kver=$2 dst=$3
 	local dep=$r/usr/lib/modules/$kver/modules.dep
 	mkdir -p "$dst"
 	local -A seen=()
+	local gate=
 	: >"$dst/load.list"
 	visit() {
 		local path
@@ -273,6 +276,7 @@ stage1_modules() {
 		done
 		local name
 		name=$(basename "$path" | sed -E 's/\.ko(\.xz|\.zst|\.gz)?$//')
+		[ -n "$gate" ] && [ "$gate" != "$name" ] && deps+=("$gate.ko")
 		case "$path" in
 		*.xz) xz -dc "$r/usr/lib/modules/$kver/$path" >"$dst/$name.ko" ;;
 		*.zst) zstd -qdc "$r/usr/lib/modules/$kver/$path" >"$dst/$name.ko" ;;
@@ -281,8 +285,13 @@ stage1_modules() {
 		esac
 		echo "$name.ko${deps[*]:+ ${deps[*]}}" >>"$dst/load.list"
 	}
-	for m in virtio_blk virtio_scsi hv_vmbus hv_storvsc squashfs overlay ext4 virtio_net hv_netvsc virtio_rng vsock vmw_vsock_virtio_transport; do
-		visit "$m"
+	local m
+	for m in virtio_blk hv_vmbus hv_vmbus/hv_storvsc squashfs overlay -- ext4 virtio_net hv_vmbus/hv_netvsc virtio_rng vsock vmw_vsock_virtio_transport; do
+		case "$m" in
+		--) echo -- >>"$dst/load.list" ;;
+		*/*) gate=${m%/*} visit "${m#*/}" ;;
+		*) visit "$m" ;;
+		esac
 	done
 }
 

@@ -5,7 +5,6 @@
 package guestinit
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,12 +38,22 @@ func Stage1() error {
 		}
 	}
 	Trace("stage 1")
-	if err := LoadModuleList("/modules", "/modules/load.list", loadModule); err != nil {
+	mods, err := readModuleList("/modules")
+	if err != nil {
 		logf("stage1: %v", err)
+		mods = &moduleList{dir: -1}
 	}
-	Trace("stage 1 modules loaded")
-	// The initrd's files stay in memory for good unless removed.
-	os.RemoveAll("/modules")
+	mods.load(mods.root, loadModuleAt)
+	Trace("stage 1: root modules loaded")
+	// The rest (data disk, network, vsock) load while the root is mounted; stage 2 waits
+	// for them before it needs them.
+	stage1Modules.Add(1)
+	go func() {
+		defer stage1Modules.Done()
+		mods.load(mods.rest, loadModuleAt)
+		mods.release()
+		Trace("stage 1: all modules loaded")
+	}()
 	root, err := WaitDisk(SerialRoot, 10*time.Second)
 	if err != nil {
 		return err
@@ -69,13 +78,6 @@ func Stage1() error {
 		os.MkdirAll(dst, 0o755)
 		unix.Mount("/"+d, dst, "", unix.MS_MOVE, "")
 	}
-	self, err := os.ReadFile("/init")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile("/newroot"+AgentPath, self, 0o755); err != nil {
-		return fmt.Errorf("install agent: %w", err)
-	}
 	for _, d := range []string{"/dev", "/proc", "/sys"} {
 		if err := unix.Mount(d, "/newroot"+d, "", unix.MS_MOVE, ""); err != nil {
 			return fmt.Errorf("move %s: %w", d, err)
@@ -93,55 +95,109 @@ func Stage1() error {
 	os.Chdir("/")
 	Trace("stage 1 done: root mounted")
 	if cmdlineValue("skiff.init") == "systemd" {
+		// An exec ends the goroutines: finish here what they would have.
+		stage1Modules.Wait()
+		if err := installAgent(); err != nil {
+			return err
+		}
 		return unix.Exec("/sbin/init", []string{"/sbin/init"}, os.Environ())
+	}
+	// Only a systemd unit or a person needs the binary in the root; not the boot.
+	go func() {
+		if err := installAgent(); err != nil {
+			logf("%v", err)
+		}
+	}()
+	return nil
+}
+
+// installAgent copies the running binary (the initrd's /init) into the new root.
+func installAgent() error {
+	self, err := os.ReadFile("/proc/self/exe")
+	if err == nil {
+		err = os.WriteFile(AgentPath, self, 0o755)
+	}
+	if err != nil {
+		return fmt.Errorf("install agent: %w", err)
 	}
 	return nil
 }
 
-// LoadModuleList loads the modules named in list from dir. Each line is a module file
-// followed by the files it needs, earlier in the list; a module whose dependency did not
-// load is skipped, which is how Hyper-V's drivers stay quiet on QEMU.
-func LoadModuleList(dir, list string, load func(path string) error) error {
-	f, err := os.Open(list)
+// stage1Modules is done once stage 1 has loaded every module it carries.
+var stage1Modules sync.WaitGroup
+
+// moduleList is stage 1's load.list. Each line is a module file followed by the files it
+// needs, earlier in the list; a module whose dependency did not load is skipped, which is
+// how Hyper-V's drivers stay quiet on QEMU. Lines before "--" are what mounting the root
+// needs. The directory is held open by descriptor because the root changes under the
+// loading of the rest.
+type moduleList struct {
+	dir        int
+	root, rest [][]string
+	loaded     map[string]bool
+}
+
+func readModuleList(dir string) (*moduleList, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "load.list"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer f.Close()
-	loaded := map[string]bool{}
-	sc := bufio.NewScanner(f)
-lines:
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 {
-			continue
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	m := &moduleList{dir: fd, loaded: map[string]bool{}}
+	part := &m.root
+	for _, line := range strings.Split(string(b), "\n") {
+		switch f := strings.Fields(line); {
+		case len(f) == 0:
+		case f[0] == "--":
+			part = &m.rest
+		default:
+			*part = append(*part, f)
 		}
-		for _, dep := range fields[1:] {
-			if !loaded[dep] {
+	}
+	return m, nil
+}
+
+func (m *moduleList) load(lines [][]string, load func(dir int, name string) error) {
+lines:
+	for _, f := range lines {
+		for _, dep := range f[1:] {
+			if !m.loaded[dep] {
 				continue lines
 			}
 		}
-		name := fields[0]
-		err := load(filepath.Join(dir, name))
-		loaded[name] = err == nil
+		err := load(m.dir, f[0])
+		m.loaded[f[0]] = err == nil
 		// ENODEV: no such hardware here (Hyper-V's bus on QEMU); not worth a line.
 		if err != nil && err != unix.ENODEV && err != unix.ENOENT {
-			logf("module %s: %v", name, err)
+			logf("module %s: %v", f[0], err)
 		}
 	}
-	return sc.Err()
 }
 
-func loadModule(path string) error {
-	f, err := os.Open(path)
+// release removes the module files, which would otherwise stay in memory for good.
+func (m *moduleList) release() {
+	if m.dir < 0 {
+		return
+	}
+	for _, part := range [][][]string{m.root, m.rest} {
+		for _, f := range part {
+			unix.Unlinkat(m.dir, f[0], 0)
+		}
+	}
+	unix.Unlinkat(m.dir, "load.list", 0)
+	unix.Close(m.dir)
+}
+
+func loadModuleAt(dir int, name string) error {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	flags := 0
-	if strings.HasSuffix(path, ".xz") || strings.HasSuffix(path, ".zst") || strings.HasSuffix(path, ".gz") {
-		flags = unix.MODULE_INIT_COMPRESSED_FILE
-	}
-	err = unix.FinitModule(int(f.Fd()), "", flags)
+	defer unix.Close(fd)
+	err = unix.FinitModule(fd, "", 0)
 	if err == unix.EEXIST {
 		return nil
 	}

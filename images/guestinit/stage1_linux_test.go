@@ -13,20 +13,30 @@ func TestLoadModuleListSkipsWhatCannotLoad(t *testing.T) {
 	dir := t.TempDir()
 	list := filepath.Join(dir, "load.list")
 	// The shape rootfs.sh writes: dependencies first, each line naming what it needs.
-	os.WriteFile(list, []byte("virtio_blk.ko\nhv_vmbus.ko\nscsi_mod.ko\nhv_storvsc.ko hv_vmbus.ko scsi_mod.ko\nhv_netvsc.ko hv_vmbus.ko\next4.ko scsi_mod.ko\n"), 0o644)
+	os.WriteFile(list, []byte("virtio_blk.ko\nhv_vmbus.ko\nscsi_mod.ko hv_vmbus.ko\nhv_storvsc.ko scsi_mod.ko hv_vmbus.ko\nsquashfs.ko\n--\nhv_netvsc.ko hv_vmbus.ko\next4.ko\n"), 0o644)
+	m, err := readModuleList(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var tried []string
-	load := func(path string) error {
-		tried = append(tried, filepath.Base(path))
-		if filepath.Base(path) == "hv_vmbus.ko" {
+	load := func(_ int, name string) error {
+		tried = append(tried, name)
+		if name == "hv_vmbus.ko" {
 			return unix.ENODEV // not on Hyper-V
 		}
 		return nil
 	}
-	if err := LoadModuleList(dir, list, load); err != nil {
-		t.Fatal(err)
+	m.load(m.root, load)
+	if want := []string{"virtio_blk.ko", "hv_vmbus.ko", "squashfs.ko"}; !reflect.DeepEqual(tried, want) {
+		t.Fatalf("root part loaded %v, want %v (what needs hv_vmbus must be skipped)", tried, want)
 	}
-	want := []string{"virtio_blk.ko", "hv_vmbus.ko", "scsi_mod.ko", "ext4.ko"}
-	if !reflect.DeepEqual(tried, want) {
-		t.Fatalf("loaded %v, want %v (modules needing hv_vmbus must be skipped)", tried, want)
+	tried = nil
+	m.load(m.rest, load)
+	if want := []string{"ext4.ko"}; !reflect.DeepEqual(tried, want) {
+		t.Fatalf("rest loaded %v, want %v", tried, want)
+	}
+	m.release()
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("release left %v", left)
 	}
 }

@@ -99,6 +99,8 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	// memory back and a suspended one saves only the pages in use.
 	go loadModules("virtio_balloon")
 
+	// Stage 1 may still be loading the disk and network drivers.
+	stage1Modules.Wait()
 	// Network and data disk do not depend on each other; do them at once.
 	var wg sync.WaitGroup
 	var netErr, dataErr error
