@@ -20,17 +20,10 @@ func (e *Env) CheckBindMount(name, dir string) {
 	if err != nil || strings.TrimSpace(string(got)) != "written in the container" {
 		e.T.Fatalf("the host did not see the container's file: %q %v", got, err)
 	}
-	e.CheckReadOnlyBind(name, dir, ":ro")
-}
-
-// CheckReadOnlyBind proves that a container cannot write through dir bound with mode
-// (":ro", or "" for a folder of a read-only share).
-func (e *Env) CheckReadOnlyBind(name, dir, mode string) {
-	e.T.Helper()
-	if out, err := e.DockerRun(name, "run", "--rm", "-v", dir+":/src"+mode, TestImage, "sh", "-c", "echo x > /src/nope"); err == nil {
-		e.T.Fatalf("a write to the read-only bind mount %s%s succeeded: %s", dir, mode, out)
+	if out, err := e.DockerRun(name, "run", "--rm", "-v", dir+":/src:ro", TestImage, "sh", "-c", "echo x > /src/nope"); err == nil {
+		e.T.Fatalf("a write to a :ro bind mount succeeded: %s", out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "nope")); err == nil {
-		e.T.Fatalf("the read-only bind mount %s%s let a file through", dir, mode)
+		e.T.Fatal("a :ro bind mount let a file through")
 	}
 }
