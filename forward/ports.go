@@ -142,20 +142,12 @@ func Better(a, b Listener) bool {
 // protocol and port, sorted.
 func ScanListeners(guestIP string, exclude map[int]bool) []Listener {
 	best := map[string]Listener{}
-	for _, t := range ProcNetFiles {
-		f, err := os.Open(t.Path)
-		if err != nil {
+	for _, l := range scanTables() {
+		if !Forwardable(l, guestIP, exclude) {
 			continue
 		}
-		ls, _ := ParseProcNet(f, t.Proto)
-		f.Close()
-		for _, l := range ls {
-			if !Forwardable(l, guestIP, exclude) {
-				continue
-			}
-			if cur, ok := best[l.Key()]; !ok || Better(l, cur) {
-				best[l.Key()] = l
-			}
+		if cur, ok := best[l.Key()]; !ok || Better(l, cur) {
+			best[l.Key()] = l
 		}
 	}
 	out := make([]Listener, 0, len(best))
@@ -164,4 +156,19 @@ func ScanListeners(guestIP string, exclude map[int]bool) []Listener {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out
+}
+
+// scanProcNet reads every listener from the /proc socket tables.
+func scanProcNet() []Listener {
+	var all []Listener
+	for _, t := range ProcNetFiles {
+		f, err := os.Open(t.Path)
+		if err != nil {
+			continue
+		}
+		ls, _ := ParseProcNet(f, t.Proto)
+		f.Close()
+		all = append(all, ls...)
+	}
+	return all
 }
