@@ -5,6 +5,7 @@
 package hostagent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -167,43 +168,46 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.cfg, err = a.vmConfig(); err != nil {
 		return err
 	}
-	vmStart := time.Now()
-	a.mu.Lock()
-	a.vmStartedAt = &vmStart
-	a.mu.Unlock()
-	if err := a.startVM(ctx); err != nil {
+	vmDone, err := a.bootVM(ctx)
+	if err != nil {
 		return err
-	}
-	if d, ok := a.vm.(vmm.Describer); ok {
-		a.logf("VM started: %v", d.Describe())
 	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	vmDone := make(chan error, 1)
-	go func() { vmDone <- a.vm.Wait(context.Background()) }()
-
 	readyCh := make(chan struct{})
 	go a.awaitReady(ctx, readyCh)
 	timeout := time.NewTimer(ReadyTimeout)
 	defer timeout.Stop()
 
-	select {
-	case <-readyCh:
-	case err := <-vmDone:
-		return fmt.Errorf("%w during boot: %v", ErrCrashed, err)
-	case <-timeout.C:
-		a.vm.Kill(context.Background())
-		return fmt.Errorf("the guest did not signal ready within %s", ReadyTimeout)
-	case req := <-a.stopReq:
-		clean = true
-		req.Cold = true // a guest still booting has nothing worth saving
-		return a.shutdown(req, vmDone)
-	case s := <-sigs:
-		clean = true
-		return a.shutdown(agentapi.StopRequest{Force: s == syscall.SIGINT, Cold: true}, vmDone)
+	for retried := false; ; {
+		select {
+		case <-readyCh:
+		case err := <-vmDone:
+			// Under software emulation the guest kernel now and then dies early in boot
+			// while it patches its own code (a TCG hazard, not a guest bug): boot once more.
+			if !retried && a.keptBootPanic() {
+				retried = true
+				if vmDone, err = a.bootVM(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			return fmt.Errorf("%w during boot: %v", ErrCrashed, err)
+		case <-timeout.C:
+			a.vm.Kill(context.Background())
+			return fmt.Errorf("the guest did not signal ready within %s", ReadyTimeout)
+		case req := <-a.stopReq:
+			clean = true
+			req.Cold = true // a guest still booting has nothing worth saving
+			return a.shutdown(req, vmDone)
+		case s := <-sigs:
+			clean = true
+			return a.shutdown(agentapi.StopRequest{Force: s == syscall.SIGINT, Cold: true}, vmDone)
+		}
+		break
 	}
 	a.setPhase(agentapi.PhaseRunning)
 	// Boot's garbage (seed, probes, first streams) goes back to the OS: the agent idles
@@ -261,6 +265,36 @@ func (a *Agent) startVM(ctx context.Context) error {
 	}
 	a.guest = a.guestDialer()
 	return nil
+}
+
+// bootVM starts the VM (restored or cold) and returns the channel its end arrives on.
+func (a *Agent) bootVM(ctx context.Context) (chan error, error) {
+	vmStart := time.Now()
+	a.mu.Lock()
+	a.vmStartedAt = &vmStart
+	a.mu.Unlock()
+	if err := a.startVM(ctx); err != nil {
+		return nil, err
+	}
+	if d, ok := a.vm.(vmm.Describer); ok {
+		a.logf("VM started: %v", d.Describe())
+	}
+	vmDone := make(chan error, 1)
+	go func(vm vmm.VM) { vmDone <- vm.Wait(context.Background()) }(a.vm)
+	return vmDone, nil
+}
+
+// keptBootPanic reports whether the console of a VM that ended during boot shows a kernel
+// panic, keeping that console beside the log since the next boot overwrites it.
+func (a *Agent) keptBootPanic() bool {
+	serial := a.Dir.File(machine.FileSerialLog)
+	b, _ := os.ReadFile(serial)
+	if !bytes.Contains(b, []byte("Kernel panic")) {
+		return false
+	}
+	os.WriteFile(serial+".panic", b, 0o600)
+	a.logf("the guest kernel panicked during boot (its console is kept in %s); booting again", serial+".panic")
+	return true
 }
 
 // shutdown stops the guest through its agent (engine stop, sync, poweroff) and forces the
