@@ -182,14 +182,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	timeout := time.NewTimer(ReadyTimeout)
 	defer timeout.Stop()
 
-	for retried := false; ; {
+	for retries := 0; ; {
 		select {
 		case <-readyCh:
 		case err := <-vmDone:
 			// Under software emulation the guest kernel now and then dies early in boot
-			// while it patches its own code (a TCG hazard, not a guest bug): boot once more.
-			if !retried && a.keptBootPanic() {
-				retried = true
+			// while it patches its own code (QEMU's multi-threaded TCG runs a stale
+			// translation of a patched instruction, not a guest bug): boot again, twice at
+			// most since the hazard is independent for each boot.
+			if kept := a.keptBootPanic(); kept != "" {
+				if retries == 2 {
+					return fmt.Errorf("%w during boot: the guest kernel panicked 3 times (the last console is in %s)", ErrCrashed, kept)
+				}
+				retries++
+				a.logf("the guest kernel panicked during boot (its console is kept in %s); booting again", kept)
 				if vmDone, err = a.bootVM(ctx); err != nil {
 					return err
 				}
@@ -284,17 +290,17 @@ func (a *Agent) bootVM(ctx context.Context) (chan error, error) {
 	return vmDone, nil
 }
 
-// keptBootPanic reports whether the console of a VM that ended during boot shows a kernel
-// panic, keeping that console beside the log since the next boot overwrites it.
-func (a *Agent) keptBootPanic() bool {
+// keptBootPanic checks the console of a VM that ended during boot for a kernel panic and,
+// if there is one, keeps it beside the log (the next boot overwrites the console) and
+// returns where.
+func (a *Agent) keptBootPanic() string {
 	serial := a.Dir.File(machine.FileSerialLog)
 	b, _ := os.ReadFile(serial)
 	if !bytes.Contains(b, []byte("Kernel panic")) {
-		return false
+		return ""
 	}
 	os.WriteFile(serial+".panic", b, 0o600)
-	a.logf("the guest kernel panicked during boot (its console is kept in %s); booting again", serial+".panic")
-	return true
+	return serial + ".panic"
 }
 
 // shutdown stops the guest through its agent (engine stop, sync, poweroff) and forces the
