@@ -39,7 +39,7 @@ esac
 # Build tools are not part of the recipe: installing them never changes the image.
 need_tools() {
 	local missing=() foreign=
-	for t in mmdebstrap mksquashfs cpio zstd xz curl make; do command -v "$t" >/dev/null || missing+=("$t"); done
+	for t in mmdebstrap mksquashfs cpio zstd xz curl make pkg-config; do command -v "$t" >/dev/null || missing+=("$t"); done
 	[ "$ARCH" != "$(dpkg --print-architecture)" ] && foreign=$(qemu_arch)
 	if [ -n "$foreign" ] && ! command -v "qemu-$foreign-static" >/dev/null; then missing+=(qemu-user-static); fi
 	# The static iptables (rootfs.sh) is compiled for the image's architecture.
