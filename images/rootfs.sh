@@ -236,8 +236,10 @@ static_iptables() {
 	mkdir -p "$src"
 	tar -C "$src" --strip-components=1 -xf "$tmp/$f"
 	[ "$ARCH" = "$(dpkg --print-architecture)" ] || host=$(qemu_arch)-linux-gnu
-	# A fixed prefix map and no build paths in the binary keep the build reproducible.
-	(cd "$src" && ./configure ${host:+--host=$host} --disable-nftables --enable-static --disable-shared \
+	# A fixed prefix map keeps build paths out of the binary, and the optional libraries
+	# are off so that what the build host has installed cannot change the result.
+	(cd "$src" && ./configure ${host:+--host=$host} --disable-nftables --disable-libnfnetlink --disable-connlabel \
+		--enable-static --disable-shared \
 		CFLAGS="-O2 -ffile-prefix-map=$src=." &&
 		make -j"$(nproc)" LDFLAGS=-all-static) >"$tmp/iptables-build.log" 2>&1 || {
 		tail -20 "$tmp/iptables-build.log" >&2
