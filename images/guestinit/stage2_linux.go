@@ -430,7 +430,7 @@ func EngineReady(ctx context.Context) (string, error) {
 	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", EngineSocket)
-	}}, Timeout: 10 * time.Second}
+	}}, Timeout: 2 * time.Second}
 	defer c.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://engine/_ping", nil)
 	resp, err := c.Do(req)
@@ -446,8 +446,8 @@ func EngineReady(ctx context.Context) (string, error) {
 
 // WaitEngine returns once the engine answers. It does not poll the socket: each attempt is
 // a socket, a connect and a client under emulation, and at 50 a second that took a third
-// of a CPU from the engine's own start. It waits for the socket file to appear, then asks
-// with a timeout long enough for an engine that accepts before it serves.
+// of a CPU from the engine's own start. It waits for the socket file to appear, then asks;
+// an engine that accepts before it serves holds each attempt until EngineReady's timeout.
 func WaitEngine(ctx context.Context) (string, error) {
 	if err := waitFile(ctx, EngineSocket); err != nil {
 		return "", err
