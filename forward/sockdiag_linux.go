@@ -9,16 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// diagListeners asks the kernel's socket diagnostics for one protocol and family's
-// listeners. /proc/net/tcp walks the whole established-connection hash on every read; a
+// diagListeners asks the kernel's socket diagnostics, on the NETLINK_SOCK_DIAG socket fd,
+// for one protocol and family's listeners. /proc/net/tcp walks the whole established-connection hash on every read; a
 // dump filtered to LISTEN walks only the listening one, and the scan runs several times a
 // second for the life of the machine.
-func diagListeners(proto string, family uint8) ([]Listener, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
+func diagListeners(fd int, proto string, family uint8) ([]Listener, error) {
 	const (
 		tcpListen = 10 // TCP_LISTEN
 		udpClose  = 7  // an unconnected UDP socket reports TCP_CLOSE
@@ -104,12 +99,17 @@ func parseDiag(b []byte, proto string) ([]Listener, error) {
 // scanTables returns the guest's listeners from socket diagnostics, or from the /proc
 // tables where the kernel lacks them.
 func scanTables() []Listener {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return scanProcNet()
+	}
+	defer unix.Close(fd)
 	var all []Listener
 	for _, q := range []struct {
 		proto  string
 		family uint8
 	}{{"tcp", unix.AF_INET}, {"tcp", unix.AF_INET6}, {"udp", unix.AF_INET}, {"udp", unix.AF_INET6}} {
-		ls, err := diagListeners(q.proto, q.family)
+		ls, err := diagListeners(fd, q.proto, q.family)
 		if err != nil {
 			return scanProcNet()
 		}

@@ -4,6 +4,8 @@ import (
 	"net"
 	"sort"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // The diagnostics scan must see what the /proc tables show, on this machine's real sockets.
@@ -30,9 +32,14 @@ func TestDiagScanMatchesProcTables(t *testing.T) {
 		defer t6.Close()
 		want = append(want, Listener{"tcp", "::1", t6.Addr().(*net.TCPAddr).Port})
 	}
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
 	for _, p := range []string{"tcp", "udp"} {
 		for _, fam := range []uint8{2, 10} {
-			if _, err := diagListeners(p, fam); err != nil {
+			if _, err := diagListeners(fd, p, fam); err != nil {
 				t.Fatalf("sock_diag %s/%d: %v", p, fam, err)
 			}
 		}
