@@ -62,6 +62,10 @@ build_rootfs() {
 	# Modules uncompressed: the kernel's xz decompression of each one it loads cost seconds
 	# under emulation, and the root's own compression keeps the image about the same size.
 	find "$rootfs/usr/lib/modules" -name '*.ko.xz' -exec xz -d {} +
+	if [ -n "$(find "$rootfs/usr/lib/modules" -name '*.ko.*' -print -quit)" ]; then
+		echo "build.sh: kernel modules compressed other than with xz; rootfs.sh only unpacks .ko.xz" >&2
+		exit 1
+	fi
 	chroot "$rootfs" depmod -a "$kver"
 
 	stage1_modules "$rootfs" "$kver" "$tmp/modules"
@@ -254,9 +258,8 @@ static_iptables() {
 # load.list is a module followed by the modules it needs, so that stage 1 skips what cannot
 # load here without asking the kernel: a request "hv_vmbus/hv_storvsc" makes hv_storvsc
 # and everything it pulls in need hv_vmbus, which loads only on Hyper-V. A line "--" ends
-# what mounting the root needs; stage 1 loads the rest while it mounts the root. They are
-# stored uncompressed: the initrd is compressed as a whole, and the kernel's own xz
-# decompression of each module took seconds under emulation.
+# what mounting the root needs; stage 1 loads the rest while it mounts the root. The root's
+# modules are uncompressed by then (build_rootfs), and the initrd is compressed as a whole.
 stage1_modules() {
 	local r=$1 kver=$2 dst=$3
 	local dep=$r/usr/lib/modules/$kver/modules.dep
@@ -266,25 +269,20 @@ stage1_modules() {
 	: >"$dst/load.list"
 	visit() {
 		local path
-		path=$(awk -F: -v m="/$1.ko" '{p=$1; sub(/\.xz$|\.zst$|\.gz$/, "", p)} p ~ m"$" {print $1; exit}' "$dep")
+		path=$(awk -F: -v m="/$1.ko" '$1 ~ m"$" {print $1; exit}' "$dep")
 		[ -n "$path" ] || return 0 # built in
 		[ -z "${seen[$path]:-}" ] || return 0
 		seen[$path]=1
 		local d deps=()
 		for d in $(awk -F: -v p="$path" '$1==p {print $2}' "$dep"); do
-			d=$(basename "$d" | sed -E 's/\.ko(\.xz|\.zst|\.gz)?$//')
+			d=$(basename "$d" .ko)
 			visit "$d"
 			deps+=("$d.ko")
 		done
 		local name
-		name=$(basename "$path" | sed -E 's/\.ko(\.xz|\.zst|\.gz)?$//')
+		name=$(basename "$path" .ko)
 		[ -n "$gate" ] && [ "$gate" != "$name" ] && deps+=("$gate.ko")
-		case "$path" in
-		*.xz) xz -dc "$r/usr/lib/modules/$kver/$path" >"$dst/$name.ko" ;;
-		*.zst) zstd -qdc "$r/usr/lib/modules/$kver/$path" >"$dst/$name.ko" ;;
-		*.gz) gzip -dc "$r/usr/lib/modules/$kver/$path" >"$dst/$name.ko" ;;
-		*) cp "$r/usr/lib/modules/$kver/$path" "$dst/$name.ko" ;;
-		esac
+		cp "$r/usr/lib/modules/$kver/$path" "$dst/$name.ko"
 		echo "$name.ko${deps[*]:+ ${deps[*]}}" >>"$dst/load.list"
 	}
 	local m
