@@ -5,7 +5,6 @@
 package hostagent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,10 +185,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		select {
 		case <-readyCh:
 		case err := <-vmDone:
-			// Under software emulation the guest kernel now and then dies early in boot
-			// while it patches its own code (QEMU's multi-threaded TCG runs a stale
-			// translation of a patched instruction, not a guest bug): boot again, twice at
-			// most since the hazard is independent for each boot.
+			// See vmm.BootPanic: boot again, twice at most.
 			if kept := a.keptBootPanic(); kept != "" {
 				if retries == 2 {
 					return fmt.Errorf("%w during boot: the guest kernel panicked 3 times (the last console is in %s)", ErrCrashed, kept)
@@ -295,10 +291,10 @@ func (a *Agent) bootVM(ctx context.Context) (chan error, error) {
 // returns where.
 func (a *Agent) keptBootPanic() string {
 	serial := a.Dir.File(machine.FileSerialLog)
-	b, _ := os.ReadFile(serial)
-	if !bytes.Contains(b, []byte("Kernel panic")) {
+	if !vmm.BootPanic(serial) {
 		return ""
 	}
+	b, _ := os.ReadFile(serial)
 	os.WriteFile(serial+".panic", b, 0o600)
 	return serial + ".panic"
 }

@@ -71,7 +71,6 @@ func TestConformance(t *testing.T) {
 				}
 				select {
 				case <-ctx.Done():
-					t.Logf("serial log:\n%s", b)
 					return ctx.Err()
 				case <-time.After(200 * time.Millisecond):
 				}

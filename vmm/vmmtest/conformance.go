@@ -5,6 +5,7 @@ package vmmtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,14 +26,14 @@ type Harness struct {
 	// Alive checks that a running guest answers now (used after a restore, when GuestUp's
 	// boot-time signs are gone). Nil skips the suspend test.
 	Alive func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error
-	// BootTimeout bounds one boot; defaults to 5 minutes (QEMU under TCG is slow).
+	// BootTimeout bounds one boot attempt; defaults to 4 minutes (QEMU under TCG is slow).
 	BootTimeout time.Duration
 }
 
 // Run runs the whole suite.
 func Run(t *testing.T, h Harness) {
 	if h.BootTimeout == 0 {
-		h.BootTimeout = 5 * time.Minute
+		h.BootTimeout = 4 * time.Minute
 	}
 	t.Run("Name", func(t *testing.T) {
 		if !regexp.MustCompile(`^[a-z0-9]+$`).MatchString(h.Backend.Name()) {
@@ -94,18 +95,12 @@ func Run(t *testing.T, h Harness) {
 				t.Fatalf("Prepare: %v", err)
 			}
 		}
-		vm, err := h.Backend.Start(ctx, cfg)
-		if err != nil {
-			t.Fatalf("Start: %v", err)
-		}
+		vm := boot(t, h, cfg)
 		defer vm.Kill(context.Background())
-		if h.GuestUp != nil {
-			if err := h.GuestUp(ctx, t, cfg, vm); err != nil {
-				t.Fatalf("guest did not come up: %v", err)
-			}
-		}
+		ctx, cancel = context.WithTimeout(context.Background(), h.BootTimeout)
+		defer cancel()
 		short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
-		err = vm.Wait(short)
+		err := vm.Wait(short)
 		cancelShort()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Wait on a running VM returned %v; want it to block until its context ends", err)
@@ -137,6 +132,73 @@ func Run(t *testing.T, h Harness) {
 	t.Run("SuspendRestore", func(t *testing.T) { suspendRestore(t, h) })
 }
 
+// boot starts cfg's VM and waits until GuestUp sees the guest run, each attempt within
+// h.BootTimeout. A kernel panic during boot (see vmm.BootPanic) or a guest that hangs boots
+// again, twice at most, as the host agent does for a panic: both are the emulator's
+// hazards, independent for each boot. Anything else fails at once with the console's end.
+func boot(t *testing.T, h Harness, cfg vmm.Config) vmm.VM {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), h.BootTimeout)
+		vm, err := h.Backend.Start(ctx, cfg)
+		if err != nil {
+			cancel()
+			t.Fatalf("Start: %v", err)
+		}
+		if h.GuestUp == nil {
+			cancel()
+			return vm
+		}
+		err = guestUp(ctx, t, h, cfg, vm)
+		cancel()
+		if err == nil {
+			return vm
+		}
+		vm.Kill(context.Background())
+		vm.Wait(context.Background())
+		why := ""
+		switch {
+		case cfg.SerialLog != "" && vmm.BootPanic(cfg.SerialLog):
+			why = "the guest kernel panicked"
+		case errors.Is(err, context.DeadlineExceeded):
+			why = fmt.Sprintf("the guest hung (no sign of life within %s)", h.BootTimeout)
+		}
+		if why == "" || attempt == 3 {
+			t.Fatalf("guest did not come up (boot %d): %v\nthe console ended:\n%s", attempt, err, consoleTail(cfg.SerialLog))
+		}
+		t.Logf("boot %d: %s; booting again. The console ended:\n%s", attempt, why, consoleTail(cfg.SerialLog))
+	}
+}
+
+// guestUp runs h.GuestUp, cut short when the VM ends on its own.
+func guestUp(ctx context.Context, t *testing.T, h Harness, cfg vmm.Config, vm vmm.VM) error {
+	upCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		err := vm.Wait(upCtx)
+		if upCtx.Err() == nil {
+			cancel(fmt.Errorf("the VM ended during boot: %v", err))
+		}
+	}()
+	err := h.GuestUp(upCtx, t, cfg, vm)
+	if cause := context.Cause(upCtx); err != nil && cause != nil && !errors.Is(cause, ctx.Err()) {
+		return cause
+	}
+	return err
+}
+
+// consoleTail is the last few KiB of a console log: where a boot stopped.
+func consoleTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(no console: %v)", err)
+	}
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	return string(b)
+}
+
 // TempDir makes a directory short enough for unix sockets (t.TempDir paths can exceed
 // macOS's 104-byte limit).
 func TempDir(t *testing.T) string {
@@ -166,16 +228,10 @@ func suspendRestore(t *testing.T, h Harness) {
 	if k2, _ := snap.StateKey(ctx, other); k2 == key {
 		t.Fatal("StateKey does not change with the VM's memory size")
 	}
-	vm, err := h.Backend.Start(ctx, cfg)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
+	vm := boot(t, h, cfg)
 	defer vm.Kill(context.Background())
-	if h.GuestUp != nil {
-		if err := h.GuestUp(ctx, t, cfg, vm); err != nil {
-			t.Fatalf("guest did not come up: %v", err)
-		}
-	}
+	ctx, cancel = context.WithTimeout(context.Background(), h.BootTimeout)
+	defer cancel()
 	sus, ok := vm.(vmm.Suspender)
 	if !ok {
 		t.Fatal("the backend restores saved states but its VMs cannot Suspend")
