@@ -258,8 +258,9 @@ var Tracing = sync.OnceValue(func() bool { return cmdlineValue("skiff.trace") !=
 
 // Trace marks a boot phase on the console when the kernel command line has skiff.trace=1,
 // which is how a slow boot is taken apart (SKIFF_KERNEL_ARGS=skiff.trace=1 on the host).
+// Each line also carries the wall clock, which the engine's own log is stamped with.
 func Trace(format string, args ...any) {
 	if Tracing() {
-		logf("trace: "+format, args...)
+		logf("trace: "+format+" (wall %s)", append(args, time.Now().UTC().Format("15:04:05.000"))...)
 	}
 }

@@ -79,6 +79,7 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 		return nil, err
 	}
 	s.Seed = sd
+	Trace("seed read")
 	s.Host = &transport.Client{Secret: sd.Secret, Raw: func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", net.JoinHostPort(sd.Network.Gateway, strconv.Itoa(sd.HostPort)))
@@ -101,12 +102,13 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 
 	// Stage 1 may still be loading the disk and network drivers.
 	stage1Modules.Wait()
+	Trace("stage 1's modules are in")
 	// Network and data disk do not depend on each other; do them at once.
 	var wg sync.WaitGroup
 	var netErr, dataErr error
 	wg.Add(2)
-	go func() { defer wg.Done(); netErr = s.setupNetwork() }()
-	go func() { defer wg.Done(); dataErr = s.setupData() }()
+	go func() { defer wg.Done(); netErr = s.setupNetwork(); Trace("network ready") }()
+	go func() { defer wg.Done(); dataErr = s.setupData(); Trace("data disk ready") }()
 	wg.Wait()
 	if err := errors.Join(netErr, dataErr); err != nil {
 		return nil, err
@@ -305,7 +307,15 @@ func (s *System) startEngine() error {
 		if err := s.startContainerd(); err != nil {
 			return err
 		}
+		if forgot, err := ForgetDefaultBridge(DockerNetworkDB, "/etc/docker/daemon.json"); err != nil {
+			s.Log("engine network store: %v", err)
+		} else if forgot {
+			Trace("default bridge record dropped before dockerd starts")
+		}
 		cmd = exec.Command("dockerd", "--host", "unix://"+EngineSocket, "--containerd", ContainerdSocket)
+		if Tracing() {
+			cmd.Args = append(cmd.Args, "--debug") // its steps, timed, in engine.log
+		}
 	}
 	os.Symlink(EngineSocket, "/var/run/docker.sock")
 	f, err := os.OpenFile("/var/log/engine.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -452,6 +462,7 @@ func WaitEngine(ctx context.Context) (string, error) {
 	if err := waitFile(ctx, EngineSocket); err != nil {
 		return "", err
 	}
+	Trace("engine socket appeared")
 	for {
 		if v, err := EngineReady(ctx); err == nil {
 			return v, nil
