@@ -257,6 +257,13 @@ func (a *Agent) startVM(ctx context.Context) error {
 		vm.Wait(context.Background())
 		why = err.Error()
 	}
+	a.mu.Lock()
+	if why == "" && a.boot != nil {
+		// A boot again after a panic: the first attempt set the saved state aside, and
+		// its reason for booting cold is still the one to report.
+		why = a.boot.Reason
+	}
+	a.mu.Unlock()
 	a.setBoot(agentapi.Boot{Reason: why})
 	if err := a.writeSeed(); err != nil {
 		return err
