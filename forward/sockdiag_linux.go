@@ -9,10 +9,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// diagListeners asks the kernel's socket diagnostics, on the NETLINK_SOCK_DIAG socket fd,
-// for one protocol and family's listeners. /proc/net/tcp walks the whole established-connection hash on every read; a
-// dump filtered to LISTEN walks only the listening one, and the scan runs several times a
-// second for the life of the machine.
+// openSockDiag opens the netlink socket that diagListeners asks on; one serves a whole scan.
+func openSockDiag() (int, error) {
+	return unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+}
+
+// diagListeners asks the kernel's socket diagnostics, on fd from openSockDiag, for one
+// protocol and family's listeners. /proc/net/tcp walks the whole established-connection
+// hash on every read; a dump filtered to LISTEN walks only the listening one, and the scan
+// runs several times a second for the life of the machine.
 func diagListeners(fd int, proto string, family uint8) ([]Listener, error) {
 	const (
 		tcpListen = 10 // TCP_LISTEN
@@ -99,7 +104,7 @@ func parseDiag(b []byte, proto string) ([]Listener, error) {
 // scanTables returns the guest's listeners from socket diagnostics, or from the /proc
 // tables where the kernel lacks them.
 func scanTables() []Listener {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	fd, err := openSockDiag()
 	if err != nil {
 		return scanProcNet()
 	}

@@ -32,7 +32,7 @@ func TestDiagScanMatchesProcTables(t *testing.T) {
 		defer t6.Close()
 		want = append(want, Listener{"tcp", "::1", t6.Addr().(*net.TCPAddr).Port})
 	}
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	fd, err := openSockDiag()
 	if err != nil {
 		t.Fatal(err)
 	}

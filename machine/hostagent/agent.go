@@ -298,10 +298,10 @@ func (a *Agent) bootVM(ctx context.Context) (chan error, error) {
 // returns where.
 func (a *Agent) keptBootPanic() string {
 	serial := a.Dir.File(machine.FileSerialLog)
-	if !vmm.BootPanic(serial) {
+	b, _ := os.ReadFile(serial)
+	if !vmm.BootPanic(b) {
 		return ""
 	}
-	b, _ := os.ReadFile(serial)
 	os.WriteFile(serial+".panic", b, 0o600)
 	return serial + ".panic"
 }
