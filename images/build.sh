@@ -8,8 +8,10 @@
 #   rootfs  mmdebstrap + prune + squashfs  (slow: minutes; keyed by this script and the lists)
 #   initrd  the guest agent as /init plus the few modules needed to mount the root
 #           (fast: seconds; keyed by the agent binary and the rootfs key)
-# Output in OUTDIR: kernel (bzImage on amd64, uncompressed Image on arm64), initrd.img,
-# root.squashfs, packages.lock, trim-report.txt and manifest.json.
+# Output in OUTDIR: kernel (bzImage on amd64, uncompressed Image on arm64), initrd.img.zst,
+# root.squashfs.zst, packages.lock, trim-report.txt and manifest.json. The initrd and the
+# root are zstd-packed for the download only; the manifest gives each one's digest both
+# packed and unpacked, and the install unpacks them (images.Install).
 set -euo pipefail
 
 QUERY=
@@ -83,7 +85,7 @@ sha() { sha256sum "$@" | cut -c1-64; }
 ROOT_KEY=$(cat "$HERE/rootfs.sh" "$HERE/packages.list" "$HERE/prune.list" "$HERE/prune-minimal.list" <(echo "$ARCH $VARIANT $SUITE $SOURCE_DATE_EPOCH") | sha | cut -c1-16)
 ROOT_DIR=$CACHE/rootfs-$ARCH-$VARIANT-$ROOT_KEY
 if [ -n "$QUERY" ]; then
-	[ -f "$ROOT_DIR/root.squashfs" ]
+	[ -f "$ROOT_DIR/root.squashfs.zst" ]
 	exit
 fi
 
@@ -94,43 +96,59 @@ build_initrd() {
 	cp "$ROOT_DIR/modules/"* "$dir/modules/"
 	install -m 0755 "$AGENT" "$dir/init"
 	find "$dir" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-	(cd "$dir" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) |
-		zstd -q -19 -T0 >"$OUT/.initrd.img.tmp"
-	mv -f "$OUT/.initrd.img.tmp" "$OUT/initrd.img"
+	# A plain cpio: the kernel copies it instead of decompressing it under emulation.
+	(cd "$dir" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) >"$OUT/.initrd.img"
+	pack "$OUT/.initrd.img"
+	mv -f "$OUT/.initrd.img.zst" "$OUT/initrd.img.zst"
 	rm -rf "$dir"
 }
 
+# The kernel command line the image boots with (the host adds panic=-1). Only the security
+# modules the image has a use for start: it holds no AppArmor, TOMOYO or IPE policy, and
+# their setup cost ~2 s of a boot under emulation. The crypto self-tests check the same
+# kernel code at every boot; with the SP800-108 KDF test and the jitter entropy source
+# (seeds the DRBG in FIPS mode only), which run regardless, they took ~0.4 s of the
+# kernel's start (initcall_debug: 97, 191 and 111 ms).
+KERNEL_ARGS="console=$CONSOLE quiet lsm=landlock,yama,bpf cryptomgr.notests initcall_blacklist=crypto_kdf108_init,jent_mod_init"
+
+# manifest_entry ROLE FILE prints FILE's manifest entry; a packed FILE.zst also says what
+# it unpacks to.
+manifest_entry() {
+	local role=$1 f=$2
+	if [ -f "$OUT/$f.zst" ]; then
+		printf '{"role": "%s", "name": "%s", "size": %d, "sha256": "%s",\n      "unpack": {"format": "zstd", "name": "%s", "size": %d, "sha256": "%s"}}' \
+			"$role" "$f.zst" "$(stat -c %s "$OUT/$f.zst")" "$(sha "$OUT/$f.zst")" \
+			"$f" "$(zstd -dc --long=27 "$OUT/$f.zst" | wc -c)" "$(zstd -dc --long=27 "$OUT/$f.zst" | sha)"
+	else
+		printf '{"role": "%s", "name": "%s", "size": %d, "sha256": "%s"}' "$role" "$f" "$(stat -c %s "$OUT/$f")" "$(sha "$OUT/$f")"
+	fi
+}
+
 write_manifest() {
-	local files=("$KERNEL_NAME" initrd.img root.squashfs)
 	{
 		printf '{\n  "schemaVersion": 1,\n  "name": "skiff-guest",\n  "version": "%s",\n  "arch": "%s",\n  "variant": "%s",\n' \
-			"$SUITE-$ROOT_KEY-$(sha "$OUT/initrd.img" | cut -c1-8)" "$ARCH" "$VARIANT"
-		printf '  "kernelVersion": "%s",\n  "kernelCmdline": "console=%s quiet",\n  "files": [\n' "$(cat "$ROOT_DIR/kernel.version")" "$CONSOLE"
-		local i=0
-		for f in "${files[@]}"; do
-			i=$((i + 1))
-			local role=${f%%.*}
-			case "$f" in "$KERNEL_NAME") role=kernel ;; initrd.img) role=initrd ;; root.squashfs) role=root ;; esac
-			printf '    {"role": "%s", "name": "%s", "size": %d, "sha256": "%s"}%s\n' \
-				"$role" "$f" "$(stat -c %s "$OUT/$f")" "$(sha "$OUT/$f")" "$([ $i -lt ${#files[@]} ] && echo ,)"
-		done
+			"$SUITE-$ROOT_KEY-$(sha "$OUT/initrd.img.zst" | cut -c1-8)" "$ARCH" "$VARIANT"
+		printf '  "kernelVersion": "%s",\n  "kernelCmdline": "%s",\n  "files": [\n' "$(cat "$ROOT_DIR/kernel.version")" "$KERNEL_ARGS"
+		printf '    %s,\n    %s,\n    %s\n' "$(manifest_entry kernel "$KERNEL_NAME")" "$(manifest_entry initrd initrd.img)" "$(manifest_entry root root.squashfs)"
 		printf '  ]\n}\n'
 	} >"$OUT/manifest.json"
 }
 
 mkdir -p "$CACHE" "$OUT"
-if [ -f "$ROOT_DIR/root.squashfs" ]; then
+if [ -f "$ROOT_DIR/root.squashfs.zst" ]; then
 	echo "build.sh: rootfs $ARCH/$VARIANT is cached ($ROOT_KEY), skipping mmdebstrap" >&2
 else
 	build_rootfs
 fi
 # Each output is replaced by a new file, never rewritten in place: something may still
 # hold the old one open or linked.
-for f in "$KERNEL_NAME" packages.lock trim-report.txt dropped-packages.txt root.squashfs; do
+# Unpacked files of older builds go: only what the manifest lists is the image.
+rm -f "$OUT/root.squashfs" "$OUT/initrd.img"
+for f in "$KERNEL_NAME" packages.lock trim-report.txt dropped-packages.txt root.squashfs.zst; do
 	[ -f "$ROOT_DIR/$f" ] || continue
 	cp "$ROOT_DIR/$f" "$OUT/.$f.tmp" && mv -f "$OUT/.$f.tmp" "$OUT/$f"
 done
 build_initrd
 write_manifest
-total=$(stat -c %s "$OUT/$KERNEL_NAME" "$OUT/initrd.img" "$OUT/root.squashfs" | awk "{s+=\$1} END {print s}")
-echo "build.sh: $ARCH/$VARIANT image in $OUT: kernel+initrd+root = $((total / 1048576)) MiB compressed" >&2
+total=$(stat -c %s "$OUT/$KERNEL_NAME" "$OUT/initrd.img.zst" "$OUT/root.squashfs.zst" | awk "{s+=\$1} END {print s}")
+echo "build.sh: $ARCH/$VARIANT image in $OUT: kernel+initrd+root = $((total / 1048576)) MiB compressed (the download)" >&2

@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // DefaultRef is the image `skiff machine init` uses without --image. Release builds set it
@@ -31,6 +33,35 @@ type File struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Unpack, when set, says the file is compressed for the download only and names what
+	// it unpacks to at install. The VM reads the unpacked file: a guest decompressing its
+	// own root under emulation spends seconds of every boot on it.
+	Unpack *Unpacked `json:"unpack,omitempty"`
+}
+
+// Unpacked is what a compressed File becomes in the cache.
+type Unpacked struct {
+	Format string `json:"format"` // zstd
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// InstalledName is the file's name in an installed image.
+func (f File) InstalledName() string {
+	if f.Unpack != nil {
+		return f.Unpack.Name
+	}
+	return f.Name
+}
+
+// RolePaths maps each role of an installed image in dir to its file.
+func (m *Manifest) RolePaths(dir string) map[string]string {
+	out := map[string]string{}
+	for _, f := range m.Files {
+		out[f.Role] = filepath.Join(dir, f.InstalledName())
+	}
+	return out
 }
 
 // Manifest describes an image.
@@ -56,11 +87,19 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	}
 	roles := map[string]bool{}
 	for _, f := range m.Files {
-		if f.Name == "" || f.Name != path.Base(f.Name) || f.Name == "." || f.Name == ".." || strings.ContainsAny(f.Name, `/\`) {
-			return nil, fmt.Errorf("image manifest names an unsafe file %q", f.Name)
+		if err := checkEntry(f.Name, f.SHA256); err != nil {
+			return nil, err
 		}
-		if len(f.SHA256) != 64 {
-			return nil, fmt.Errorf("image manifest: file %s has no valid sha256", f.Name)
+		if u := f.Unpack; u != nil {
+			if u.Format != "zstd" {
+				return nil, fmt.Errorf("image manifest: file %s is packed as %q, which this Skiff cannot unpack (it knows zstd)", f.Name, u.Format)
+			}
+			if err := checkEntry(u.Name, u.SHA256); err != nil {
+				return nil, err
+			}
+			if u.Name == f.Name || u.Name == "manifest.json" {
+				return nil, fmt.Errorf("image manifest: file %s unpacks onto the name %s", f.Name, u.Name)
+			}
 		}
 		roles[f.Role] = true
 	}
@@ -70,6 +109,16 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		}
 	}
 	return &m, nil
+}
+
+func checkEntry(name, sum string) error {
+	if name == "" || name != path.Base(name) || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
+		return fmt.Errorf("image manifest names an unsafe file %q", name)
+	}
+	if len(sum) != 64 {
+		return fmt.Errorf("image manifest: file %s has no valid sha256", name)
+	}
+	return nil
 }
 
 // Installed is an image verified and present in the cache.
@@ -211,13 +260,38 @@ func fetchSmall(ctx context.Context, c *http.Client, u string) ([]byte, error) {
 // fetchFile brings one file into dir and verifies it. A verified file already there is
 // kept (an install interrupted after it); a partial download is resumed.
 func fetchFile(ctx context.Context, opt Options, src source, f File, dir string) error {
-	dst := filepath.Join(dir, f.Name)
-	if st, err := os.Stat(dst); err == nil && st.Size() == f.Size {
-		if err := verify(dst, f); err == nil {
-			return nil
-		}
-		os.Remove(dst)
+	if u := f.Unpack; u != nil && keepVerified(filepath.Join(dir, u.Name), u.asFile()) {
+		return nil
 	}
+	dst := filepath.Join(dir, f.Name)
+	if !keepVerified(dst, f) {
+		if err := fetchVerified(ctx, opt, src, f, dst); err != nil {
+			return err
+		}
+	}
+	if f.Unpack != nil {
+		return unpack(dst, f, dir, opt.Progress)
+	}
+	return nil
+}
+
+func (u *Unpacked) asFile() File { return File{Name: u.Name, Size: u.Size, SHA256: u.SHA256} }
+
+// keepVerified reports whether p already holds f (an install interrupted after it). A
+// complete but wrong file is removed; a shorter one stays to be resumed.
+func keepVerified(p string, f File) bool {
+	st, err := os.Stat(p)
+	if err != nil || st.Size() != f.Size {
+		return false
+	}
+	if verify(p, f) == nil {
+		return true
+	}
+	os.Remove(p)
+	return false
+}
+
+func fetchVerified(ctx context.Context, opt Options, src source, f File, dst string) error {
 	var err error
 	if src.remote {
 		err = download(ctx, opt, src.location(f.Name), dst, f)
@@ -253,6 +327,53 @@ func verify(p string, f File) error {
 		return &DigestMismatchError{File: f.Name, Expected: f.SHA256, Actual: got}
 	}
 	return nil
+}
+
+// unpack decompresses the verified file at p into dir under its unpacked name, checks
+// what came out, and then drops the compressed copy.
+func unpack(p string, f File, dir string, progress io.Writer) error {
+	u := f.Unpack
+	in, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if progress != nil {
+		fmt.Fprintf(progress, "unpacking %s (%.1f MB)\n", u.Name, float64(u.Size)/1e6)
+	}
+	// The build compresses with a long window (--long=27) for a smaller download.
+	dec, err := zstd.NewReader(in, zstd.WithDecoderMaxWindow(1<<30), zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	tmp := filepath.Join(dir, "."+u.Name+".unpack")
+	out, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	// One byte past the size shows an unpacked file that is too long without reading on.
+	n, err := io.Copy(io.MultiWriter(out, h), io.LimitReader(dec, u.Size+1))
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("unpack image file %s: %w", f.Name, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); n != u.Size || got != u.SHA256 {
+		os.Remove(tmp)
+		os.Remove(p) // the packed file passed its own digest: the image itself is wrong
+		if n != u.Size {
+			return fmt.Errorf("image file %s unpacks to %d bytes, expected %d (sha256:%s)", f.Name, n, u.Size, u.SHA256)
+		}
+		return &DigestMismatchError{File: u.Name, Expected: u.SHA256, Actual: got}
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, u.Name)); err != nil {
+		return err
+	}
+	return os.Remove(p)
 }
 
 func copyLocal(from, to string) error {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // fixture writes a small image (three files and a manifest) into a directory.
@@ -107,7 +109,7 @@ func flakyServer(t *testing.T, dir string, cut bool) (*httptest.Server, *int32) 
 		if r.Header.Get("Range") != "" {
 			atomic.AddInt32(&ranges, 1)
 		}
-		if cut && !cutDone[name] && name == "root.squashfs" {
+		if cut && !cutDone[name] && strings.HasPrefix(name, "root.") {
 			cutDone[name] = true
 			data, _ := os.ReadFile(filepath.Join(dir, name))
 			hj := w.(http.Hijacker)
@@ -171,6 +173,87 @@ func TestParseManifestRejectsUnsafeNames(t *testing.T) {
 		raw := fmt.Sprintf(`{"schemaVersion":1,"files":[{"role":"kernel","name":%q,"size":1,"sha256":"%s"}]}`, name, strings.Repeat("a", 64))
 		if _, err := ParseManifest([]byte(raw)); err == nil {
 			t.Errorf("manifest with file name %q accepted", name)
+		}
+	}
+}
+
+// packRoot turns the fixture's root into a zstd download that unpacks to root.squashfs,
+// as build.sh ships it. unpacked overrides the digest the manifest gives the result.
+func packRoot(t *testing.T, dir string, files map[string][]byte, unpacked string) (digest string) {
+	t.Helper()
+	enc, _ := zstd.NewWriter(nil)
+	packed := enc.EncodeAll(files["root.squashfs"], nil)
+	os.WriteFile(filepath.Join(dir, "root.squashfs.zst"), packed, 0o644)
+	os.Remove(filepath.Join(dir, "root.squashfs"))
+	raw, _ := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	var m Manifest
+	json.Unmarshal(raw, &m)
+	for i, f := range m.Files {
+		if f.Role == "root" {
+			if unpacked == "" {
+				sum := sha256.Sum256(files["root.squashfs"])
+				unpacked = hex.EncodeToString(sum[:])
+			}
+			sum := sha256.Sum256(packed)
+			m.Files[i] = File{Role: "root", Name: "root.squashfs.zst", Size: int64(len(packed)), SHA256: hex.EncodeToString(sum[:]),
+				Unpack: &Unpacked{Format: "zstd", Name: f.Name, Size: int64(len(files["root.squashfs"])), SHA256: unpacked}}
+		}
+	}
+	raw, _ = json.Marshal(m)
+	os.WriteFile(filepath.Join(dir, "manifest.json"), raw, 0o644)
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+func TestInstallUnpacksPackedFile(t *testing.T) {
+	src, files, _ := fixture(t)
+	files["root.squashfs"] = []byte(strings.Repeat("squash", 200_000)) // compresses well: a short download
+	digest := packRoot(t, src, files, "")
+	srv, ranges := flakyServer(t, src, true)
+	cache := t.TempDir()
+	inst, err := Install(context.Background(), srv.URL+"/manifest.json@sha256:"+digest, cache, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atomic.LoadInt32(ranges) == 0 {
+		t.Fatal("the dropped download of the packed root was not resumed")
+	}
+	if got, _ := os.ReadFile(inst.Manifest.RolePaths(inst.Dir)["root"]); string(got) != string(files["root.squashfs"]) {
+		t.Fatal("the root's installed path does not hold the unpacked root")
+	}
+	if _, err := os.Stat(filepath.Join(inst.Dir, "root.squashfs.zst")); !os.IsNotExist(err) {
+		t.Fatalf("the packed download was kept next to what it unpacked to: %v", err)
+	}
+	again, err := Install(context.Background(), src, cache, Options{})
+	if err != nil || !again.CacheHit {
+		t.Fatalf("a second install was not a cache hit: %v", err)
+	}
+}
+
+func TestInstallPackedFileUnpacksWrong(t *testing.T) {
+	src, files, _ := fixture(t)
+	packRoot(t, src, files, strings.Repeat("0", 64))
+	cache := t.TempDir()
+	_, err := Install(context.Background(), src, cache, Options{})
+	var dm *DigestMismatchError
+	if !errors.As(err, &dm) || dm.File != "root.squashfs" || dm.Expected != strings.Repeat("0", 64) {
+		t.Fatalf("want a digest mismatch naming the unpacked root.squashfs, got %v", err)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, "images", "sha256-*")); len(ents) != 0 {
+		t.Fatalf("an image whose root unpacks wrong was installed: %v", ents)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, "images", ".partial-*", "*root*")); len(ents) != 0 {
+		t.Fatalf("files of the failed unpack were left: %v", ents)
+	}
+}
+
+func TestParseManifestRejectsUnknownPacking(t *testing.T) {
+	sum := strings.Repeat("a", 64)
+	for _, tc := range []struct{ format, name string }{{"xz", "root.squashfs"}, {"zstd", "../root"}, {"zstd", "root.zst"}, {"zstd", "manifest.json"}} {
+		raw := fmt.Sprintf(`{"schemaVersion":1,"files":[{"role":"kernel","name":"k","size":1,"sha256":"%s"},{"role":"initrd","name":"i","size":1,"sha256":"%s"},`+
+			`{"role":"root","name":"root.zst","size":1,"sha256":"%s","unpack":{"format":%q,"name":%q,"size":2,"sha256":"%s"}}]}`, sum, sum, sum, tc.format, tc.name, sum)
+		if _, err := ParseManifest([]byte(raw)); err == nil {
+			t.Errorf("manifest packing root as %s onto %q accepted", tc.format, tc.name)
 		}
 	}
 }

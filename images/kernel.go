@@ -64,7 +64,7 @@ func deriveVMLinux(dir string, m *Manifest) {
 		if f.Role != "kernel" {
 			continue
 		}
-		bz, err := os.ReadFile(filepath.Join(dir, f.Name))
+		bz, err := os.ReadFile(filepath.Join(dir, f.InstalledName()))
 		if err != nil {
 			return
 		}

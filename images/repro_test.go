@@ -16,8 +16,8 @@ import (
 
 // TestReproducibleImage checks that the image recipe gives the same bytes from the same
 // inputs: two runs of build.sh with one agent binary must write identical files (initrd,
-// manifest, and the cached root), and the root squashfs rebuilt from its own unpacked tree
-// must equal the one the build made. The slow rootfs stage is not rerun: it is cached
+// manifest, and the cached root), and the packed root squashfs rebuilt from its own
+// unpacked tree must equal the one the build made. The slow rootfs stage is not rerun: it is cached
 // by recipe hash, and `make image` has already built it in CI.
 //
 //	SKIFF_IMAGE_REPRO=1 go test -run TestReproducibleImage ./images/
@@ -65,20 +65,23 @@ func TestReproducibleImage(t *testing.T) {
 		}
 	}
 
-	// The root again from its own tree, with the recipe's own squashfs step.
+	// The root again from its own tree, with the recipe's own squashfs and pack steps.
 	tree := filepath.Join(dir, "tree")
-	root := filepath.Join(outs[0], "root.squashfs")
+	root := filepath.Join(dir, "root.squashfs")
+	if out, err := exec.Command("zstd", "-q", "-d", "--long=27", "-o", root, filepath.Join(outs[0], "root.squashfs.zst")).CombinedOutput(); err != nil {
+		t.Fatalf("unpack root: %v\n%s", err, out)
+	}
 	if out, err := exec.Command("unsquashfs", "-quiet", "-no-progress", "-d", tree, root).CombinedOutput(); err != nil {
 		t.Fatalf("unsquashfs: %v\n%s", err, out)
 	}
 	again := filepath.Join(dir, "again.squashfs")
-	cmd := exec.Command("bash", "-c", `HERE=. && . ./rootfs.sh && make_squashfs "$0" "$1"`, tree, again)
+	cmd := exec.Command("bash", "-c", `HERE=. && . ./rootfs.sh && make_squashfs "$0" "$1" && pack "$1"`, tree, again)
 	cmd.Env = recipeEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make_squashfs: %v\n%s", err, out)
 	}
-	if x, y := fileDigest(t, root), fileDigest(t, again); x != y {
-		t.Errorf("root.squashfs rebuilt from its own tree differs: %s vs %s", x, y)
+	if x, y := fileDigest(t, filepath.Join(outs[0], "root.squashfs.zst")), fileDigest(t, again+".zst"); x != y {
+		t.Errorf("root.squashfs.zst rebuilt from its own tree differs: %s vs %s", x, y)
 	}
 }
 

@@ -553,13 +553,23 @@ func (a *Agent) control(ctx context.Context, req forward.ControlRequest) (*forwa
 
 func (a *Agent) vmConfig() (vmm.Config, error) {
 	img := a.Spec.Image
-	man, err := readManifestRoles(img.Dir)
+	m, err := readManifest(img.Dir)
 	if err != nil {
 		return vmm.Config{}, err
 	}
-	cmdline := "console=ttyS0 quiet panic=-1 rootwait"
-	if a.Spec.Arch() == "arm64" {
-		cmdline = "console=ttyAMA0 quiet panic=-1"
+	man := m.RolePaths(img.Dir)
+	// The image knows what its kernel needs; the agent adds what the host side relies on:
+	// a panic ends the VM (the agent boots again on it) rather than rebooting it.
+	cmdline := m.KernelCmdline
+	if cmdline == "" {
+		cmdline = "console=ttyS0 quiet"
+		if a.Spec.Arch() == "arm64" {
+			cmdline = "console=ttyAMA0 quiet"
+		}
+	}
+	cmdline += " panic=-1"
+	if a.Spec.Arch() != "arm64" {
+		cmdline += " rootwait"
 	}
 	if extra := os.Getenv("SKIFF_KERNEL_ARGS"); extra != "" {
 		cmdline += " " + extra // for debugging boots
@@ -636,28 +646,17 @@ func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 	return sd.Marshal()
 }
 
-// readManifestRoles maps each file role of the image in dir to its path.
-func readManifestRoles(dir string) (map[string]string, error) {
+// readManifest reads the manifest of the installed image in dir.
+func readManifest(dir string) (*images.Manifest, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
 		return nil, fmt.Errorf("guest image: %w", err)
 	}
-	var m struct {
-		Files []struct{ Role, Name string }
+	m, err := images.ParseManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("guest image in %s: %w", dir, err)
 	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("guest image manifest: %w", err)
-	}
-	out := map[string]string{}
-	for _, f := range m.Files {
-		out[f.Role] = filepath.Join(dir, f.Name)
-	}
-	for _, r := range []string{"kernel", "initrd", "root"} {
-		if out[r] == "" {
-			return nil, fmt.Errorf("guest image manifest lists no %s", r)
-		}
-	}
-	return out, nil
+	return m, nil
 }
 
 // killStaleVM kills a VM left by a crashed agent on platforms where it could outlive it.
