@@ -86,8 +86,19 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("image manifest schema version %d is not supported", m.SchemaVersion)
 	}
 	roles := map[string]bool{}
+	names := map[string]bool{"manifest.json": true}
+	claim := func(name string) error {
+		if names[name] {
+			return fmt.Errorf("image manifest: two files are named %s", name)
+		}
+		names[name] = true
+		return nil
+	}
 	for _, f := range m.Files {
 		if err := checkEntry(f.Name, f.SHA256); err != nil {
+			return nil, err
+		}
+		if err := claim(f.Name); err != nil {
 			return nil, err
 		}
 		if u := f.Unpack; u != nil {
@@ -97,8 +108,8 @@ func ParseManifest(b []byte) (*Manifest, error) {
 			if err := checkEntry(u.Name, u.SHA256); err != nil {
 				return nil, err
 			}
-			if u.Name == f.Name || u.Name == "manifest.json" {
-				return nil, fmt.Errorf("image manifest: file %s unpacks onto the name %s", f.Name, u.Name)
+			if err := claim(u.Name); err != nil {
+				return nil, err
 			}
 		}
 		roles[f.Role] = true

@@ -249,7 +249,7 @@ func TestInstallPackedFileUnpacksWrong(t *testing.T) {
 
 func TestParseManifestRejectsUnknownPacking(t *testing.T) {
 	sum := strings.Repeat("a", 64)
-	for _, tc := range []struct{ format, name string }{{"xz", "root.squashfs"}, {"zstd", "../root"}, {"zstd", "root.zst"}, {"zstd", "manifest.json"}} {
+	for _, tc := range []struct{ format, name string }{{"xz", "root.squashfs"}, {"zstd", "../root"}, {"zstd", "root.zst"}, {"zstd", "manifest.json"}, {"zstd", "k"}} {
 		raw := fmt.Sprintf(`{"schemaVersion":1,"files":[{"role":"kernel","name":"k","size":1,"sha256":"%s"},{"role":"initrd","name":"i","size":1,"sha256":"%s"},`+
 			`{"role":"root","name":"root.zst","size":1,"sha256":"%s","unpack":{"format":%q,"name":%q,"size":2,"sha256":"%s"}}]}`, sum, sum, sum, tc.format, tc.name, sum)
 		if _, err := ParseManifest([]byte(raw)); err == nil {
