@@ -94,11 +94,13 @@ func New(t testing.TB) *Env {
 			return
 		}
 		out, _ := e.Run("machine", "list", "--format", "{{.Name}}")
-		for _, n := range strings.Fields(out) {
-			e.Run("machine", "rm", "-f", n)
-		}
+		names := strings.Fields(out)
+		// Before rm, which deletes the machine's directory and with it the logs.
 		if t.Failed() {
 			e.DumpLogs()
+		}
+		for _, n := range names {
+			e.Run("machine", "rm", "-f", n)
 		}
 		if os.Getenv("SKIFF_E2E_KEEP") != "" {
 			t.Logf("kept the Skiff home %s (SKIFF_E2E_KEEP)", home)
@@ -236,6 +238,14 @@ func (e *Env) LogText() string {
 				s = s[len(s)-6000:]
 			}
 			fmt.Fprintf(&b, "=== %s/%s ===\n%s\n", filepath.Base(m), f, s)
+		}
+		// The engine's side, from a guest that is still up; a stopped one has nothing here.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := e.Cmd(ctx, "machine", "ssh", filepath.Base(m), "--",
+			"tail -c 6000 /var/log/engine.log; echo; echo '--- containerd.log'; tail -c 3000 /var/log/containerd.log; echo '--- dmesg'; dmesg | tail -n 30").CombinedOutput()
+		cancel()
+		if err == nil {
+			fmt.Fprintf(&b, "=== %s guest logs ===\n%s\n", filepath.Base(m), out)
 		}
 	}
 	return b.String()

@@ -15,6 +15,7 @@ import (
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/forward/usernet"
+	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/images/seed"
 	"github.com/skiff-dev/skiff/machine/machinetest"
 	"github.com/skiff-dev/skiff/vmm"
@@ -28,9 +29,12 @@ func TestConformance(t *testing.T) {
 	if img == "" {
 		img = filepath.Join(machinetest.RepoRoot(t), "images", "out", runtime.GOARCH)
 	}
-	if _, err := os.Stat(filepath.Join(img, "vmlinuz")); err != nil {
-		t.Fatalf("no guest image at %s (run `make image`)", img)
+	// Installed as a machine gets it: the build's root and initrd are packed for download.
+	inst, err := images.Install(context.Background(), img, vmmtest.TempDir(t), images.Options{})
+	if err != nil {
+		t.Fatalf("no guest image at %s (run `make image`): %v", img, err)
 	}
+	paths := inst.Manifest.RolePaths(inst.Dir)
 	nets := map[string]*usernet.Network{}
 	vmmtest.Run(t, vmmtest.Harness{
 		Backend: &Backend{},
@@ -52,10 +56,10 @@ func TestConformance(t *testing.T) {
 			nets[dir] = n
 			return vmm.Config{
 				Name: "conformance", Dir: dir, RunDir: dir, Arch: runtime.GOARCH, CPUs: 2, MemoryMiB: 1024,
-				Kernel: filepath.Join(img, "vmlinuz"), Initrd: filepath.Join(img, "initrd.img"),
+				Kernel: paths["kernel"], Initrd: paths["initrd"],
 				Cmdline: "console=ttyS0 quiet panic=-1",
 				Disks: []vmm.Disk{
-					{Path: filepath.Join(img, "root.squashfs"), Serial: "skiff-root", ReadOnly: true},
+					{Path: paths["root"], Serial: "skiff-root", ReadOnly: true},
 					{Path: data, Serial: "skiff-data", Discard: true},
 					{Path: filepath.Join(dir, "seed.img"), Serial: "skiff-seed", ReadOnly: true},
 				},
