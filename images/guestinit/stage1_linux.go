@@ -46,7 +46,8 @@ func Stage1() error {
 	mods.load(mods.root, loadModuleAt)
 	Trace("stage 1: root modules loaded")
 	// The rest (data disk, network, vsock) load while the root is mounted; stage 2 waits
-	// for them before it needs them.
+	// for each one where it needs it.
+	stage1Mods = mods
 	stage1Modules.Add(1)
 	go func() {
 		defer stage1Modules.Done()
@@ -126,6 +127,16 @@ func installAgent() error {
 // stage1Modules is done once stage 1 has loaded every module it carries.
 var stage1Modules sync.WaitGroup
 
+// stage1Mods is stage 1's list while its modules load; nil outside a boot.
+var stage1Mods *moduleList
+
+// waitStage1Module waits for stage 1's attempt at one module (a name like "ext4.ko").
+func waitStage1Module(name string) {
+	if stage1Mods != nil {
+		stage1Mods.wait(name)
+	}
+}
+
 // moduleList is stage 1's load.list. Each line is a module file followed by the files it
 // needs, earlier in the list; a module whose dependency did not load is skipped, which is
 // how Hyper-V's drivers stay quiet on QEMU. Lines before "--" are what mounting the root
@@ -134,7 +145,9 @@ var stage1Modules sync.WaitGroup
 type moduleList struct {
 	dir        int
 	root, rest [][]string
+	mu         sync.Mutex
 	loaded     map[string]bool
+	done       map[string]chan struct{} // closed when a module's attempt has ended
 }
 
 func readModuleList(dir string) (*moduleList, error) {
@@ -146,7 +159,7 @@ func readModuleList(dir string) (*moduleList, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &moduleList{dir: fd, loaded: map[string]bool{}}
+	m := &moduleList{dir: fd, loaded: map[string]bool{}, done: map[string]chan struct{}{}}
 	part := &m.root
 	for _, line := range strings.Split(string(b), "\n") {
 		switch f := strings.Fields(line); {
@@ -155,26 +168,53 @@ func readModuleList(dir string) (*moduleList, error) {
 			part = &m.rest
 		default:
 			*part = append(*part, f)
+			m.done[f[0]] = make(chan struct{})
 		}
 	}
 	return m, nil
 }
 
+// load tries every line at once, each as soon as the modules it needs are in, and returns
+// when all have been tried. Modules load in parallel: under emulation each one's
+// relocation and init is CPU work that the second vCPU otherwise sits out.
 func (m *moduleList) load(lines [][]string, load func(dir int, name string) error) {
-lines:
+	var wg sync.WaitGroup
 	for _, f := range lines {
-		for _, dep := range f[1:] {
-			if !m.loaded[dep] {
-				continue lines
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok := true
+			for _, dep := range f[1:] {
+				ok = ok && m.wait(dep)
 			}
-		}
-		err := load(m.dir, f[0])
-		m.loaded[f[0]] = err == nil
-		// ENODEV: no such hardware here (Hyper-V's bus on QEMU); not worth a line.
-		if err != nil && err != unix.ENODEV && err != unix.ENOENT {
-			logf("module %s: %v", f[0], err)
-		}
+			var err error
+			if ok {
+				err = load(m.dir, f[0])
+			}
+			m.mu.Lock()
+			m.loaded[f[0]] = ok && err == nil
+			m.mu.Unlock()
+			close(m.done[f[0]])
+			// ENODEV: no such hardware here (Hyper-V's bus on QEMU); not worth a line.
+			if err != nil && err != unix.ENODEV && err != unix.ENOENT {
+				logf("module %s: %v", f[0], err)
+			}
+		}()
 	}
+	wg.Wait()
+}
+
+// wait blocks until name's attempt has ended and says whether it loaded. A name the list
+// does not have never loads.
+func (m *moduleList) wait(name string) bool {
+	ch, ok := m.done[name]
+	if !ok {
+		return false
+	}
+	<-ch
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.loaded[name]
 }
 
 // release removes the module files, which would otherwise stay in memory for good.

@@ -4,7 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,8 +21,11 @@ func TestLoadModuleListSkipsWhatCannotLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
 	var tried []string
 	load := func(_ int, name string) error {
+		mu.Lock()
+		defer mu.Unlock()
 		tried = append(tried, name)
 		if name == "hv_vmbus.ko" {
 			return unix.ENODEV // not on Hyper-V
@@ -27,7 +33,8 @@ func TestLoadModuleListSkipsWhatCannotLoad(t *testing.T) {
 		return nil
 	}
 	m.load(m.root, load)
-	if want := []string{"virtio_blk.ko", "hv_vmbus.ko", "squashfs.ko"}; !reflect.DeepEqual(tried, want) {
+	sort.Strings(tried)
+	if want := []string{"hv_vmbus.ko", "squashfs.ko", "virtio_blk.ko"}; !reflect.DeepEqual(tried, want) {
 		t.Fatalf("root part loaded %v, want %v (what needs hv_vmbus must be skipped)", tried, want)
 	}
 	tried = nil
@@ -38,5 +45,43 @@ func TestLoadModuleListSkipsWhatCannotLoad(t *testing.T) {
 	m.release()
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Fatalf("release left %v", left)
+	}
+}
+
+func TestLoadModuleListParallelAfterDependencies(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "load.list"), []byte("slow.ko\nneeds_slow.ko slow.ko\nfree.ko\n"), 0o644)
+	m, err := readModuleList(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var events []string
+	note := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	m.load(m.root, func(_ int, name string) error {
+		note("start " + name)
+		if name == "slow.ko" {
+			time.Sleep(200 * time.Millisecond)
+		}
+		note("end " + name)
+		return nil
+	})
+	at := func(e string) int {
+		for i, x := range events {
+			if x == e {
+				return i
+			}
+		}
+		t.Fatalf("no %q in %v", e, events)
+		return -1
+	}
+	if at("start needs_slow.ko") < at("end slow.ko") {
+		t.Errorf("a module started before the module it needs was in: %v", events)
+	}
+	if at("end free.ko") > at("end slow.ko") {
+		t.Errorf("a module that needs nothing waited for a slow one: %v", events)
+	}
+	if !m.wait("needs_slow.ko") || m.wait("not_listed.ko") {
+		t.Errorf("wait: loaded=%v for needs_slow.ko, %v for a module not in the list", m.wait("needs_slow.ko"), m.wait("not_listed.ko"))
 	}
 }
