@@ -159,12 +159,19 @@ func TestDownloadCorruptFile(t *testing.T) {
 	if !errors.As(err, &dm) || dm.File != "root.squashfs" {
 		t.Fatalf("want a digest mismatch for root.squashfs, got %v", err)
 	}
+	// The corrupt file is not kept to be resumed from.
+	nothingInstalled(t, cache, "root.squashfs")
+}
+
+// nothingInstalled fails when a failed install left an image in the cache, or partial
+// files matching leftover to be resumed from.
+func nothingInstalled(t *testing.T, cache, leftover string) {
+	t.Helper()
 	if ents, _ := filepath.Glob(filepath.Join(cache, "images", "sha256-*")); len(ents) != 0 {
 		t.Fatalf("half-installed image left in the cache: %v", ents)
 	}
-	// The corrupt file is not kept to be resumed from.
-	if ents, _ := filepath.Glob(filepath.Join(cache, "images", ".partial-*", "root.squashfs")); len(ents) != 0 {
-		t.Fatalf("corrupt partial file kept: %v", ents)
+	if ents, _ := filepath.Glob(filepath.Join(cache, "images", ".partial-*", leftover)); len(ents) != 0 {
+		t.Fatalf("files of the failed install kept: %v", ents)
 	}
 }
 
@@ -239,12 +246,7 @@ func TestInstallPackedFileUnpacksWrong(t *testing.T) {
 	if !errors.As(err, &dm) || dm.File != "root.squashfs" || dm.Expected != strings.Repeat("0", 64) {
 		t.Fatalf("want a digest mismatch naming the unpacked root.squashfs, got %v", err)
 	}
-	if ents, _ := filepath.Glob(filepath.Join(cache, "images", "sha256-*")); len(ents) != 0 {
-		t.Fatalf("an image whose root unpacks wrong was installed: %v", ents)
-	}
-	if ents, _ := filepath.Glob(filepath.Join(cache, "images", ".partial-*", "*root*")); len(ents) != 0 {
-		t.Fatalf("files of the failed unpack were left: %v", ents)
-	}
+	nothingInstalled(t, cache, "*root*")
 }
 
 func TestParseManifestRejectsUnknownPacking(t *testing.T) {
