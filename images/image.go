@@ -76,6 +76,24 @@ type Manifest struct {
 	Files         []File `json:"files"`
 }
 
+// BootCmdline is the kernel command line a VM booting this image is given: what the
+// image's kernel needs, and what the host side relies on (panic=-1: a panic ends the VM,
+// which the host agent then boots again, rather than rebooting it unseen).
+func (m *Manifest) BootCmdline() string {
+	cmdline := m.KernelCmdline
+	if cmdline == "" { // images from before the manifest carried it
+		cmdline = "console=ttyS0 quiet"
+		if m.Arch == "arm64" {
+			cmdline = "console=ttyAMA0 quiet"
+		}
+	}
+	cmdline += " panic=-1"
+	if m.Arch != "arm64" {
+		cmdline += " rootwait"
+	}
+	return cmdline
+}
+
 // ParseManifest decodes and sanity-checks a manifest.
 func ParseManifest(b []byte) (*Manifest, error) {
 	var m Manifest

@@ -259,3 +259,19 @@ func TestParseManifestRejectsUnknownPacking(t *testing.T) {
 		}
 	}
 }
+
+func TestBootCmdline(t *testing.T) {
+	for _, c := range []struct {
+		m    Manifest
+		want string
+	}{
+		{Manifest{Arch: "amd64", KernelCmdline: "console=ttyS0 quiet lsm=bpf"}, "console=ttyS0 quiet lsm=bpf panic=-1 rootwait"},
+		{Manifest{Arch: "arm64", KernelCmdline: "console=ttyAMA0 quiet"}, "console=ttyAMA0 quiet panic=-1"},
+		{Manifest{Arch: "amd64"}, "console=ttyS0 quiet panic=-1 rootwait"},
+		{Manifest{Arch: "arm64"}, "console=ttyAMA0 quiet panic=-1"},
+	} {
+		if got := c.m.BootCmdline(); got != c.want {
+			t.Errorf("%s %q: BootCmdline() = %q, want %q", c.m.Arch, c.m.KernelCmdline, got, c.want)
+		}
+	}
+}

@@ -41,19 +41,18 @@ func Stage1() error {
 	mods, err := readModuleList("/modules")
 	if err != nil {
 		logf("stage1: %v", err)
-		mods = &moduleList{dir: -1}
+		mods = newModuleList(-1)
 	}
 	mods.load(mods.root, loadModuleAt)
 	Trace("stage 1: root modules loaded")
 	// The rest (data disk, network, vsock) load while the root is mounted; stage 2 waits
 	// for each one where it needs it.
 	stage1Mods = mods
-	stage1Modules.Add(1)
 	go func() {
-		defer stage1Modules.Done()
 		mods.load(mods.rest, loadModuleAt)
 		mods.release()
 		Trace("stage 1: all modules loaded")
+		close(mods.finished)
 	}()
 	root, err := WaitDisk(SerialRoot, 10*time.Second)
 	if err != nil {
@@ -97,7 +96,7 @@ func Stage1() error {
 	Trace("stage 1 done: root mounted")
 	if cmdlineValue("skiff.init") == "systemd" {
 		// An exec ends the goroutines: finish here what they would have.
-		stage1Modules.Wait()
+		waitStage1Modules()
 		if err := installAgent(); err != nil {
 			return err
 		}
@@ -124,16 +123,21 @@ func installAgent() error {
 	return nil
 }
 
-// stage1Modules is done once stage 1 has loaded every module it carries.
-var stage1Modules sync.WaitGroup
-
-// stage1Mods is stage 1's list while its modules load; nil outside a boot.
+// stage1Mods is stage 1's list while its modules load; nil when stage 1 ran in another
+// process (stage 2 under systemd).
 var stage1Mods *moduleList
 
 // waitStage1Module waits for stage 1's attempt at one module (a name like "ext4.ko").
 func waitStage1Module(name string) {
 	if stage1Mods != nil {
 		stage1Mods.wait(name)
+	}
+}
+
+// waitStage1Modules waits until stage 1 has tried every module it carries.
+func waitStage1Modules() {
+	if stage1Mods != nil {
+		<-stage1Mods.finished
 	}
 }
 
@@ -148,6 +152,11 @@ type moduleList struct {
 	mu         sync.Mutex
 	loaded     map[string]bool
 	done       map[string]chan struct{} // closed when a module's attempt has ended
+	finished   chan struct{}            // closed when every line has been tried
+}
+
+func newModuleList(dir int) *moduleList {
+	return &moduleList{dir: dir, loaded: map[string]bool{}, done: map[string]chan struct{}{}, finished: make(chan struct{})}
 }
 
 func readModuleList(dir string) (*moduleList, error) {
@@ -159,7 +168,7 @@ func readModuleList(dir string) (*moduleList, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &moduleList{dir: fd, loaded: map[string]bool{}, done: map[string]chan struct{}{}}
+	m := newModuleList(fd)
 	part := &m.root
 	for _, line := range strings.Split(string(b), "\n") {
 		switch f := strings.Fields(line); {

@@ -103,7 +103,7 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 
 	if opt.PID1 {
 		go func() {
-			stage1Modules.Wait()
+			waitStage1Modules()
 			if err := mountKernelFS(lateKernelFS); err != nil {
 				logf("%v", err)
 			}
@@ -140,7 +140,7 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 		logf("sshd: %v", err)
 	}
 	// What the agent goes on to use (vsock) is among the rest of stage 1's modules.
-	stage1Modules.Wait()
+	waitStage1Modules()
 	return s, nil
 }
 
@@ -338,10 +338,14 @@ func (s *System) startEngine() error {
 	default:
 		// containerd starts at the same time as dockerd rather than after dockerd's own
 		// initialisation, which is how it runs when dockerd spawns it.
-		if err := s.startContainerd(); err != nil {
+		ctrd := exec.Command("containerd")
+		if err := s.startDaemon(ctrd, "/var/log/containerd.log"); err != nil {
 			return err
 		}
-		if forgot, err := ForgetDefaultBridge(DockerNetworkDB, "/etc/docker/daemon.json"); err != nil {
+		s.mu.Lock()
+		s.containerd = ctrd
+		s.mu.Unlock()
+		if forgot, err := ForgetDefaultBridge(DockerNetworkDB, DockerConfig); err != nil {
 			s.Log("engine network store: %v", err)
 		} else if forgot {
 			Trace("default bridge record dropped before dockerd starts")
@@ -352,41 +356,33 @@ func (s *System) startEngine() error {
 		}
 	}
 	os.Symlink(EngineSocket, "/var/run/docker.sock")
-	f, err := os.OpenFile("/var/log/engine.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err == nil {
-		cmd.Stdout, cmd.Stderr = f, f
-	}
-	ch, err := s.Reaper.Start(cmd)
-	if err != nil {
-		return fmt.Errorf("start %s: %w", s.Seed.Engine, err)
+	if err := s.startDaemon(cmd, "/var/log/engine.log"); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	s.engine = cmd
 	s.mu.Unlock()
-	go func() {
-		ws := <-ch
-		s.Log("engine %s exited: %v", s.Seed.Engine, ws)
-	}()
 	return nil
 }
+
+// DockerConfig is the image's dockerd configuration.
+const DockerConfig = "/etc/docker/daemon.json"
 
 // ContainerdSocket is where the guest's containerd listens.
 const ContainerdSocket = "/run/containerd/containerd.sock"
 
-func (s *System) startContainerd() error {
-	cmd := exec.Command("containerd")
-	f, err := os.OpenFile("/var/log/containerd.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err == nil {
+// startDaemon starts a long-running process with its output appended to logPath, and
+// logs its exit.
+func (s *System) startDaemon(cmd *exec.Cmd, logPath string) error {
+	if f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+		defer f.Close() // the child has its own copy once started
 		cmd.Stdout, cmd.Stderr = f, f
 	}
 	ch, err := s.Reaper.Start(cmd)
 	if err != nil {
-		return fmt.Errorf("start containerd: %w", err)
+		return fmt.Errorf("start %s: %w", cmd.Args[0], err)
 	}
-	s.mu.Lock()
-	s.containerd = cmd
-	s.mu.Unlock()
-	go func() { s.Log("containerd exited: %v", <-ch) }()
+	go func() { s.Log("%s exited: %v", cmd.Args[0], <-ch) }()
 	return nil
 }
 
@@ -400,11 +396,7 @@ func (s *System) startSSHD() error {
 		return err
 	}
 	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e")
-	f, err := os.OpenFile("/var/log/sshd.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err == nil {
-		cmd.Stdout, cmd.Stderr = f, f
-	}
-	if _, err := s.Reaper.Start(cmd); err != nil {
+	if err := s.startDaemon(cmd, "/var/log/sshd.log"); err != nil {
 		return err
 	}
 	s.mu.Lock()

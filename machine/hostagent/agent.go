@@ -558,19 +558,7 @@ func (a *Agent) vmConfig() (vmm.Config, error) {
 		return vmm.Config{}, err
 	}
 	man := m.RolePaths(img.Dir)
-	// The image knows what its kernel needs; the agent adds what the host side relies on:
-	// a panic ends the VM (the agent boots again on it) rather than rebooting it.
-	cmdline := m.KernelCmdline
-	if cmdline == "" {
-		cmdline = "console=ttyS0 quiet"
-		if a.Spec.Arch() == "arm64" {
-			cmdline = "console=ttyAMA0 quiet"
-		}
-	}
-	cmdline += " panic=-1"
-	if a.Spec.Arch() != "arm64" {
-		cmdline += " rootwait"
-	}
+	cmdline := m.BootCmdline()
 	if extra := os.Getenv("SKIFF_KERNEL_ARGS"); extra != "" {
 		cmdline += " " + extra // for debugging boots
 	}

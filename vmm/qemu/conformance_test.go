@@ -57,7 +57,7 @@ func TestConformance(t *testing.T) {
 			return vmm.Config{
 				Name: "conformance", Dir: dir, RunDir: dir, Arch: runtime.GOARCH, CPUs: 2, MemoryMiB: 1024,
 				Kernel: paths["kernel"], Initrd: paths["initrd"],
-				Cmdline: "console=ttyS0 quiet panic=-1",
+				Cmdline: inst.Manifest.BootCmdline(),
 				Disks: []vmm.Disk{
 					{Path: paths["root"], Serial: "skiff-root", ReadOnly: true},
 					{Path: data, Serial: "skiff-data", Discard: true},
