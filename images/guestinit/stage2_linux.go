@@ -341,13 +341,9 @@ func (s *System) startEngine() error {
 	default:
 		// containerd starts at the same time as dockerd rather than after dockerd's own
 		// initialisation, which is how it runs when dockerd spawns it.
-		ctrd := exec.Command("containerd")
-		if err := s.startDaemon(ctrd, "/var/log/containerd.log"); err != nil {
+		if err := s.startDaemon(&s.containerd, exec.Command("containerd"), "/var/log/containerd.log"); err != nil {
 			return err
 		}
-		s.mu.Lock()
-		s.containerd = ctrd
-		s.mu.Unlock()
 		if forgot, err := ForgetDefaultBridge(DockerNetworkDB, DockerConfig); err != nil {
 			s.Log("engine network store: %v", err)
 		} else if forgot {
@@ -359,13 +355,7 @@ func (s *System) startEngine() error {
 		}
 	}
 	os.Symlink(EngineSocket, "/var/run/docker.sock")
-	if err := s.startDaemon(cmd, "/var/log/engine.log"); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.engine = cmd
-	s.mu.Unlock()
-	return nil
+	return s.startDaemon(&s.engine, cmd, "/var/log/engine.log")
 }
 
 // DockerConfig is the image's dockerd configuration.
@@ -374,9 +364,9 @@ const DockerConfig = "/etc/docker/daemon.json"
 // ContainerdSocket is where the guest's containerd listens.
 const ContainerdSocket = "/run/containerd/containerd.sock"
 
-// startDaemon starts a long-running process with its output appended to logPath, and
-// logs its exit.
-func (s *System) startDaemon(cmd *exec.Cmd, logPath string) error {
+// startDaemon starts a long-running process with its output appended to logPath, records
+// it in slot (one of s's process fields, for Shutdown) and logs its exit.
+func (s *System) startDaemon(slot **exec.Cmd, cmd *exec.Cmd, logPath string) error {
 	if f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 		defer f.Close() // the child has its own copy once started
 		cmd.Stdout, cmd.Stderr = f, f
@@ -385,6 +375,9 @@ func (s *System) startDaemon(cmd *exec.Cmd, logPath string) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", cmd.Args[0], err)
 	}
+	s.mu.Lock()
+	*slot = cmd
+	s.mu.Unlock()
 	go func() { s.Log("%s exited: %v", cmd.Args[0], <-ch) }()
 	return nil
 }
@@ -398,14 +391,7 @@ func (s *System) startSSHD() error {
 	if err := os.WriteFile("/run/skiff/authorized_keys", []byte(s.Seed.AuthorizedKeys), 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e")
-	if err := s.startDaemon(cmd, "/var/log/sshd.log"); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.sshd = cmd
-	s.mu.Unlock()
-	return nil
+	return s.startDaemon(&s.sshd, exec.Command("/usr/sbin/sshd", "-D", "-e"), "/var/log/sshd.log")
 }
 
 func (s *System) mountShares() {
