@@ -186,7 +186,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		case <-readyCh:
 		case err := <-vmDone:
 			// See vmm.BootPanic: boot again, twice at most.
-			if kept := a.keptBootPanic(); kept != "" {
+			if kept := a.keptPanic(); kept != "" {
 				if retries == 2 {
 					return fmt.Errorf("%w during boot: the guest kernel panicked 3 times (the last console is in %s)", ErrCrashed, kept)
 				}
@@ -225,6 +225,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	select {
 	case err := <-vmDone:
+		if kept := a.keptPanic(); kept != "" {
+			return fmt.Errorf("%w: the guest kernel panicked (its console is kept in %s)", ErrCrashed, kept)
+		}
 		return fmt.Errorf("%w: %v", ErrCrashed, err)
 	case req := <-a.stopReq:
 		clean = true
@@ -293,10 +296,9 @@ func (a *Agent) bootVM(ctx context.Context) (chan error, error) {
 	return vmDone, nil
 }
 
-// keptBootPanic checks the console of a VM that ended during boot for a kernel panic and,
-// if there is one, keeps it beside the log (the next boot overwrites the console) and
-// returns where.
-func (a *Agent) keptBootPanic() string {
+// keptPanic checks the console of a VM that ended unasked for a kernel panic and, if there
+// is one, keeps it beside the log (the next boot overwrites the console) and returns where.
+func (a *Agent) keptPanic() string {
 	serial := a.Dir.File(machine.FileSerialLog)
 	b, _ := os.ReadFile(serial)
 	if !vmm.BootPanic(b) {

@@ -68,18 +68,37 @@ func probeKey(bin, _ string) string {
 	return k
 }
 
-func loadVerdict(key string) (verdict, bool) {
-	var v verdict
+// The file keeps a verdict per QEMU binary: a host with two QEMUs (a distribution's and a
+// newer one on PATH) would otherwise probe again each time it switched.
+const maxVerdicts = 8
+
+func readVerdicts() []verdict {
+	var vs []verdict
 	b, err := os.ReadFile(verdictPath())
-	if err != nil || json.Unmarshal(b, &v) != nil || v.Key != key {
-		return v, false
+	if err == nil && json.Unmarshal(b, &vs) != nil {
+		vs = nil // an older single-verdict file, or damaged: probe again
 	}
-	return v, true
+	return vs
+}
+
+func loadVerdict(key string) (verdict, bool) {
+	for _, v := range readVerdicts() {
+		if v.Key == key {
+			return v, true
+		}
+	}
+	return verdict{}, false
 }
 
 func saveVerdict(key string, v verdict) {
 	v.Key = key
-	b, _ := json.Marshal(v)
+	vs := []verdict{v}
+	for _, o := range readVerdicts() {
+		if o.Key != key && len(vs) < maxVerdicts {
+			vs = append(vs, o)
+		}
+	}
+	b, _ := json.Marshal(vs)
 	tmp := verdictPath() + fmt.Sprintf(".%d", os.Getpid())
 	if os.WriteFile(tmp, b, 0o600) == nil {
 		os.Rename(tmp, verdictPath())
