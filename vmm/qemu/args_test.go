@@ -29,9 +29,15 @@ func TestArgs(t *testing.T) {
 	if strings.Contains(args, "discard=unmap -device virtio-blk-pci,drive=disk0") {
 		t.Error("the read-only root got discard")
 	}
+	if !strings.Contains(args, "-append console=ttyS0 init_on_alloc=0 ") {
+		t.Errorf("an emulated guest boots without init_on_alloc=0:\n%s", args)
+	}
 	kvm := strings.Join((&Backend{}).Args(cfg, "kvm", "n", "q", "p"), " ")
 	if !strings.Contains(kvm, "-cpu host") || !strings.Contains(kvm, "-accel kvm") {
 		t.Errorf("kvm arguments: %s", kvm)
+	}
+	if !strings.Contains(kvm, "-append console=ttyS0 ") || strings.Contains(kvm, "init_on_alloc") {
+		t.Errorf("a guest under KVM must keep the kernel's own command line: %s", kvm)
 	}
 }
 

@@ -81,7 +81,7 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-m", strconv.FormatInt(cfg.MemoryMiB, 10) + "M",
 		"-kernel", kernelFor(cfg),
 		"-initrd", cfg.Initrd,
-		"-append", cfg.Cmdline,
+		"-append", cmdlineFor(cfg.Cmdline, accel),
 	}
 	if bios := qboot(cfg.Arch); bios != "" {
 		// qboot jumps straight to the kernel; SeaBIOS spends seconds under TCG.
@@ -175,6 +175,21 @@ func cpuFor(accel string) string {
 		return "max"
 	}
 	return "host"
+}
+
+// tcgKernelArgs are added to the guest's command line under emulation. The kernel zeroes
+// every page it allocates (Debian's default hardening, init_on_alloc): cheap on hardware,
+// but under TCG it was ~2 s of a ~11 s boot (medians of 5 interleaved boots, 11.0 s vs
+// 9.0 s to engine-ready). What it guards against is a kernel bug leaking old memory to a
+// process of the same VM, whose every process belongs to the one user anyway; under KVM,
+// where it costs little, the guest keeps it.
+const tcgKernelArgs = "init_on_alloc=0"
+
+func cmdlineFor(cmdline, accel string) string {
+	if accel != "tcg" {
+		return cmdline
+	}
+	return strings.TrimSpace(cmdline + " " + tcgKernelArgs)
 }
 
 // qemuEscape doubles commas, QEMU's option separator.
