@@ -40,6 +40,10 @@ func ForgetDefaultBridge(db, daemonJSON string) (bool, error) {
 		return false, fmt.Errorf("open %s: %w", db, err)
 	}
 	defer d.Close()
+	// dockerd opens the store right after and reads it through the same page cache; a
+	// crash before writeback only brings back the slow path. A sync here was a disk flush
+	// on the boot's critical path.
+	d.NoSync = true
 	forgot := false
 	err = d.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("libnetwork"))

@@ -248,10 +248,12 @@ func waitInterface(timeout time.Duration) (string, error) {
 	}
 }
 
-// engineModules are the kernel modules container networking and storage use.
-var engineModules = []string{"overlay", "bridge", "br_netfilter", "veth", "nf_tables", "nft_compat", "nft_chain_nat",
-	"nf_nat", "nf_conntrack", "xt_conntrack", "xt_MASQUERADE", "xt_addrtype", "xt_nat", "xt_tcpudp", "xt_comment",
-	"xt_mark", "ip_tables", "iptable_nat", "iptable_filter", "ip6_tables", "ip6table_nat", "ip6table_filter", "tun"}
+// engineModules are the kernel modules dockerd's start uses: overlay2 and the default
+// bridge network with its legacy iptables rules. What only some setups use (nf_tables for
+// iptables-nft or podman's netavark, ip6tables for IPv6 networks, tun) the kernel loads
+// on first use; loading it here cost every boot CPU that dockerd's start was short of.
+var engineModules = []string{"overlay", "bridge", "br_netfilter", "veth", "nf_nat", "nf_conntrack", "xt_conntrack",
+	"xt_MASQUERADE", "xt_addrtype", "xt_nat", "xt_tcpudp", "ip_tables", "iptable_nat", "iptable_filter"}
 
 // loadModules loads modules from the root's module tree with modprobe semantics, all in
 // one process.
