@@ -139,6 +139,10 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	if err := s.startSSHD(); err != nil {
 		logf("sshd: %v", err)
 	}
+	if err := PinRuntimeKeys(); err != nil {
+		logf("kernel switches a first container flips stay off until then: %v", err)
+	}
+	Trace("runtime kernel switches pinned")
 	// What the agent goes on to use (vsock) is among the rest of stage 1's modules.
 	waitStage1Modules()
 	return s, nil

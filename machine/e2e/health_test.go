@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,6 +30,15 @@ func TestMachineHealth(t *testing.T) {
 	e := machinetest.New(t)
 	e.Must("machine", "init", "--cpus", "2", "--memory", "1G", "--disk-size", "6G", "--no-home-share")
 	e.Must("machine", "start")
+
+	// The kernel switches a first container would flip are on before any container runs:
+	// the kept cgroup has the memory and cpuset controllers, and the guest logged no error.
+	if out := e.Must("machine", "ssh", "--", "cat /sys/fs/cgroup/skiff-keys/cgroup.controllers"); !strings.Contains(out, "memory") || !strings.Contains(out, "cpuset") {
+		t.Errorf("the kept cgroup has controllers %q, want memory and cpuset among them", out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.Home, "machines", "default", "serial.log")); bytes.Contains(b, []byte("stay off until then")) {
+		t.Errorf("the guest could not pin the kernel's runtime switches:\n%s", b)
+	}
 
 	// Clock: set it an hour wrong by hand; the host's periodic push must step it back.
 	e.Must("machine", "ssh", "--", fmt.Sprintf("date -s @%d", time.Now().Add(-time.Hour).Unix()))
