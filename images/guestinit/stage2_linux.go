@@ -141,8 +141,9 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	}
 	if err := PinRuntimeKeys(); err != nil {
 		logf("kernel switches a first container flips stay off until then: %v", err)
+	} else {
+		Trace("runtime kernel switches pinned")
 	}
-	Trace("runtime kernel switches pinned")
 	// What the agent goes on to use (vsock) is among the rest of stage 1's modules.
 	waitStage1Modules()
 	return s, nil
