@@ -46,6 +46,7 @@ build_rootfs() {
 
 	configure_rootfs "$rootfs"
 	static_iptables "$rootfs"
+	modprobe_filter "$rootfs"
 
 	# Prune, recording what each entry saved.
 	: >"$tmp/trim-report.txt"
@@ -68,6 +69,10 @@ build_rootfs() {
 	fi
 	unsign_modules "$rootfs/usr/lib/modules"
 	chroot "$rootfs" depmod -a "$kver"
+	if grep -q '^alias binfmt-' "$rootfs/usr/lib/modules/$kver/modules.alias"; then
+		echo "build.sh: a module in the image provides a binfmt-* alias, which helpers/modprobe-filter.c answers 'none' for" >&2
+		exit 1
+	fi
 
 	stage1_modules "$rootfs" "$kver" "$tmp/modules"
 
@@ -233,7 +238,7 @@ IPTABLES_SRC_VERSION=1.8.11
 IPTABLES_SRC_SHA256=d87303d55ef8c92bcad4dd3f978b26d272013642b029425775f5bad1009fe7b2
 
 static_iptables() {
-	local r=$1 have src f host=
+	local r=$1 have src f host
 	have=$(dpkg-query --admindir="$r/var/lib/dpkg" -W -f='${Version}' iptables)
 	if [ "${have%%-*}" != "$IPTABLES_SRC_VERSION" ]; then
 		echo "build.sh: the image's iptables is $have but rootfs.sh pins the source of $IPTABLES_SRC_VERSION: update IPTABLES_SRC_VERSION and IPTABLES_SRC_SHA256" >&2
@@ -251,7 +256,7 @@ static_iptables() {
 	src=$tmp/iptables-src
 	mkdir -p "$src"
 	tar -C "$src" --strip-components=1 -xf "$tmp/$f"
-	[ "$ARCH" = "$(dpkg --print-architecture)" ] || host=$(qemu_arch)-linux-gnu
+	host=$(cross_host)
 	# A fixed prefix map keeps build paths out of the binary, and the optional libraries
 	# are off so that what the build host has installed cannot change the result.
 	(cd "$src" && ./configure ${host:+--host=$host} --disable-nftables --disable-libnfnetlink --disable-connlabel \
@@ -264,6 +269,19 @@ static_iptables() {
 	"${host:+$host-}strip" -o "$r/usr/sbin/xtables-legacy-multi" "$src/iptables/xtables-legacy-multi"
 	chmod 0755 "$r/usr/sbin/xtables-legacy-multi"
 	rm -rf "$src" "$tmp/$f" "$tmp/iptables-build.log"
+}
+
+# cross_host prints the GNU triple to cross-compile for, empty for a native build.
+cross_host() {
+	[ "$ARCH" = "$(dpkg --print-architecture)" ] || echo "$(qemu_arch)-linux-gnu"
+}
+
+# The kernel's module request helper (see helpers/modprobe-filter.c).
+modprobe_filter() {
+	local r=$1 host
+	host=$(cross_host)
+	mkdir -p "$r/usr/libexec/skiff"
+	"${host:+$host-}gcc" -static -Os -s -o "$r/usr/libexec/skiff/modprobe-filter" "$HERE/helpers/modprobe-filter.c"
 }
 
 # Resolves the modules stage 1 loads, in load order (dependencies first). Each line of

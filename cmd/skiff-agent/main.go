@@ -108,6 +108,7 @@ func run(pid1 bool) error {
 		}
 		up := guestinit.Uptime()
 		logf("engine %s answers (API %s)", sd.Engine, api)
+		sys.EndBoot()
 		stopProfile()
 		guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
 	}()

@@ -42,6 +42,7 @@ type System struct {
 	engine     *exec.Cmd
 	containerd *exec.Cmd
 	sshd       *exec.Cmd
+	bootEnded  bool
 	// suspendedShares were unmounted by Quiesce, for Resume to mount again.
 	suspendedShares []seed.Share
 }
@@ -94,12 +95,12 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	unix.Sethostname([]byte(sd.Hostname))
 	os.WriteFile("/etc/hostname", []byte(sd.Hostname+"\n"), 0o644)
 
+	useModprobeFilter(logf)
 	// The engine's first iptables and bridge calls would load these one by one, each a
 	// slow exec under emulation; one modprobe in the background gets them all at once.
-	go loadModules(engineModules...)
-	// Free page reporting: the host drops pages the guest frees, so an idle machine gives
-	// memory back and a suspended one saves only the pages in use.
-	go loadModules("virtio_balloon")
+	// virtio_balloon: free page reporting, so that the host drops pages the guest frees
+	// (an idle machine gives memory back, a suspended one saves only the pages in use).
+	go loadModules(append(engineModules, "virtio_balloon")...)
 
 	if opt.PID1 {
 		go func() {
@@ -260,6 +261,22 @@ func waitInterface(timeout time.Duration) (string, error) {
 var engineModules = []string{"overlay", "bridge", "br_netfilter", "veth", "nf_nat", "nf_conntrack", "xt_conntrack",
 	"xt_MASQUERADE", "xt_addrtype", "xt_nat", "xt_tcpudp", "ip_tables", "iptable_nat", "iptable_filter"}
 
+// ModprobeFilter is the image's helper for the kernel's module requests: it answers the
+// ones no module can satisfy without running modprobe (images/helpers/modprobe-filter.c).
+const ModprobeFilter = "/usr/libexec/skiff/modprobe-filter"
+
+// useModprobeFilter makes the kernel ask ModprobeFilter for modules, if the image has it:
+// a helper path that does not exist would fail every module request.
+func useModprobeFilter(logf func(string, ...any)) {
+	if _, err := os.Stat(ModprobeFilter); err != nil {
+		logf("kernel module requests go to modprobe unfiltered: %v", err)
+		return
+	}
+	if err := os.WriteFile("/proc/sys/kernel/modprobe", []byte(ModprobeFilter), 0o644); err != nil {
+		logf("kernel module requests go to modprobe unfiltered: %v", err)
+	}
+}
+
 // loadModules loads modules from the root's module tree with modprobe semantics, all in
 // one process.
 func loadModules(names ...string) {
@@ -398,7 +415,32 @@ func (s *System) startSSHD() error {
 	if err := os.WriteFile("/run/skiff/authorized_keys", []byte(s.Seed.AuthorizedKeys), 0o600); err != nil {
 		return err
 	}
-	return s.startDaemon(&s.sshd, exec.Command("/usr/sbin/sshd", "-D", "-e"), "/var/log/sshd.log")
+	if err := s.startDaemon(&s.sshd, exec.Command("/usr/sbin/sshd", "-D", "-e"), "/var/log/sshd.log"); err != nil {
+		return err
+	}
+	// Nobody logs in before the engine answers, and sshd's own start (~0.4 s of emulated
+	// CPU) would otherwise take it from the engine's: it runs in the boot's idle moments
+	// instead, until EndBoot (or a minute, should the engine never answer).
+	unix.Setpriority(unix.PRIO_PROCESS, s.sshd.Process.Pid, bootNice)
+	time.AfterFunc(time.Minute, s.EndBoot)
+	return nil
+}
+
+// bootNice is the niceness of what the boot starts but nothing waits for.
+const bootNice = 19
+
+// EndBoot gives sshd its normal priority back once the engine answers: the sessions it
+// starts inherit its niceness.
+func (s *System) EndBoot() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sshd == nil || s.sshd.Process == nil || s.bootEnded {
+		return
+	}
+	s.bootEnded = true
+	if err := unix.Setpriority(unix.PRIO_PROCESS, s.sshd.Process.Pid, 0); err != nil {
+		s.Log("sshd keeps its boot niceness: %v", err)
+	}
 }
 
 func (s *System) mountShares() {
