@@ -299,24 +299,27 @@ stage1_modules() {
 	: >"$dst/load.list"
 	visit() {
 		local path
-		path=$(awk -F: -v m="/$1.ko" '$1 ~ m"$" {print $1; exit}' "$dep")
+		# A module's file may spell the name's underscores as dashes (crc32c-intel.ko).
+		path=$(awk -F: -v m="/${1//_/[-_]}.ko" '$1 ~ m"$" {print $1; exit}' "$dep")
 		[ -n "$path" ] || return 0 # built in
 		[ -z "${seen[$path]:-}" ] || return 0
 		seen[$path]=1
 		local d deps=()
 		for d in $(awk -F: -v p="$path" '$1==p {print $2}' "$dep"); do
 			d=$(basename "$d" .ko)
+			d=${d//-/_}
 			visit "$d"
 			deps+=("$d.ko")
 		done
 		local name
 		name=$(basename "$path" .ko)
+		name=${name//-/_}
 		[ -n "$gate" ] && [ "$gate" != "$name" ] && deps+=("$gate.ko")
 		cp "$r/usr/lib/modules/$kver/$path" "$dst/$name.ko"
 		echo "$name.ko${deps[*]:+ ${deps[*]}}" >>"$dst/load.list"
 	}
 	local m
-	for m in virtio_blk hv_vmbus hv_vmbus/hv_storvsc squashfs overlay -- ext4 virtio_net hv_vmbus/hv_netvsc virtio_rng vsock vmw_vsock_virtio_transport; do
+	for m in virtio_blk hv_vmbus hv_vmbus/hv_storvsc squashfs overlay -- ext4 crc32c_intel crc32c_generic virtio_net hv_vmbus/hv_netvsc virtio_rng vsock vmw_vsock_virtio_transport; do
 		case "$m" in
 		--) echo -- >>"$dst/load.list" ;;
 		*/*) gate=${m%/*} visit "${m#*/}" ;;

@@ -32,6 +32,8 @@ func TestLoadModuleListSkipsWhatCannotLoad(t *testing.T) {
 		}
 		return nil
 	}
+	// ACPI did not rule the bus out, so its driver gets a try (and fails).
+	m.present = map[string]func() bool{"hv_vmbus.ko": func() bool { return true }}
 	m.load(m.root, load)
 	sort.Strings(tried)
 	if want := []string{"hv_vmbus.ko", "squashfs.ko", "virtio_blk.ko"}; !reflect.DeepEqual(tried, want) {
@@ -45,6 +47,18 @@ func TestLoadModuleListSkipsWhatCannotLoad(t *testing.T) {
 	m.release()
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Fatalf("release left %v", left)
+	}
+
+	// ACPI lists no VMBus: the driver is not even tried, nor is what needs it.
+	os.WriteFile(list, []byte("virtio_blk.ko\nhv_vmbus.ko\nhv_storvsc.ko hv_vmbus.ko\n"), 0o644)
+	if m, err = readModuleList(dir); err != nil {
+		t.Fatal(err)
+	}
+	m.present = map[string]func() bool{"hv_vmbus.ko": func() bool { return false }}
+	tried = nil
+	m.load(m.root, load)
+	if want := []string{"virtio_blk.ko"}; !reflect.DeepEqual(tried, want) {
+		t.Fatalf("without a VMBus loaded %v, want %v", tried, want)
 	}
 }
 
@@ -83,5 +97,25 @@ func TestLoadModuleListParallelAfterDependencies(t *testing.T) {
 	}
 	if !m.wait("needs_slow.ko") || m.wait("not_listed.ko") {
 		t.Errorf("wait: loaded=%v for needs_slow.ko, %v for a module not in the list", m.wait("needs_slow.ko"), m.wait("not_listed.ko"))
+	}
+}
+
+// TestACPIHas: Hyper-V's VMBus is found under any of its IDs, QEMU's ACPI devices do not
+// pass for it, and without ACPI the driver still gets its try.
+func TestACPIHas(t *testing.T) {
+	qemu, hyperv := t.TempDir(), t.TempDir()
+	for _, d := range []string{"PNP0A08:00", "LNXCPU:00", "QEMU0002:00"} {
+		os.Mkdir(filepath.Join(qemu, d), 0o755)
+	}
+	os.Mkdir(filepath.Join(hyperv, "VMBus:00"), 0o755)
+	ids := []string{"VMBUS", "VMBus", "MSFT1000"}
+	if acpiHas(qemu, ids...) {
+		t.Error("QEMU's ACPI devices were taken for a VMBus")
+	}
+	if !acpiHas(hyperv, ids...) {
+		t.Error("Hyper-V's VMBus:00 was not found")
+	}
+	if !acpiHas(filepath.Join(qemu, "absent"), ids...) {
+		t.Error("without ACPI the driver should get its try")
 	}
 }

@@ -42,6 +42,7 @@ type System struct {
 	engine     *exec.Cmd
 	containerd *exec.Cmd
 	sshd       *exec.Cmd
+	pid1       bool
 	bootEnded  bool
 	// suspendedShares were unmounted by Quiesce, for Resume to mount again.
 	suspendedShares []seed.Share
@@ -56,7 +57,7 @@ type Options struct {
 // Boot prepares the system and starts sshd and the engine. The engine start is not waited
 // for: the caller polls EngineReady so that readiness is signalled the moment it answers.
 func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System, error) {
-	s := &System{Reaper: NewReaper(), Log: logf}
+	s := &System{Reaper: NewReaper(), Log: logf, pid1: opt.PID1}
 	// Every forwarded stream costs the agent two descriptors, and the engine inherits the
 	// limit; the kernel's default of 1024 for init runs out under load.
 	lim := unix.Rlimit{Cur: 1 << 20, Max: 1 << 20}
@@ -102,14 +103,6 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	// (an idle machine gives memory back, a suspended one saves only the pages in use).
 	go loadModules(append(engineModules, "virtio_balloon")...)
 
-	if opt.PID1 {
-		go func() {
-			waitStage1Modules()
-			if err := mountKernelFS(lateKernelFS); err != nil {
-				logf("%v", err)
-			}
-		}()
-	}
 	// Network and data disk do not depend on each other; do them at once.
 	var wg sync.WaitGroup
 	var netErr, dataErr error
@@ -124,7 +117,11 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	}()
 	go func() {
 		defer wg.Done()
-		waitStage1Module("ext4.ko")
+		// ext4 asks the crypto API for crc32c: stage 1 loads it, or the mount would wait
+		// for the kernel to run modprobe for it.
+		for _, m := range []string{"ext4.ko", "crc32c_intel.ko", "crc32c_generic.ko"} {
+			waitStage1Module(m)
+		}
 		dataErr = s.setupData()
 		Trace("data disk ready")
 	}()
@@ -140,6 +137,8 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	if err := s.startSSHD(); err != nil {
 		logf("sshd: %v", err)
 	}
+	// Should the engine never answer, what waits for it need not wait forever.
+	time.AfterFunc(time.Minute, s.EndBoot)
 	if err := PinRuntimeKeys(); err != nil {
 		logf("kernel switches a first container flips stay off until then: %v", err)
 	} else {
@@ -167,9 +166,9 @@ var kernelFS = []kernelMount{
 	{"securityfs", "/sys/kernel/security", "securityfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 }
 
-// lateKernelFS are mounted aside, once stage 1's modules are in: mounting bpffs asks for
-// the bpf_preload module, and that request waits for stage 1's loading to end (~0.5 s of
-// the boot's critical path). Nothing the boot starts needs them.
+// lateKernelFS are mounted once the engine answers (EndBoot): mounting bpffs makes the
+// kernel load bpf_preload, whose BPF programs it verifies, ~0.15 s of emulated CPU that
+// the engine's start was short of. Nothing the boot starts needs them.
 var lateKernelFS = []kernelMount{
 	{"bpf", "/sys/fs/bpf", "bpf", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 }
@@ -255,11 +254,14 @@ func waitInterface(timeout time.Duration) (string, error) {
 }
 
 // engineModules are the kernel modules dockerd's start uses: overlay2 and the default
-// bridge network with its legacy iptables rules. What only some setups use (nf_tables for
-// iptables-nft or podman's netavark, ip6tables for IPv6 networks, tun) the kernel loads
-// on first use; loading it here cost every boot CPU that dockerd's start was short of.
+// bridge network with its legacy iptables rules, the conntrack netlink it modprobes and
+// the xfrm netlink socket it opens (each a modprobe run on its critical path otherwise).
+// What only some setups use (nf_tables for iptables-nft or podman's netavark, ip6tables
+// for IPv6 networks, tun) the kernel loads on first use; loading it here cost every boot
+// CPU that dockerd's start was short of.
 var engineModules = []string{"overlay", "bridge", "br_netfilter", "veth", "nf_nat", "nf_conntrack", "xt_conntrack",
-	"xt_MASQUERADE", "xt_addrtype", "xt_nat", "xt_tcpudp", "ip_tables", "iptable_nat", "iptable_filter"}
+	"xt_MASQUERADE", "xt_addrtype", "xt_nat", "xt_tcpudp", "ip_tables", "iptable_nat", "iptable_filter",
+	"nf_conntrack_netlink", "xfrm_user"}
 
 // ModprobeFilter is the image's helper for the kernel's module requests: it answers the
 // ones no module can satisfy without running modprobe (images/helpers/modprobe-filter.c).
@@ -420,26 +422,32 @@ func (s *System) startSSHD() error {
 	}
 	// Nobody logs in before the engine answers, and sshd's own start (~0.4 s of emulated
 	// CPU) would otherwise take it from the engine's: it runs in the boot's idle moments
-	// instead, until EndBoot (or a minute, should the engine never answer).
+	// instead, until EndBoot.
 	unix.Setpriority(unix.PRIO_PROCESS, s.sshd.Process.Pid, bootNice)
-	time.AfterFunc(time.Minute, s.EndBoot)
 	return nil
 }
 
 // bootNice is the niceness of what the boot starts but nothing waits for.
 const bootNice = 19
 
-// EndBoot gives sshd its normal priority back once the engine answers: the sessions it
-// starts inherit its niceness.
+// EndBoot does what waited for the engine to answer: sshd gets its normal priority back
+// (the sessions it starts inherit its niceness) and the late kernel filesystems mount.
 func (s *System) EndBoot() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sshd == nil || s.sshd.Process == nil || s.bootEnded {
+	if s.bootEnded {
 		return
 	}
 	s.bootEnded = true
-	if err := unix.Setpriority(unix.PRIO_PROCESS, s.sshd.Process.Pid, 0); err != nil {
-		s.Log("sshd keeps its boot niceness: %v", err)
+	if s.sshd != nil && s.sshd.Process != nil {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, s.sshd.Process.Pid, 0); err != nil {
+			s.Log("sshd keeps its boot niceness: %v", err)
+		}
+	}
+	if s.pid1 {
+		if err := mountKernelFS(lateKernelFS); err != nil {
+			s.Log("%v", err)
+		}
 	}
 }
 

@@ -42,9 +42,10 @@ func TestMachineHealth(t *testing.T) {
 
 	// Kernel module requests go through the image's filter and still load what they ask
 	// for (the dummy link type is a module the kernel requests itself); sshd, niced while
-	// the engine started, is back to normal priority for the sessions it starts.
-	if out := e.Must("machine", "ssh", "--", "cat /proc/sys/kernel/modprobe; ip link add skd0 type dummy && ip link del skd0 && grep -c '^dummy ' /proc/modules; ps -o ni= -p $(pgrep -o -x sshd)"); strings.Join(strings.Fields(out), " ") != "/usr/libexec/skiff/modprobe-filter 1 0" {
-		t.Errorf("kernel.modprobe, dummy module loaded, sshd niceness: %q; want the filter, 1 and 0", out)
+	// the engine started, is back to normal priority for the sessions it starts, and bpffs,
+	// left until then, is mounted.
+	if out := e.Must("machine", "ssh", "--", "cat /proc/sys/kernel/modprobe; ip link add skd0 type dummy && ip link del skd0 && grep -c '^dummy ' /proc/modules; ps -o ni= -p $(pgrep -o -x sshd); grep -c ' /sys/fs/bpf bpf ' /proc/mounts"); strings.Join(strings.Fields(out), " ") != "/usr/libexec/skiff/modprobe-filter 1 0 1" {
+		t.Errorf("kernel.modprobe, dummy module loaded, sshd niceness, bpffs mounts: %q; want the filter, 1, 0 and 1", out)
 	}
 
 	// Clock: set it an hour wrong by hand; the host's periodic push must step it back.
