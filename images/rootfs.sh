@@ -287,9 +287,10 @@ modprobe_filter() {
 # Resolves the modules stage 1 loads, in load order (dependencies first). Each line of
 # load.list is a module followed by the modules it needs, so that stage 1 skips what cannot
 # load here without asking the kernel: a request "hv_vmbus/hv_storvsc" makes hv_storvsc
-# and everything it pulls in need hv_vmbus, which loads only on Hyper-V. A line "--" ends
-# what mounting the root needs; stage 1 loads the rest while it mounts the root. The root's
-# modules are uncompressed by then (build_rootfs), and the initrd is compressed as a whole.
+# and everything it pulls in need hv_vmbus, which loads only on Hyper-V. Lines before "=="
+# load one at a time before the others (their init rewrites hot kernel code: static keys);
+# a line "--" ends what mounting the root needs, and stage 1 loads the rest while it mounts
+# the root. The root's modules are uncompressed by then (build_rootfs), and the initrd is compressed as a whole.
 stage1_modules() {
 	local r=$1 kver=$2 dst=$3
 	local dep=$r/usr/lib/modules/$kver/modules.dep
@@ -319,9 +320,9 @@ stage1_modules() {
 		echo "$name.ko${deps[*]:+ ${deps[*]}}" >>"$dst/load.list"
 	}
 	local m
-	for m in virtio_blk hv_vmbus hv_vmbus/hv_storvsc squashfs overlay -- ext4 crc32c_intel crc32c_generic virtio_net hv_vmbus/hv_netvsc virtio_rng vsock vmw_vsock_virtio_transport; do
+	for m in virtio_balloon == virtio_blk hv_vmbus hv_vmbus/hv_storvsc squashfs overlay -- ext4 crc32c_intel crc32c_generic virtio_net hv_vmbus/hv_netvsc virtio_rng vsock vmw_vsock_virtio_transport; do
 		case "$m" in
-		--) echo -- >>"$dst/load.list" ;;
+		--|==) echo "$m" >>"$dst/load.list" ;;
 		*/*) gate=${m%/*} visit "${m#*/}" ;;
 		*) visit "$m" ;;
 		esac

@@ -108,9 +108,10 @@ func run(pid1 bool) error {
 		}
 		up := guestinit.Uptime()
 		logf("engine %s answers (API %s)", sd.Engine, api)
-		sys.EndBoot()
 		stopProfile()
+		// The host first: what EndBoot starts (bpffs) would delay the news by its CPU time.
 		guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
+		sys.EndBoot()
 	}()
 	go trimLoop(sys, time.Duration(sd.TrimInterval)*time.Second)
 	select {}

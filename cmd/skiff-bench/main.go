@@ -127,6 +127,10 @@ func (b *bench) timeBoot(name string, env []string) (time.Duration, error) {
 				if err := <-done; err != nil {
 					return 0, err
 				}
+				if st.ReadyAt != nil {
+					fmt.Printf("  %s: engine answered at guest uptime %.2fs; host told %.2fs after launch, first ping %dms later\n", name,
+						float64(st.GuestBootMS)/1000, st.ReadyAt.Sub(*st.VMStartedAt).Seconds(), pinged.Sub(*st.ReadyAt).Milliseconds())
+				}
 				return pinged.Sub(*st.VMStartedAt), nil
 			}
 		}

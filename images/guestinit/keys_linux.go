@@ -20,9 +20,39 @@ import (
 // being rewritten and the kernel dies (see vmm.BootPanic). During boot the host agent boots
 // again; a running machine just dies. So the boot flips those switches for good, in a
 // cgroup kept for the purpose, and a container's start and end only count up and down.
+// It does so first thing in stage 1, when no other CPU is running kernel code that a
+// rewrite could race with: done beside the engine's start instead, the rewrite of
+// kmalloc's memory-cgroup check killed a boot in a modprobe running at the same time.
 
 // KeysCgroup holds the cgroup settings that keep the kernel's runtime switches on.
 const KeysCgroup = "/sys/fs/cgroup/skiff-keys"
+
+// pinKeysInStage1 pins the switches before stage 1 starts anything else. The cgroup
+// hierarchy outlives the mount, which stage 2 or systemd makes again with its own options.
+func pinKeysInStage1() {
+	const dir = "/sys/fs/cgroup"
+	if err := unix.Mount("cgroup2", dir, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		logf("%s: mount cgroup2: %v", keysUnpinned, err)
+		return
+	}
+	defer unix.Unmount(dir, 0)
+	pinKeys()
+}
+
+// pinKeys pins the switches unless an earlier stage did.
+func pinKeys() {
+	if _, err := os.Stat(KeysCgroup); err == nil {
+		return
+	}
+	if err := PinRuntimeKeys(); err != nil {
+		logf("%s: %v", keysUnpinned, err)
+		return
+	}
+	Trace("runtime kernel switches pinned")
+}
+
+// keysUnpinned starts the log line of a failed pin (TestMachineHealth looks for it).
+const keysUnpinned = "kernel switches a first container flips stay off until then"
 
 // PinRuntimeKeys makes the kernel code rewrites a first container would cause happen now.
 func PinRuntimeKeys() error {

@@ -43,6 +43,9 @@ func Stage1() error {
 		logf("stage1: %v", err)
 		mods = newModuleList(-1)
 	}
+	// Both rewrite hot kernel code (see PinRuntimeKeys), so they go while nothing else runs.
+	pinKeysInStage1()
+	mods.loadInOrder(mods.first, loadModuleAt)
 	mods.load(mods.root, loadModuleAt)
 	Trace("stage 1: root modules loaded")
 	// The rest (data disk, network, vsock) load while the root is mounted; stage 2 waits
@@ -143,17 +146,19 @@ func waitStage1Modules() {
 
 // moduleList is stage 1's load.list. Each line is a module file followed by the files it
 // needs, earlier in the list; a module whose dependency did not load is skipped, which is
-// how Hyper-V's drivers stay quiet on QEMU. Lines before "--" are what mounting the root
-// needs. The directory is held open by descriptor because the root changes under the
-// loading of the rest.
+// how Hyper-V's drivers stay quiet on QEMU. Lines before "==" load one at a time before
+// anything else: their init rewrites kernel code that the others' loading runs (a static
+// key, like virtio_balloon's free page reporting in the page allocator). Lines from there
+// to "--" are what mounting the root needs. The directory is held open by descriptor
+// because the root changes under the loading of the rest.
 type moduleList struct {
-	dir        int
-	root, rest [][]string
-	mu         sync.Mutex
-	loaded     map[string]bool
-	present    map[string]func() bool   // busPresent, but for tests
-	done       map[string]chan struct{} // closed when a module's attempt has ended
-	finished   chan struct{}            // closed when every line has been tried
+	dir               int
+	first, root, rest [][]string
+	mu                sync.Mutex
+	loaded            map[string]bool
+	present           map[string]func() bool   // busPresent, but for tests
+	done              map[string]chan struct{} // closed when a module's attempt has ended
+	finished          chan struct{}            // closed when every line has been tried
 }
 
 func newModuleList(dir int) *moduleList {
@@ -174,6 +179,8 @@ func readModuleList(dir string) (*moduleList, error) {
 	for _, line := range strings.Split(string(b), "\n") {
 		switch f := strings.Fields(line); {
 		case len(f) == 0:
+		case f[0] == "==":
+			m.first, m.root = m.root, nil
 		case f[0] == "--":
 			part = &m.rest
 		default:
@@ -193,28 +200,40 @@ func (m *moduleList) load(lines [][]string, load func(dir int, name string) erro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok := true
-			for _, dep := range f[1:] {
-				ok = ok && m.wait(dep)
-			}
-			var err error
-			if present, gated := m.present[f[0]]; ok && gated && !present() {
-				ok, err = false, unix.ENODEV
-			}
-			if ok {
-				err = load(m.dir, f[0])
-			}
-			m.mu.Lock()
-			m.loaded[f[0]] = ok && err == nil
-			m.mu.Unlock()
-			close(m.done[f[0]])
-			// ENODEV: no such hardware here (Hyper-V's bus on QEMU); not worth a line.
-			if err != nil && err != unix.ENODEV && err != unix.ENOENT {
-				logf("module %s: %v", f[0], err)
-			}
+			m.try(f, load)
 		}()
 	}
 	wg.Wait()
+}
+
+// loadInOrder tries the lines one after another.
+func (m *moduleList) loadInOrder(lines [][]string, load func(dir int, name string) error) {
+	for _, f := range lines {
+		m.try(f, load)
+	}
+}
+
+// try loads line f's module once the modules it needs are in, if they loaded.
+func (m *moduleList) try(f []string, load func(dir int, name string) error) {
+	ok := true
+	for _, dep := range f[1:] {
+		ok = ok && m.wait(dep)
+	}
+	var err error
+	if present, gated := m.present[f[0]]; ok && gated && !present() {
+		ok, err = false, unix.ENODEV
+	}
+	if ok {
+		err = load(m.dir, f[0])
+	}
+	m.mu.Lock()
+	m.loaded[f[0]] = ok && err == nil
+	m.mu.Unlock()
+	close(m.done[f[0]])
+	// ENODEV: no such hardware here (Hyper-V's bus on QEMU); not worth a line.
+	if err != nil && err != unix.ENODEV && err != unix.ENOENT {
+		logf("module %s: %v", f[0], err)
+	}
 }
 
 // busPresent says whether the hardware a bus driver serves is here, for a driver whose

@@ -119,3 +119,36 @@ func TestACPIHas(t *testing.T) {
 		t.Error("without ACPI the driver should get its try")
 	}
 }
+
+func TestLoadModuleListFirstPartOneAtATime(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "load.list"), []byte("virtio_balloon.ko\nother_key.ko\n==\nvirtio_blk.ko\n--\next4.ko\n"), 0o644)
+	m, err := readModuleList(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(lines [][]string) (n []string) {
+		for _, l := range lines {
+			n = append(n, l[0])
+		}
+		return n
+	}
+	if got := [][]string{names(m.first), names(m.root), names(m.rest)}; !reflect.DeepEqual(got, [][]string{{"virtio_balloon.ko", "other_key.ko"}, {"virtio_blk.ko"}, {"ext4.ko"}}) {
+		t.Fatalf("parts %v, want first, root and rest as the markers split them", got)
+	}
+	var mu sync.Mutex
+	var events []string
+	note := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	m.loadInOrder(m.first, func(_ int, name string) error {
+		note("start " + name)
+		time.Sleep(50 * time.Millisecond) // room for an overlap to show
+		note("end " + name)
+		return nil
+	})
+	if want := []string{"start virtio_balloon.ko", "end virtio_balloon.ko", "start other_key.ko", "end other_key.ko"}; !reflect.DeepEqual(events, want) {
+		t.Fatalf("first part loaded as %v, want one at a time in order %v", events, want)
+	}
+	if !m.wait("virtio_balloon.ko") {
+		t.Fatal("a module of the first part is not marked loaded")
+	}
+}

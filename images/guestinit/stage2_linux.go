@@ -72,7 +72,23 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 		}
 		devLinks()
 	}
+	// Where stage 1 did not run (no initrd), before anything else starts.
+	pinKeys()
 	Trace("stage 2")
+	// The data disk needs nothing from the seed and the engine needs nothing more than the
+	// data disk (dockerd's start does not use the network): the mount goes first, and the
+	// engine starts the moment it is done while the network is still being configured.
+	dataDone := make(chan error, 1)
+	go func() {
+		// ext4 asks the crypto API for crc32c: stage 1 loads it, or the mount would wait
+		// for the kernel to run modprobe for it.
+		for _, m := range []string{"ext4.ko", "crc32c_intel.ko", "crc32c_generic.ko"} {
+			waitStage1Module(m)
+		}
+		err := s.setupData()
+		Trace("data disk ready")
+		dataDone <- err
+	}()
 	dev, err := WaitDisk(SerialSeed, 10*time.Second)
 	if err != nil {
 		return nil, err
@@ -101,36 +117,25 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	// slow exec under emulation; one modprobe in the background gets them all at once.
 	// virtio_balloon: free page reporting, so that the host drops pages the guest frees
 	// (an idle machine gives memory back, a suspended one saves only the pages in use).
+	// Stage 1 loads it first where it ran; here it is for a boot without an initrd.
 	go loadModules(append(engineModules, "virtio_balloon")...)
 
-	// Network and data disk do not depend on each other; do them at once.
-	var wg sync.WaitGroup
-	var netErr, dataErr error
-	wg.Add(2)
-	// Stage 1 may still be loading their drivers: each waits for its own.
+	netDone := make(chan error, 1)
 	go func() {
-		defer wg.Done()
+		// Stage 1 may still be loading the NIC's driver.
 		waitStage1Module("virtio_net.ko")
 		waitStage1Module("hv_netvsc.ko")
-		netErr = s.setupNetwork()
+		err := s.setupNetwork()
 		Trace("network ready")
+		netDone <- err
 	}()
-	go func() {
-		defer wg.Done()
-		// ext4 asks the crypto API for crc32c: stage 1 loads it, or the mount would wait
-		// for the kernel to run modprobe for it.
-		for _, m := range []string{"ext4.ko", "crc32c_intel.ko", "crc32c_generic.ko"} {
-			waitStage1Module(m)
-		}
-		dataErr = s.setupData()
-		Trace("data disk ready")
-	}()
-	wg.Wait()
-	if err := errors.Join(netErr, dataErr); err != nil {
+	if err := <-dataDone; err != nil {
 		return nil, err
 	}
-	Trace("network and data disk ready")
 	if err := s.startEngine(); err != nil {
+		return nil, err
+	}
+	if err := <-netDone; err != nil {
 		return nil, err
 	}
 	go s.mountShares()
@@ -139,11 +144,6 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	}
 	// Should the engine never answer, what waits for it need not wait forever.
 	time.AfterFunc(time.Minute, s.EndBoot)
-	if err := PinRuntimeKeys(); err != nil {
-		logf("kernel switches a first container flips stay off until then: %v", err)
-	} else {
-		Trace("runtime kernel switches pinned")
-	}
 	// What the agent goes on to use (vsock) is among the rest of stage 1's modules.
 	waitStage1Modules()
 	return s, nil

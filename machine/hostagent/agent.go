@@ -68,6 +68,7 @@ type Agent struct {
 	phase      agentapi.Phase
 	ready      *forward.Ready
 	readyAt    *time.Time
+	readySig   chan struct{} // closed when ready is first set
 	warnings   []string
 	subs       map[chan agentapi.Event]bool
 	stopOnce   sync.Once
@@ -115,6 +116,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.subs = map[chan agentapi.Event]bool{}
 	a.stopReq = make(chan agentapi.StopRequest, 1)
 	a.stopped = make(chan struct{})
+	a.readySig = make(chan struct{})
 	a.phase = agentapi.PhaseStarting
 
 	lock, err := machine.TryLock(a.Dir.File(machine.FileAgentLock))
@@ -176,14 +178,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	readyCh := make(chan struct{})
-	go a.awaitReady(ctx, readyCh)
 	timeout := time.NewTimer(ReadyTimeout)
 	defer timeout.Stop()
 
 	for retries := 0; ; {
 		select {
-		case <-readyCh:
+		case <-a.readySig:
 		case err := <-vmDone:
 			// See vmm.BootPanic: boot again, twice at most.
 			if kept := a.keptPanic(); kept != "" {
@@ -416,31 +416,23 @@ func (a *Agent) onReady(ctx context.Context, _ string, conn net.Conn) {
 		a.logf("ready: %v", err)
 		return
 	}
-	now := time.Now()
-	a.mu.Lock()
-	first := a.ready == nil
-	a.ready, a.readyAt = &r, &now
-	a.mu.Unlock()
-	if first {
+	if now, first := a.setReady(&r); first {
 		a.logf("guest ready: engine API %s, guest uptime %dms, %s after VM start", r.EngineAPI, r.BootMillis, now.Sub(a.startedAt).Round(time.Millisecond))
 	}
 }
 
-func (a *Agent) awaitReady(ctx context.Context, done chan struct{}) {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for range t.C {
-		a.mu.Lock()
-		ok := a.ready != nil
-		a.mu.Unlock()
-		if ok {
-			close(done)
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
+// setReady records what the guest reported when its engine answered; the first call
+// wakes Run.
+func (a *Agent) setReady(r *forward.Ready) (now time.Time, first bool) {
+	now = time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	first = a.ready == nil
+	a.ready, a.readyAt = r, &now
+	if first {
+		close(a.readySig)
 	}
+	return now, first
 }
 
 func (a *Agent) startForwarders(ctx context.Context) error {

@@ -103,11 +103,7 @@ func (a *Agent) resumeGuest(ctx context.Context) error {
 		}
 		if err == nil && resp.Info != nil && resp.Info.EngineAPI != "" {
 			a.logf("guest resumed (attempt %d); its clock was off by %s", try, time.Duration(resp.DriftNano).Round(time.Millisecond))
-			now := time.Now()
-			a.mu.Lock()
-			a.ready = &forward.Ready{EngineAPI: resp.Info.EngineAPI, BootMillis: resp.Info.UptimeSeconds * 1000}
-			a.readyAt = &now
-			a.mu.Unlock()
+			a.setReady(&forward.Ready{EngineAPI: resp.Info.EngineAPI, BootMillis: resp.Info.UptimeSeconds * 1000})
 			return nil
 		}
 		if err == nil {
