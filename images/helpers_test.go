@@ -10,37 +10,38 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/images/guestinit"
 )
 
 func TestMain(m *testing.M) {
-	// Stands in for modprobe when TestModprobeFilter's helper passes a request on.
-	if os.Getenv("SKIFF_TEST_FAKE_MODPROBE") != "" {
-		fmt.Print(strings.Join(os.Args, " "))
+	// Stands in for the program a helper passes a request on to (modprobe, runc): prints
+	// the variable's value and its arguments.
+	if tag := os.Getenv("SKIFF_TEST_FAKE_EXEC"); tag != "" {
+		fmt.Print(tag + strings.Join(os.Args, " "))
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
 
 // TestModprobeFilter builds helpers/modprobe-filter.c against this test binary as
-// modprobe: requests for binfmt-* modules are refused without it, and anything else
-// reaches it with its arguments intact and argv[0] "modprobe", which kmod dispatches on.
+// modprobe: requests for binfmt-* modules are refused without it, requests for modules that
+// are all loaded succeed without it, and anything else reaches it with its arguments intact
+// and argv[0] "modprobe", which kmod dispatches on.
 func TestModprobeFilter(t *testing.T) {
-	cc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("no gcc to build the helper with (make image installs it)")
+	sys := t.TempDir()
+	// A module in /sys/module: built in (no initstate), loaded, or still loading.
+	for m, state := range map[string]string{"nf_conntrack": "", "br_netfilter": "live\n", "veth": "coming\n"} {
+		os.Mkdir(filepath.Join(sys, m), 0o755)
+		if state != "" {
+			os.WriteFile(filepath.Join(sys, m, "initstate"), []byte(state), 0o644)
+		}
 	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "modprobe-filter")
-	if out, err := exec.Command(cc, "-O2", "-Wall", "-Werror", fmt.Sprintf(`-DMODPROBE="%s"`, self),
-		"-o", bin, "helpers/modprobe-filter.c").CombinedOutput(); err != nil {
-		t.Fatalf("build the helper: %v: %s", err, out)
-	}
+	bin := buildHelper(t, "modprobe-filter.c", "MODPROBE="+testExecutable(t), "SYS_MODULE="+sys)
 	run := func(args ...string) (string, int) {
 		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "SKIFF_TEST_FAKE_MODPROBE=1")
+		cmd.Env = append(os.Environ(), "SKIFF_TEST_FAKE_EXEC=:")
 		out, err := cmd.Output()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -50,11 +51,113 @@ func TestModprobeFilter(t *testing.T) {
 		}
 		return string(out), 0
 	}
-	// How the kernel asks: modprobe -q -- NAME.
-	if out, code := run("-q", "--", "binfmt-464c"); code != 1 || out != "" {
-		t.Errorf("binfmt-464c: exit %d, output %q; want exit 1 without running modprobe", code, out)
+	for _, c := range []struct {
+		args []string
+		out  string
+		code int
+	}{
+		// How the kernel asks: modprobe -q -- NAME.
+		{[]string{"-q", "--", "binfmt-464c"}, "", 1},
+		{[]string{"-q", "--", "rtnl-link-dummy"}, ":modprobe -q -- rtnl-link-dummy", 0},
+		// How dockerd asks, for what is loaded (with either spelling) and what is not.
+		{[]string{"-va", "nf_conntrack", "br-netfilter"}, "", 0},
+		{[]string{"-va", "nf_conntrack", "ip6_tables"}, ":modprobe -va nf_conntrack ip6_tables", 0},
+		{[]string{"-va", "veth"}, ":modprobe -va veth", 0}, // modprobe waits for its init
+		// Flags that change what loading means always reach modprobe.
+		{[]string{"-r", "nf_conntrack"}, ":modprobe -r nf_conntrack", 0},
+		{[]string{"-va"}, ":modprobe -va", 0},
+	} {
+		if out, code := run(c.args...); out != c.out || code != c.code {
+			t.Errorf("%v: exit %d, modprobe saw %q; want exit %d and %q", c.args, code, out, c.code, c.out)
+		}
 	}
-	if out, code := run("-q", "--", "rtnl-link-dummy"); code != 0 || out != "modprobe -q -- rtnl-link-dummy" {
-		t.Errorf("rtnl-link-dummy: exit %d, modprobe saw %q; want it passed on as is", code, out)
+}
+
+// TestRuncProbes builds helpers/runc-probes.c against a copy of this test binary as runc:
+// dockerd's two probes are answered from the records guestinit.RecordRuncProbes keeps, while
+// they match that runc; anything else, and a record made for another runc, reaches runc.
+func TestRuncProbes(t *testing.T) {
+	dir := t.TempDir()
+	runc, records := filepath.Join(dir, "runc"), filepath.Join(dir, "records")
+	b, err := os.ReadFile(testExecutable(t))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := os.WriteFile(runc, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildHelper(t, "runc-probes.c", "RUNC="+runc, "RECORDS="+records)
+	run := func(args ...string) string {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "SKIFF_TEST_FAKE_EXEC=live:")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("helper %v: %v", args, err)
+		}
+		return string(out)
+	}
+	runs := 0
+	record := func() {
+		t.Helper()
+		err := guestinit.RecordRuncProbes(runc, records, func(cmd *exec.Cmd) error {
+			runs++
+			cmd.Env = append(os.Environ(), "SKIFF_TEST_FAKE_EXEC=recorded:")
+			return cmd.Run()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(args []string, want string) {
+		t.Helper()
+		if out := run(args...); out != want {
+			t.Errorf("helper %v printed %q, want %q", args, out, want)
+		}
+	}
+
+	check([]string{"features"}, "live:"+bin+" features") // nothing recorded yet
+	record()
+	check([]string{"features"}, "recorded:"+runc+" features")
+	check([]string{"--version"}, "recorded:"+runc+" --version")
+	check([]string{"features", "--debug"}, "live:"+bin+" features --debug")
+	check([]string{"create", "--bundle", "b", "c1"}, "live:"+bin+" create --bundle b c1")
+	if record(); runs != 2 {
+		t.Errorf("recording again ran runc %d times in all, want 2 (the records still match)", runs)
+	}
+
+	// Another runc: the records no longer answer until they are made again.
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(runc, later, later); err != nil {
+		t.Fatal(err)
+	}
+	check([]string{"--version"}, "live:"+bin+" --version")
+	record()
+	check([]string{"--version"}, "recorded:"+runc+" --version")
+}
+
+func testExecutable(t *testing.T) string {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return self
+}
+
+// buildHelper compiles helpers/SRC with the string macros NAME=VALUE and returns the binary.
+func buildHelper(t *testing.T, src string, defines ...string) string {
+	t.Helper()
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("no gcc to build the helper with (make image installs it)")
+	}
+	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(src, ".c"))
+	args := []string{"-O2", "-Wall", "-Wextra", "-Werror", "-o", bin}
+	for _, d := range defines {
+		name, value, _ := strings.Cut(d, "=")
+		args = append(args, fmt.Sprintf("-D%s=%q", name, value))
+	}
+	if out, err := exec.Command(cc, append(args, filepath.Join("helpers", src))...).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v: %s", src, err, out)
+	}
+	return bin
 }

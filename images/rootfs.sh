@@ -46,7 +46,7 @@ build_rootfs() {
 
 	configure_rootfs "$rootfs"
 	static_iptables "$rootfs"
-	modprobe_filter "$rootfs"
+	helpers "$rootfs"
 
 	# Prune, recording what each entry saved.
 	: >"$tmp/trim-report.txt"
@@ -276,12 +276,15 @@ cross_host() {
 	[ "$ARCH" = "$(dpkg --print-architecture)" ] || echo "$(qemu_arch)-linux-gnu"
 }
 
-# The kernel's module request helper (see helpers/modprobe-filter.c).
-modprobe_filter() {
+# The agent's static helpers: the kernel's module request helper, which is also dockerd's
+# modprobe, and dockerd's runc (see helpers/*.c).
+helpers() {
 	local r=$1 host
 	host=$(cross_host)
-	mkdir -p "$r/usr/libexec/skiff"
+	mkdir -p "$r/usr/libexec/skiff/dockerd-bin"
 	"${host:+$host-}gcc" -static -Os -s -o "$r/usr/libexec/skiff/modprobe-filter" "$HERE/helpers/modprobe-filter.c"
+	"${host:+$host-}gcc" -static -Os -s -o "$r/usr/libexec/skiff/dockerd-bin/runc" "$HERE/helpers/runc-probes.c"
+	ln -sf ../modprobe-filter "$r/usr/libexec/skiff/dockerd-bin/modprobe"
 }
 
 # Resolves the modules stage 1 loads, in load order (dependencies first). Each line of

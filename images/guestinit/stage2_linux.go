@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -218,22 +219,23 @@ func (s *System) setupNetwork() error {
 			return err
 		}
 	}
-	batch := fmt.Sprintf("link set lo up\nlink set %[1]s mtu %[2]d up\naddr add %[3]s dev %[1]s\nroute add default via %[4]s\n",
-		iface, n.MTU, n.Address, n.Gateway)
-	cmd := exec.Command("ip", "-batch", "-")
-	cmd.Stdin = strings.NewReader(batch)
-	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if ws, err := s.Reaper.Run(cmd); err != nil || ws.ExitStatus() != 0 {
-		return fmt.Errorf("configure %s: %v %s", iface, err, out.String())
+	addr, err := netip.ParsePrefix(n.Address)
+	if err != nil {
+		return fmt.Errorf("seed: network address: %w", err)
+	}
+	gw, err := netip.ParseAddr(n.Gateway)
+	if err != nil {
+		return fmt.Errorf("seed: network gateway: %w", err)
+	}
+	if err := ConfigureLink(iface, n.MTU, addr, gw); err != nil {
+		return err
 	}
 	var rc strings.Builder
 	for _, d := range n.DNS {
 		fmt.Fprintf(&rc, "nameserver %s\n", d)
 	}
 	os.WriteFile("/etc/resolv.conf", []byte(rc.String()), 0o644)
-	addr, _, _ := strings.Cut(n.Address, "/")
-	hosts := fmt.Sprintf("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n%s %s\n", addr, s.Seed.Hostname)
+	hosts := fmt.Sprintf("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n%s %s\n", addr.Addr(), s.Seed.Hostname)
 	return os.WriteFile("/etc/hosts", []byte(hosts), 0o644)
 }
 
@@ -376,6 +378,7 @@ func (s *System) startEngine() error {
 			Trace("default bridge record dropped before dockerd starts")
 		}
 		cmd = exec.Command("dockerd", "--host", "unix://"+EngineSocket, "--containerd", ContainerdSocket)
+		cmd.Env = dockerdEnv()
 		if Tracing() {
 			cmd.Args = append(cmd.Args, "--debug") // its steps, timed, in engine.log
 		}
@@ -449,6 +452,7 @@ func (s *System) EndBoot() {
 			s.Log("%v", err)
 		}
 	}
+	go s.recordRuncProbes()
 }
 
 func (s *System) mountShares() {

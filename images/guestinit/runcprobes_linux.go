@@ -1,0 +1,110 @@
+package guestinit
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// DockerdBin goes first on dockerd's PATH, and dockerd's alone: its runc answers the two
+// probes dockerd runs at every start from what an earlier boot recorded
+// (images/helpers/runc-probes.c), its modprobe answers for modules already loaded
+// (images/helpers/modprobe-filter.c), and both pass anything else to the real program.
+const DockerdBin = "/usr/libexec/skiff/dockerd-bin"
+
+// RuncProbeRecords is where the answers are kept: on the data disk, so that every boot
+// after the first has them.
+const RuncProbeRecords = DataMount + "/cache/runc"
+
+// Runc is the image's runc.
+const Runc = "/usr/sbin/runc"
+
+// runcProbes are the probes, by record name.
+var runcProbes = [][2]string{{"features", "features"}, {"version", "--version"}}
+
+// runcProbeKey is a record's first line: what the answers depend on (the runc binary, the
+// kernel and its command line), in the form the helper computes it.
+func runcProbeKey(runc string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(runc, &st); err != nil {
+		return "", fmt.Errorf("stat %s: %w", runc, err)
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", fmt.Errorf("uname: %w", err)
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d %d.%09d %s %s\n", st.Size, st.Mtim.Sec, st.Mtim.Nsec, unix.ByteSliceToString(u.Release[:]),
+		strings.TrimRight(string(cmdline), "\n ")), nil
+}
+
+// RecordRuncProbes runs runc's probes and records their answers in dir, keeping records
+// that already match. run runs a command to completion (the init's reaper, in the guest).
+func RecordRuncProbes(runc, dir string, run func(*exec.Cmd) error) error {
+	key, err := runcProbeKey(runc)
+	if err != nil {
+		return err
+	}
+	for _, p := range runcProbes {
+		path := filepath.Join(dir, p[0])
+		if b, err := os.ReadFile(path); err == nil && strings.HasPrefix(string(b), key) {
+			continue
+		}
+		var out bytes.Buffer
+		cmd := exec.Command(runc, p[1])
+		cmd.Stdout = &out
+		if err := run(cmd); err != nil {
+			return fmt.Errorf("%s %s: %w", runc, p[1], err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		// Whole or not at all: the helper trusts a record whose key matches.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, append([]byte(key), out.Bytes()...), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordRuncProbes records the probes' answers for the next boot, once the engine is up.
+func (s *System) recordRuncProbes() {
+	if s.Seed.Engine == "podman" {
+		return
+	}
+	if _, err := os.Stat(filepath.Join(DockerdBin, "runc")); err != nil {
+		return // an image without the helper
+	}
+	err := RecordRuncProbes(Runc, RuncProbeRecords, func(cmd *exec.Cmd) error {
+		ws, err := s.Reaper.Run(cmd)
+		if err == nil && ws.ExitStatus() != 0 {
+			err = fmt.Errorf("exit status %d", ws.ExitStatus())
+		}
+		return err
+	})
+	if err != nil {
+		s.Log("runc's probes are not recorded, so the next engine start runs them: %v", err)
+	}
+}
+
+// dockerdEnv is dockerd's environment: the agent's, with DockerdBin first on PATH when the
+// image has it.
+func dockerdEnv() []string {
+	env := os.Environ()
+	if _, err := os.Stat(filepath.Join(DockerdBin, "runc")); err == nil {
+		env = append(env, "PATH="+DockerdBin+":"+os.Getenv("PATH"))
+	}
+	return env
+}
