@@ -45,6 +45,9 @@ type System struct {
 	sshd       *exec.Cmd
 	pid1       bool
 	bootEnded  bool
+	// recording is the boot's end writing for the next boot (recordRuncProbes), which a
+	// stop right after a start should not cut short.
+	recording sync.WaitGroup
 	// suspendedShares were unmounted by Quiesce, for Resume to mount again.
 	suspendedShares []seed.Share
 }
@@ -281,12 +284,6 @@ func useModprobeFilter(logf func(string, ...any)) {
 	}
 }
 
-// loadModules loads modules from the root's module tree with modprobe semantics, all in
-// one process.
-func loadModules(names ...string) {
-	exec.Command("/usr/sbin/modprobe", append([]string{"-q", "-a"}, names...)...).Run()
-}
-
 // setupData mounts the data disk, formatting it on first boot and growing the filesystem
 // when the host grew the disk.
 func (s *System) setupData() error {
@@ -452,7 +449,11 @@ func (s *System) EndBoot() {
 			s.Log("%v", err)
 		}
 	}
-	go s.recordRuncProbes()
+	s.recording.Add(1)
+	go func() {
+		defer s.recording.Done()
+		s.recordRuncProbes()
+	}()
 }
 
 func (s *System) mountShares() {
@@ -612,6 +613,12 @@ func (s *System) Trim() (string, error) {
 // Shutdown stops the engine cleanly, flushes the disks and powers off. It does not return
 // when it succeeds.
 func (s *System) Shutdown(poweroff bool) {
+	recorded := make(chan struct{})
+	go func() { s.recording.Wait(); close(recorded) }()
+	select {
+	case <-recorded:
+	case <-time.After(5 * time.Second):
+	}
 	s.mu.Lock()
 	engine, sshd := s.engine, s.sshd
 	s.mu.Unlock()
