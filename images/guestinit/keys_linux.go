@@ -104,7 +104,12 @@ func loadAllowAllDeviceProg() (int, error) {
 	binary.NativeEndian.PutUint32(attr[4:], uint32(len(insns)))
 	binary.NativeEndian.PutUint64(attr[8:], uint64(uintptr(unsafe.Pointer(&insns[0]))))
 	binary.NativeEndian.PutUint64(attr[16:], uint64(uintptr(unsafe.Pointer(&license[0]))))
+	// The verifier gives up with EAGAIN when the caller has a signal pending, and Go's
+	// runtime signals its threads to preempt them; a retry is what libbpf does too.
 	fd, err := bpf(unix.BPF_PROG_LOAD, attr[:])
+	for try := 1; err == unix.EAGAIN && try < 10; try++ {
+		fd, err = bpf(unix.BPF_PROG_LOAD, attr[:])
+	}
 	runtime.KeepAlive(insns)
 	runtime.KeepAlive(license)
 	return int(fd), err
