@@ -44,6 +44,8 @@ need_tools() {
 	for t in mmdebstrap mksquashfs cpio zstd xz curl make pkg-config; do command -v "$t" >/dev/null || missing+=("$t"); done
 	[ "$ARCH" != "$(dpkg --print-architecture)" ] && foreign=$(qemu_arch)
 	if [ -n "$foreign" ] && ! command -v "qemu-$foreign-static" >/dev/null; then missing+=(qemu-user-static); fi
+	# mmdebstrap refuses a foreign architecture without arch-test to check it can run it.
+	if [ -n "$foreign" ] && ! command -v arch-test >/dev/null; then missing+=(arch-test); fi
 	# The static iptables (rootfs.sh) is compiled for the image's architecture.
 	local cc=gcc cross=()
 	if [ -n "$foreign" ]; then
@@ -55,7 +57,7 @@ need_tools() {
 		echo "build.sh: installing build tools: ${missing[*]}" >&2
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap squashfs-tools cpio zstd xz-utils \
-			qemu-user-static binfmt-support curl make gcc libc6-dev pkg-config "${cross[@]}" >/dev/null
+			qemu-user-static binfmt-support arch-test curl make gcc libc6-dev pkg-config "${cross[@]}" >/dev/null
 	fi
 	[ -n "$foreign" ] && enable_binfmt "$foreign"
 	return 0
