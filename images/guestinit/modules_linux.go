@@ -29,9 +29,9 @@ func loadModules(names ...string) {
 		if fd, err = unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
 			m := newModuleList(fd)
 			for _, l := range lines {
-				m.done[l[0]] = make(chan struct{})
+				m.root = m.add(m.root, l)
 			}
-			m.load(lines, loadModuleAt)
+			m.load(m.root, loadModuleAt)
 			unix.Close(fd)
 			for _, l := range lines {
 				if !m.wait(l[0]) {

@@ -184,11 +184,16 @@ func readModuleList(dir string) (*moduleList, error) {
 		case f[0] == "--":
 			part = &m.rest
 		default:
-			*part = append(*part, f)
-			m.done[f[0]] = make(chan struct{})
+			*part = m.add(*part, f)
 		}
 	}
 	return m, nil
+}
+
+// add appends line f to part and gives its module a done channel for wait.
+func (m *moduleList) add(part [][]string, f []string) [][]string {
+	m.done[f[0]] = make(chan struct{})
+	return append(part, f)
 }
 
 // load tries every line at once, each as soon as the modules it needs are in, and returns

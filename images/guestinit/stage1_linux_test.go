@@ -62,24 +62,43 @@ func TestLoadModuleListSkipsWhatCannotLoad(t *testing.T) {
 	}
 }
 
-func TestLoadModuleListParallelAfterDependencies(t *testing.T) {
+// listFrom writes text as a load.list and reads it back.
+func listFrom(t *testing.T, text string) *moduleList {
+	t.Helper()
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "load.list"), []byte("slow.ko\nneeds_slow.ko slow.ko\nfree.ko\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "load.list"), []byte(text), 0o644)
 	m, err := readModuleList(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// timedLoad is a loader that notes when each module's load starts and ends, taking
+// took(name) in between; events returns the notes in order.
+func timedLoad(took func(name string) time.Duration) (load func(int, string) error, events func() []string) {
 	var mu sync.Mutex
-	var events []string
-	note := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
-	m.load(m.root, func(_ int, name string) error {
+	var notes []string
+	note := func(e string) { mu.Lock(); notes = append(notes, e); mu.Unlock() }
+	load = func(_ int, name string) error {
 		note("start " + name)
-		if name == "slow.ko" {
-			time.Sleep(200 * time.Millisecond)
-		}
+		time.Sleep(took(name))
 		note("end " + name)
 		return nil
+	}
+	return load, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), notes...) }
+}
+
+func TestLoadModuleListParallelAfterDependencies(t *testing.T) {
+	m := listFrom(t, "slow.ko\nneeds_slow.ko slow.ko\nfree.ko\n")
+	load, notes := timedLoad(func(name string) time.Duration {
+		if name == "slow.ko" {
+			return 200 * time.Millisecond
+		}
+		return 0
 	})
+	m.load(m.root, load)
+	events := notes()
 	at := func(e string) int {
 		for i, x := range events {
 			if x == e {
@@ -121,12 +140,7 @@ func TestACPIHas(t *testing.T) {
 }
 
 func TestLoadModuleListFirstPartOneAtATime(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "load.list"), []byte("virtio_balloon.ko\nother_key.ko\n==\nvirtio_blk.ko\n--\next4.ko\n"), 0o644)
-	m, err := readModuleList(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := listFrom(t, "virtio_balloon.ko\nother_key.ko\n==\nvirtio_blk.ko\n--\next4.ko\n")
 	names := func(lines [][]string) (n []string) {
 		for _, l := range lines {
 			n = append(n, l[0])
@@ -136,16 +150,11 @@ func TestLoadModuleListFirstPartOneAtATime(t *testing.T) {
 	if got := [][]string{names(m.first), names(m.root), names(m.rest)}; !reflect.DeepEqual(got, [][]string{{"virtio_balloon.ko", "other_key.ko"}, {"virtio_blk.ko"}, {"ext4.ko"}}) {
 		t.Fatalf("parts %v, want first, root and rest as the markers split them", got)
 	}
-	var mu sync.Mutex
-	var events []string
-	note := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
-	m.loadInOrder(m.first, func(_ int, name string) error {
-		note("start " + name)
-		time.Sleep(50 * time.Millisecond) // room for an overlap to show
-		note("end " + name)
-		return nil
-	})
-	if want := []string{"start virtio_balloon.ko", "end virtio_balloon.ko", "start other_key.ko", "end other_key.ko"}; !reflect.DeepEqual(events, want) {
+	// Each load takes a while: room for an overlap to show.
+	load, notes := timedLoad(func(string) time.Duration { return 50 * time.Millisecond })
+	m.loadInOrder(m.first, load)
+	want := []string{"start virtio_balloon.ko", "end virtio_balloon.ko", "start other_key.ko", "end other_key.ko"}
+	if events := notes(); !reflect.DeepEqual(events, want) {
 		t.Fatalf("first part loaded as %v, want one at a time in order %v", events, want)
 	}
 	if !m.wait("virtio_balloon.ko") {

@@ -118,7 +118,7 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 
 	useModprobeFilter(logf)
 	// The engine's first iptables and bridge calls would load these one by one, each a
-	// slow exec under emulation; one modprobe in the background gets them all at once.
+	// slow exec under emulation; the agent loads them all at once in the background.
 	// virtio_balloon: free page reporting, so that the host drops pages the guest frees
 	// (an idle machine gives memory back, a suspended one saves only the pages in use).
 	// Stage 1 loads it first where it ran; here it is for a boot without an initrd.
