@@ -1,6 +1,7 @@
 package guestinit
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -68,11 +69,49 @@ func (r *Reaper) Start(cmd *exec.Cmd) (<-chan syscall.WaitStatus, error) {
 	return ch, nil
 }
 
-// Run starts cmd and waits for it.
+// Run starts cmd and waits for it and for its output. os/exec copies output that is not a
+// file through a pipe, and only its Wait, which the reaper stands in for, waits for that
+// copy to finish; so Run makes the pipes itself and drains them before it returns.
 func (r *Reaper) Run(cmd *exec.Cmd) (syscall.WaitStatus, error) {
+	var copies sync.WaitGroup
+	var ends []*os.File
+	defer func() {
+		for _, f := range ends {
+			f.Close()
+		}
+	}()
+	stdout := cmd.Stdout
+	for _, w := range []*io.Writer{&cmd.Stdout, &cmd.Stderr} {
+		if _, isFile := (*w).(*os.File); *w == nil || isFile {
+			continue
+		}
+		if w == &cmd.Stderr && cmd.Stderr == stdout {
+			cmd.Stderr = cmd.Stdout // one pipe keeps the two streams in order
+			continue
+		}
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return 0, err
+		}
+		ends = append(ends, pw)
+		copies.Add(1)
+		go func(dst io.Writer) {
+			defer copies.Done()
+			io.Copy(dst, pr)
+			pr.Close()
+		}(*w)
+		*w = pw
+	}
 	ch, err := r.Start(cmd)
+	for _, f := range ends {
+		f.Close() // the child has its own; the copies end when it is done with them
+	}
+	ends = nil
 	if err != nil {
+		copies.Wait()
 		return 0, err
 	}
-	return <-ch, nil
+	ws := <-ch
+	copies.Wait()
+	return ws, nil
 }
