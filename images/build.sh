@@ -47,10 +47,11 @@ need_tools() {
 	# mmdebstrap refuses a foreign architecture without arch-test to check it can run it.
 	if [ -n "$foreign" ] && ! command -v arch-test >/dev/null; then missing+=(arch-test); fi
 	# The static iptables (rootfs.sh) is compiled for the image's architecture.
-	local cc=gcc cross=()
-	if [ -n "$foreign" ]; then
-		cc=$foreign-linux-gnu-gcc
-		cross=("gcc-$foreign-linux-gnu" "libc6-dev-$ARCH-cross")
+	local host cc=gcc cross=()
+	host=$(cross_host)
+	if [ -n "$host" ]; then
+		cc=$host-gcc
+		cross=("gcc-$host" "libc6-dev-$ARCH-cross")
 	fi
 	command -v "$cc" >/dev/null || missing+=("$cc")
 	if [ ${#missing[@]} -gt 0 ]; then

@@ -30,12 +30,11 @@ const KeysCgroup = "/sys/fs/cgroup/skiff-keys"
 // pinKeysInStage1 pins the switches before stage 1 starts anything else. The cgroup
 // hierarchy outlives the mount, which stage 2 or systemd makes again with its own options.
 func pinKeysInStage1() {
-	const dir = "/sys/fs/cgroup"
-	if err := unix.Mount("cgroup2", dir, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		logf("%s: mount cgroup2: %v", keysUnpinned, err)
+	if err := mountKernelFS([]kernelMount{cgroupFS}); err != nil {
+		logf("%s: %v", keysUnpinned, err)
 		return
 	}
-	defer unix.Unmount(dir, 0)
+	defer unix.Unmount(cgroupFS.dst, 0)
 	pinKeys()
 }
 
