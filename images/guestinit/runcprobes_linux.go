@@ -84,8 +84,8 @@ func (s *System) recordRuncProbes() {
 	if s.Seed.Engine == "podman" {
 		return
 	}
-	if _, err := os.Stat(filepath.Join(DockerdBin, "runc")); err != nil {
-		return // an image without the helper
+	if !haveDockerdBin() {
+		return
 	}
 	err := RecordRuncProbes(Runc, RuncProbeRecords, func(cmd *exec.Cmd) error {
 		ws, err := s.Reaper.Run(cmd)
@@ -103,8 +103,14 @@ func (s *System) recordRuncProbes() {
 // image has it.
 func dockerdEnv() []string {
 	env := os.Environ()
-	if _, err := os.Stat(filepath.Join(DockerdBin, "runc")); err == nil {
+	if haveDockerdBin() {
 		env = append(env, "PATH="+DockerdBin+":"+os.Getenv("PATH"))
 	}
 	return env
+}
+
+// haveDockerdBin says whether the image has the helpers (an older image does not).
+func haveDockerdBin() bool {
+	_, err := os.Stat(filepath.Join(DockerdBin, "runc"))
+	return err == nil
 }
