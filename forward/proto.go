@@ -19,7 +19,10 @@ const (
 // Service names on the host agent's transport port (the guest dials these).
 const (
 	HostServiceReady = "ready" // the guest announces that the engine answers
-	HostPrefix9P     = "9p/"   // 9p/TAG: the host's 9p server for one share
+	// HostServiceNetwork carries the guest's Ethernet frames (4-byte big-endian length,
+	// then the frame) to the user-mode network, for VMs without a NIC (Hyper-V, WSL2).
+	HostServiceNetwork = "network"
+	HostPrefix9P       = "9p/" // 9p/TAG: the host's 9p server for one share
 )
 
 // Control operations.

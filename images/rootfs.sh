@@ -294,6 +294,8 @@ helpers() {
 # load one at a time before the others (their init rewrites hot kernel code: static keys);
 # a line "--" ends what mounting the root needs, and stage 1 loads the rest while it mounts
 # the root. The root's modules are uncompressed by then (build_rootfs), and the initrd is compressed as a whole.
+# Order matters for the gate: a module first reached under "hv_vmbus/..." needs hv_vmbus,
+# so what other buses share (scsi_mod under virtio_scsi, vsock) is named before it.
 stage1_modules() {
 	local r=$1 kver=$2 dst=$3
 	local dep=$r/usr/lib/modules/$kver/modules.dep
@@ -323,7 +325,7 @@ stage1_modules() {
 		echo "$name.ko${deps[*]:+ ${deps[*]}}" >>"$dst/load.list"
 	}
 	local m
-	for m in virtio_balloon == virtio_blk hv_vmbus hv_vmbus/hv_storvsc squashfs overlay -- ext4 crc32c_intel crc32c_generic virtio_net hv_vmbus/hv_netvsc virtio_rng vsock vmw_vsock_virtio_transport; do
+	for m in virtio_balloon == virtio_blk virtio_scsi sd_mod hv_vmbus hv_vmbus/hv_storvsc squashfs overlay -- ext4 crc32c_intel crc32c_generic virtio_net hv_vmbus/hv_netvsc virtio_rng vsock vmw_vsock_virtio_transport hv_vmbus/hv_sock; do
 		case "$m" in
 		--|==) echo "$m" >>"$dst/load.list" ;;
 		*/*) gate=${m%/*} visit "${m#*/}" ;;

@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 )
 
 // Config is everything a backend needs to boot one machine. It is backend-neutral: each
@@ -61,6 +63,10 @@ type Network interface {
 	ServeStream(ctx context.Context, conn net.Conn) error
 	// ServeDatagram serves one frame per datagram (vz/vfkit unixgram).
 	ServeDatagram(ctx context.Context, conn net.Conn) error
+	// ServeGuestStream serves frames as ServeStream does on a stream the guest opened
+	// itself (hvsock, vsock). Any VM on the host can open one, so the guest first proves
+	// it knows the machine's secret.
+	ServeGuestStream(ctx context.Context, conn net.Conn) error
 }
 
 // Backend boots VMs on one hypervisor.
@@ -174,6 +180,33 @@ func CheckImage(cfg Config) error {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("guest image file missing: %w", err)
 		}
+	}
+	return nil
+}
+
+// EFIBootDisk is the image file a firmware-booted guest starts from (Hyper-V Gen 2, and
+// QEMU standing in for it): a raw GPT disk whose EFI System Partition holds a unified
+// kernel image. Installed images keep it next to the kernel.
+const EFIBootDisk = "efi-boot.img"
+
+// ImageChecker is a backend that boots from more of the image than its kernel and
+// initrd. `machine init` asks it before the machine is made, so that an image the backend
+// cannot boot fails there, with nothing left behind.
+type ImageChecker interface {
+	// CheckImageDir says, in one line that also says how to get it, what the installed
+	// image in dir lacks.
+	CheckImageDir(dir string) error
+}
+
+// CheckEFIBootDisk fails, naming the file and how to get it, when the EFI boot disk at
+// path is missing: images built before it existed, or for another architecture.
+func CheckEFIBootDisk(path string) error {
+	_, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("guest image has no %s (the Hyper-V boot disk): rebuild it with `make image` (amd64), or give --image an image that has it", filepath.Base(path))
+	}
+	if err != nil {
+		return fmt.Errorf("guest image's boot disk: %w", err)
 	}
 	return nil
 }

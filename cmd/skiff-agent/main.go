@@ -20,8 +20,8 @@ import (
 
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/guest"
-	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/images/guestinit"
+	"github.com/skiff-dev/skiff/images/seed"
 )
 
 // version is set by the build.
@@ -83,15 +83,11 @@ func run(pid1 bool) error {
 		System:       system{sys},
 		Logf:         logf,
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(guestIP, strconv.Itoa(sd.AgentPort)))
+	lns, err := transportListeners(guestIP, sd)
 	if err != nil {
-		return fmt.Errorf("listen for the host: %w", err)
+		return err
 	}
-	go func() {
-		if err := transport.Serve(ctx, ln, sd.Secret, agent.Route, logf); err != nil {
-			logf("transport: %v", err)
-		}
-	}()
+	go guest.ServeTransport(ctx, lns, sd.Secret, agent.Route, logf)
 	if pid1 {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGPWR)
@@ -115,6 +111,28 @@ func run(pid1 bool) error {
 	}()
 	go trimLoop(sys, time.Duration(sd.TrimInterval)*time.Second)
 	select {}
+}
+
+// transportListeners are where the host reaches the agent: the guest's address on the
+// user-mode network, and vsock wherever the kernel has it (vz, Hyper-V, WSL2, QEMU with
+// vhost-vsock). Which one the host uses is its choice; both check the machine's secret.
+func transportListeners(guestIP string, sd *seed.Seed) ([]net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(guestIP, strconv.Itoa(sd.AgentPort)))
+	if err != nil {
+		return nil, fmt.Errorf("listen for the host: %w", err)
+	}
+	lns := []net.Listener{ln}
+	port := sd.VsockPort
+	if port == 0 {
+		port = uint32(sd.AgentPort)
+	}
+	if vl, err := guest.ListenVsock(port); err != nil {
+		logf("transport: no vsock (%v); serving on %s only", err, ln.Addr())
+	} else {
+		lns = append(lns, vl)
+		logf("transport: serving on %s and vsock port %d", ln.Addr(), port)
+	}
+	return lns, nil
 }
 
 // bootProfile records the agent's own CPU use until the engine answers when the boot is

@@ -5,6 +5,7 @@ package usernet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
+
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/forward/transport"
 )
 
 // The addresses of every machine's private network. Machines never share one: each host
@@ -31,12 +35,20 @@ const (
 
 // Network is one machine's virtual network.
 type Network struct {
-	vn *virtualnetwork.VirtualNetwork
+	vn     *virtualnetwork.VirtualNetwork
+	secret []byte
+}
+
+// Options configure a Network.
+type Options struct {
+	// Secret is the machine's: a guest that opens its own stream to the network
+	// (ServeGuestStream) must prove it. Without one such streams are refused.
+	Secret []byte
 }
 
 // New builds the network: DHCP with a static lease for the guest, DNS through the host's
 // resolver, and host.docker.internal / host.containers.internal pointing at the host.
-func New() (*Network, error) {
+func New(o Options) (*Network, error) {
 	hostRecord := []types.Record{{Name: "host", IP: net.ParseIP(HostIP)}, {Name: "gateway", IP: net.ParseIP(GatewayIP)}}
 	cfg := &types.Configuration{
 		MTU:               MTU,
@@ -57,7 +69,7 @@ func New() (*Network, error) {
 	if err != nil {
 		return nil, fmt.Errorf("user-mode network: %w", err)
 	}
-	n := &Network{vn: vn}
+	n := &Network{vn: vn, secret: o.Secret}
 	if p := os.Getenv(ServicesEnv); p != "" {
 		if err := n.serveServices(p); err != nil {
 			return nil, err
@@ -74,6 +86,28 @@ func (n *Network) ServeStream(ctx context.Context, conn net.Conn) error {
 // ServeDatagram implements vmm.Network for vz/vfkit unixgram sockets.
 func (n *Network) ServeDatagram(ctx context.Context, conn net.Conn) error {
 	return n.vn.AcceptVfkit(ctx, conn)
+}
+
+// ServeGuestStream implements vmm.Network for a guest's network helper dialing in over
+// vsock or hvsock: the stream is served only once the guest proved the machine's secret.
+func (n *Network) ServeGuestStream(ctx context.Context, conn net.Conn) error {
+	if len(n.secret) == 0 {
+		conn.Close()
+		return errors.New("user-mode network: no machine secret to check the guest's stream against")
+	}
+	service, err := transport.Accept(conn, n.secret)
+	if err == nil && service != forward.HostServiceNetwork {
+		transport.Refuse(conn, "this port serves only the network")
+		err = fmt.Errorf("guest asked for %q", service)
+	}
+	if err == nil {
+		err = transport.Grant(conn)
+	}
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("user-mode network: guest stream: %w", err)
+	}
+	return n.ServeStream(ctx, conn)
 }
 
 // DialGuest opens a TCP connection to a guest port through the network stack, without any

@@ -346,7 +346,7 @@ func (m *machine) serveNetwork(n vmm.Network) {
 		}
 		go func() {
 			defer c.Close()
-			n.ServeStream(ctx, c)
+			n.ServeGuestStream(ctx, c)
 		}()
 	}
 }

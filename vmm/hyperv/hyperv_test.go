@@ -233,8 +233,9 @@ func guestBoot(ctx context.Context, vm vmm.VM) (string, error) {
 
 type nopNetwork struct{}
 
-func (nopNetwork) ServeStream(ctx context.Context, c net.Conn) error   { <-ctx.Done(); return nil }
-func (nopNetwork) ServeDatagram(ctx context.Context, c net.Conn) error { <-ctx.Done(); return nil }
+func (nopNetwork) ServeStream(ctx context.Context, c net.Conn) error      { <-ctx.Done(); return nil }
+func (nopNetwork) ServeDatagram(ctx context.Context, c net.Conn) error    { <-ctx.Done(); return nil }
+func (nopNetwork) ServeGuestStream(ctx context.Context, c net.Conn) error { <-ctx.Done(); return nil }
 
 func testBackend(s *hvSim) *Backend {
 	b := &Backend{Options: Options{PollInterval: 10 * time.Millisecond}, Run: s, Registry: &winexectest.Registry{}, Hvsock: fakeHvsock{s}}

@@ -49,7 +49,7 @@ func TestConformance(t *testing.T) {
 				AgentPort: 1024, HostPort: 1025, HostTimeNano: time.Now().UnixNano()}
 			b, _ := sd.Marshal()
 			os.WriteFile(filepath.Join(dir, "seed.img"), b, 0o600)
-			n, err := usernet.New()
+			n, err := usernet.New(usernet.Options{Secret: make([]byte, 32)})
 			if err != nil {
 				t.Fatal(err)
 			}

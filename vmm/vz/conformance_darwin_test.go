@@ -29,7 +29,7 @@ func TestConformance(t *testing.T) {
 		Backend: New(Options{}),
 		Config: func(t *testing.T) vmm.Config {
 			dir := vmmtest.TempDir(t)
-			n, err := usernet.New()
+			n, err := usernet.New(usernet.Options{Secret: make([]byte, 32)})
 			if err != nil {
 				t.Fatal(err)
 			}

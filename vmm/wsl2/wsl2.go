@@ -10,7 +10,7 @@
 //     and that process runs in the foreground for the machine's whole life; its output is
 //     the machine's serial log, and its exit is the machine stopping
 //   - with --network user the agent connects to host vsock port NetworkPort and carries
-//     Ethernet frames with a 4-byte big-endian length prefix (vmm.Network.ServeStream)
+//     Ethernet frames with a 4-byte big-endian length prefix (vmm.Network.ServeGuestStream, after the transport handshake)
 //   - the agent listens on vsock port TransportPort for the host's streams (DialGuest)
 package wsl2
 
@@ -337,7 +337,7 @@ func (m *machine) serveNetwork(n vmm.Network) {
 		// One connection per boot of the guest's network helper; a restart reconnects.
 		go func() {
 			defer c.Close()
-			n.ServeStream(ctx, c)
+			n.ServeGuestStream(ctx, c)
 		}()
 	}
 }

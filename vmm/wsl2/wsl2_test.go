@@ -163,8 +163,9 @@ func (l *idleListener) Addr() net.Addr { return &net.UnixAddr{Name: "hvsock", Ne
 
 type nopNetwork struct{}
 
-func (nopNetwork) ServeStream(ctx context.Context, c net.Conn) error   { <-ctx.Done(); return nil }
-func (nopNetwork) ServeDatagram(ctx context.Context, c net.Conn) error { <-ctx.Done(); return nil }
+func (nopNetwork) ServeStream(ctx context.Context, c net.Conn) error      { <-ctx.Done(); return nil }
+func (nopNetwork) ServeDatagram(ctx context.Context, c net.Conn) error    { <-ctx.Done(); return nil }
+func (nopNetwork) ServeGuestStream(ctx context.Context, c net.Conn) error { <-ctx.Done(); return nil }
 
 func testBackend(s *wslSim) (*Backend, *winexectest.Registry) {
 	reg := &winexectest.Registry{}

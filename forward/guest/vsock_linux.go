@@ -1,0 +1,80 @@
+package guest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/mdlayher/vsock"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-dev/skiff/forward/transport"
+)
+
+// vsock addresses the guest dials.
+const (
+	HostCID  = vsock.Host  // the host, on every transport (virtio, vz, hv_sock)
+	LocalCID = vsock.Local // this guest itself, over vsock_loopback
+)
+
+// ListenVsock listens on port of every vsock transport the guest has (any local CID, so
+// the loopback transport reaches it too). It fails when the
+// kernel has no AF_VSOCK at all; with the family but no device (QEMU without
+// vhost-vsock) it succeeds and simply never accepts.
+func ListenVsock(port uint32) (net.Listener, error) {
+	ln, err := vsock.ListenContextID(unix.VMADDR_CID_ANY, port, nil)
+	if err != nil {
+		return nil, fmt.Errorf("vsock port %d: %w", port, err)
+	}
+	return ln, nil
+}
+
+// DialVsock opens a stream to port on the vsock peer cid (HostCID for the host). vsock's
+// connect has no context of its own: a context that ends first abandons it.
+func DialVsock(ctx context.Context, cid, port uint32) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := vsock.Dial(cid, port, nil)
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("vsock %d:%d: %w", cid, port, r.err)
+		}
+		return r.c, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// VsockDialer reaches a transport server on vsock, for transport.Client.
+func VsockDialer(cid, port uint32) transport.RawDialer {
+	return func(ctx context.Context) (net.Conn, error) { return DialVsock(ctx, cid, port) }
+}
+
+// ServeTransport serves the authenticated transport on every listener until ctx ends or
+// all of them fail; one medium failing (a vsock device that goes away) leaves the others.
+func ServeTransport(ctx context.Context, lns []net.Listener, secret []byte, route transport.Router, logf func(string, ...any)) {
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := transport.Serve(ctx, ln, secret, route, logf); err != nil {
+				logf("transport on %s: %v", ln.Addr(), err)
+			}
+		}()
+	}
+	wg.Wait()
+}
