@@ -12,6 +12,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/skiff ./cmd/skiff
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -o bin/skiff-wslinit ./vmm/qemu/internal/wslinit/skiff-wslinit  # backend qemu-wsl's stand-in init
 
 # The guest agent is static and goes into the initrd.
 agent:

@@ -82,6 +82,8 @@ qemu_arch() {
 
 # shellcheck source=images/rootfs.sh
 . "$HERE/rootfs.sh"
+# shellcheck source=images/wslroot.sh
+. "$HERE/wslroot.sh"
 
 sha() { sha256sum "$@" | cut -c1-64; }
 
@@ -137,6 +139,7 @@ write_manifest() {
 			"$SUITE-$ROOT_KEY-$(sha "$OUT/initrd.img.zst" | cut -c1-8)" "$ARCH" "$VARIANT"
 		printf '  "kernelVersion": "%s",\n  "kernelCmdline": "%s",\n  "files": [\n' "$(cat "$ROOT_DIR/kernel.version")" "$KERNEL_ARGS"
 		printf '    %s,\n    %s,\n    %s\n' "$(manifest_entry kernel "$KERNEL_NAME")" "$(manifest_entry initrd initrd.img)" "$(manifest_entry root root.squashfs)"
+		wsl_manifest_line
 		printf '  ]\n}\n'
 	} >"$OUT/manifest.json"
 }
@@ -156,6 +159,7 @@ for f in "$KERNEL_NAME" packages.lock trim-report.txt dropped-packages.txt root.
 	cp "$ROOT_DIR/$f" "$OUT/.$f.tmp" && mv -f "$OUT/.$f.tmp" "$OUT/$f"
 done
 build_initrd
+build_wsl_rootfs
 write_manifest
 total=$(stat -c %s "$OUT/$KERNEL_NAME" "$OUT/initrd.img.zst" "$OUT/root.squashfs.zst" | awk "{s+=\$1} END {print s}")
 echo "build.sh: $ARCH/$VARIANT image in $OUT: kernel+initrd+root = $((total / 1048576)) MiB compressed (the download)" >&2

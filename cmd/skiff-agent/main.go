@@ -47,6 +47,8 @@ func main() {
 			halt()
 		}
 		os.Exit(1)
+	case "boot-wsl":
+		bootWSL(os.Args[2:])
 	case "version":
 		fmt.Println(version)
 	default:

@@ -13,6 +13,8 @@ func backendFor(name string) (vmm.Backend, error) {
 	switch name {
 	case "qemu", "":
 		return &qemu.Backend{}, nil
+	case "qemu-wsl": // WSL's root filesystem and boot-wsl under a stand-in init on QEMU, for testing on Linux
+		return &qemu.WSLStandIn{}, nil
 	}
-	return nil, fmt.Errorf("backend %q is not available on Linux (use qemu)", name)
+	return nil, fmt.Errorf("backend %q is not available on Linux (use qemu, or qemu-wsl to test WSL's root filesystem)", name)
 }

@@ -40,6 +40,7 @@ type System struct {
 	Host transport.Dialer
 
 	mu         sync.Mutex
+	wsl        bool // under WSL's init (boot-wsl)
 	engine     *exec.Cmd
 	containerd *exec.Cmd
 	sshd       *exec.Cmd
@@ -56,12 +57,14 @@ type System struct {
 type Options struct {
 	// PID1 mounts the kernel filesystems; false under systemd, which has done it.
 	PID1 bool
+	// WSL boots in a WSL distro under WSL's init (wsl_linux.go); nil in a VM.
+	WSL *WSLOptions
 }
 
 // Boot prepares the system and starts sshd and the engine. The engine start is not waited
 // for: the caller polls EngineReady so that readiness is signalled the moment it answers.
 func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System, error) {
-	s := &System{Reaper: NewReaper(), Log: logf, pid1: opt.PID1}
+	s := &System{Reaper: NewReaper(), Log: logf, pid1: opt.PID1, wsl: opt.WSL != nil}
 	// Every forwarded stream costs the agent two descriptors, and the engine inherits the
 	// limit; the kernel's default of 1024 for init runs out under load.
 	lim := unix.Rlimit{Cur: 1 << 20, Max: 1 << 20}
@@ -76,6 +79,11 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 		}
 		devLinks()
 	}
+	if opt.WSL != nil {
+		if err := prepareWSL(); err != nil {
+			return nil, err
+		}
+	}
 	// Where stage 1 did not run (no initrd), before anything else starts.
 	pinKeys()
 	Trace("stage 2")
@@ -89,15 +97,15 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 		for _, m := range []string{"ext4.ko", "crc32c_intel.ko", "crc32c_generic.ko"} {
 			waitStage1Module(m)
 		}
-		err := s.setupData()
+		setup := s.setupData
+		if opt.WSL != nil {
+			setup = s.setupDataDir
+		}
+		err := setup()
 		Trace("data disk ready")
 		dataDone <- err
 	}()
-	dev, err := WaitDisk(SerialSeed, 10*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	sd, err := seed.ReadFile(dev)
+	sd, err := readSeed(opt)
 	if err != nil {
 		return nil, err
 	}
@@ -116,20 +124,30 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	unix.Sethostname([]byte(sd.Hostname))
 	os.WriteFile("/etc/hostname", []byte(sd.Hostname+"\n"), 0o644)
 
-	useModprobeFilter(logf)
+	// WSL's kernel is shared with the user's other distros, which would get the filter too.
+	if opt.WSL == nil {
+		useModprobeFilter(logf)
+	}
 	// The engine's first iptables and bridge calls would load these one by one, each a
 	// slow exec under emulation; the agent loads them all at once in the background.
 	// virtio_balloon: free page reporting, so that the host drops pages the guest frees
 	// (an idle machine gives memory back, a suspended one saves only the pages in use).
 	// Stage 1 loads it first where it ran; here it is for a boot without an initrd.
-	go loadModules(append(engineModules, "virtio_balloon")...)
+	if opt.WSL == nil || wslModules() {
+		go loadModules(append(engineModules, "virtio_balloon")...)
+	}
 
 	netDone := make(chan error, 1)
 	go func() {
 		// Stage 1 may still be loading the NIC's driver.
 		waitStage1Module("virtio_net.ko")
 		waitStage1Module("hv_netvsc.ko")
-		err := s.setupNetwork()
+		var err error
+		if opt.WSL != nil {
+			err = s.configureWSLNetwork(opt.WSL)
+		} else {
+			err = s.setupNetwork()
+		}
 		Trace("network ready")
 		netDone <- err
 	}()
@@ -215,8 +233,19 @@ func (s *System) run(name string, args ...string) error {
 	return nil
 }
 
+// readSeed reads the seed from its disk, or from its file under WSL.
+func readSeed(opt Options) (*seed.Seed, error) {
+	if opt.WSL != nil {
+		return opt.WSL.readSeed()
+	}
+	dev, err := WaitDisk(SerialSeed, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return seed.ReadFile(dev)
+}
+
 func (s *System) setupNetwork() error {
-	n := s.Seed.Network
 	// Stage 1 loaded the NIC drivers; modprobe is an exec worth sparing unless they failed.
 	iface, err := waitInterface(time.Second)
 	if err != nil {
@@ -225,6 +254,12 @@ func (s *System) setupNetwork() error {
 			return err
 		}
 	}
+	return s.configureLink(iface)
+}
+
+// configureLink gives iface the seed's address, routes and MTU, and writes the name files.
+func (s *System) configureLink(iface string) error {
+	n := s.Seed.Network
 	addr, err := netip.ParsePrefix(n.Address)
 	if err != nil {
 		return fmt.Errorf("seed: network address: %w", err)
@@ -240,6 +275,8 @@ func (s *System) setupNetwork() error {
 	for _, d := range n.DNS {
 		fmt.Fprintf(&rc, "nameserver %s\n", d)
 	}
+	// Replaced, not written through: under WSL it is a link to a file every distro shares.
+	os.Remove("/etc/resolv.conf")
 	os.WriteFile("/etc/resolv.conf", []byte(rc.String()), 0o644)
 	hosts := fmt.Sprintf("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n%s %s\n", addr.Addr(), s.Seed.Hostname)
 	return os.WriteFile("/etc/hosts", []byte(hosts), 0o644)
@@ -315,6 +352,11 @@ func (s *System) setupData() error {
 			s.Log("%v", err)
 		}
 	}
+	return bindDataDirs()
+}
+
+// bindDataDirs makes the engines' state directories and binds them from the data location.
+func bindDataDirs() error {
 	for _, d := range []string{"docker", "containerd", "containers", "home"} {
 		os.MkdirAll(filepath.Join(DataMount, d), 0o711)
 	}
@@ -486,6 +528,8 @@ func (s *System) MountShare(sh seed.Share) error {
 			"trans=virtio,version=9p2000.L,msize=524288,cache=mmap,access=client")
 	case "9p-transport":
 		return s.mount9pTransport(sh, flags)
+	case "drvfs":
+		return mountDrvfsShare(sh)
 	default:
 		return fmt.Errorf("share type %q is not supported by this guest", sh.Type)
 	}
@@ -653,9 +697,13 @@ func (s *System) Shutdown(poweroff bool) {
 		ctrd.Process.Signal(syscall.SIGTERM)
 		time.Sleep(300 * time.Millisecond)
 	}
-	unix.Kill(-1, unix.SIGTERM)
-	time.Sleep(200 * time.Millisecond)
-	unix.Kill(-1, unix.SIGKILL)
+	if s.wsl {
+		stopDescendants(5 * time.Second)
+	} else {
+		unix.Kill(-1, unix.SIGTERM)
+		time.Sleep(200 * time.Millisecond)
+		unix.Kill(-1, unix.SIGKILL)
+	}
 	unix.Sync()
 	// Shares first, then the binds into the data disk, then the data disk itself: a busy
 	// data disk would be detached lazily and need journal recovery at the next boot.

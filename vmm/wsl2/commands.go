@@ -20,8 +20,19 @@ func importArgs(name, dir, tar string) []string {
 	return []string{"--import", name, dir, tar, "--version", "2"}
 }
 
-func bootArgs(name string, extra ...string) []string {
-	return append([]string{"-d", name, "-u", "root", "--", AgentPath, "boot-wsl"}, extra...)
+func bootArgs(name string, command ...string) []string {
+	return append([]string{"-d", name, "-u", "root", "--"}, command...)
+}
+
+// AgentCommand is what runs in the distro for the machine's life; seedPath is the seed
+// file where the distro sees it (GuestPath), empty for none. The QEMU stand-in for WSL
+// (vmm/qemu, backend qemu-wsl) runs the same command.
+func AgentCommand(seedPath string, network NetworkMode) []string {
+	c := []string{AgentPath, "boot-wsl"}
+	if seedPath != "" {
+		c = append(c, "--seed", seedPath)
+	}
+	return append(c, "--network", string(network))
 }
 
 // parseList reads `wsl --list --quiet`: one distro per line.

@@ -276,18 +276,17 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 }
 
 func (b *Backend) bootArgs(cfg vmm.Config) ([]string, error) {
-	var extra []string
+	seedPath := ""
 	for _, d := range cfg.Disks {
 		if d.Serial == SeedSerial {
 			p, err := GuestPath(d.Path)
 			if err != nil {
 				return nil, fmt.Errorf("wsl2: seed: %w", err)
 			}
-			extra = append(extra, "--seed", p)
+			seedPath = p
 		}
 	}
-	extra = append(extra, "--network", string(b.network()))
-	return bootArgs(DistroName(cfg.Name), extra...), nil
+	return bootArgs(DistroName(cfg.Name), AgentCommand(seedPath, b.network())...), nil
 }
 
 // machine is a running distro: the wsl.exe process running the agent in the foreground.
