@@ -13,6 +13,8 @@ func backendFor(name string) (vmm.Backend, error) {
 	switch name {
 	case "qemu", "":
 		return &qemu.Backend{}, nil
+	case "qemu-vz": // vz's guest devices (virtio console, datagram NIC) on QEMU, for testing on Linux
+		return &qemu.Backend{VZDevices: true}, nil
 	case "qemu-wsl": // WSL's root filesystem and boot-wsl under a stand-in init on QEMU, for testing on Linux
 		return &qemu.WSLStandIn{}, nil
 	}

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -107,6 +108,29 @@ func TestVirtiofsdCommand(t *testing.T) {
 		}
 		if tc.d.rust && strings.Contains(got, "--readonly") != (tc.sh.ReadOnly && tc.d.readOnly) {
 			t.Errorf("%s: --readonly misplaced: %s", tc.name, got)
+		}
+	}
+}
+
+// With vz's devices the guest's console is a virtio console named on the command line in
+// place of the image's UART, and the NIC takes one frame per datagram on the inherited
+// descriptor after the guest RAM's.
+func TestArgsVZDevices(t *testing.T) {
+	cfg := vmm.Config{Name: "m1", Arch: "arm64", CPUs: 2, MemoryMiB: 1024, Kernel: "/img/Image", Initrd: "/img/initrd.img",
+		Cmdline: "console=ttyAMA0 quiet", MAC: "5a:94:ef:e4:0c:ee", SerialLog: "/d/serial.log"}
+	args := strings.Join((&Backend{VZDevices: true}).Args(cfg, "tcg", "/r/net.sock", "/r/qmp.sock", "/d/vm.pid"), " ")
+	for _, want := range []string{
+		"-append console=hvc0 quiet",
+		"-chardev file,id=serial0,path=/d/serial.log -device virtio-serial-pci,id=vser0 -device virtconsole,chardev=serial0",
+		"-netdev dgram,id=net0,local.type=fd,local.str=" + strconv.Itoa(dgramFD()),
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("QEMU arguments lack %q:\n%s", want, args)
+		}
+	}
+	for _, not := range []string{"ttyAMA0", " -serial ", "net.sock"} {
+		if strings.Contains(args, not) {
+			t.Errorf("QEMU arguments with vz's devices still have %q:\n%s", not, args)
 		}
 	}
 }

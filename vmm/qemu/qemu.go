@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +29,10 @@ type Backend struct {
 	// Virtiofsd overrides the virtiofsd binary for virtiofs shares (default: PATH, then
 	// where distributions install it).
 	Virtiofsd string
+	// VZDevices gives the guest vz's devices where QEMU has them (nic.go): a virtio console
+	// (hvc0) and a NIC that carries one frame per datagram, so that what vz boots and its
+	// datagram network run on Linux too.
+	VZDevices bool
 }
 
 // Name implements vmm.Backend.
@@ -81,7 +84,7 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-m", strconv.FormatInt(cfg.MemoryMiB, 10) + "M",
 		"-kernel", kernelFor(cfg),
 		"-initrd", cfg.Initrd,
-		"-append", cmdlineFor(cfg.Cmdline, accel),
+		"-append", b.cmdline(cfg, accel),
 	}
 	if bios := qboot(cfg.Arch); bios != "" {
 		// qboot jumps straight to the kernel; SeaBIOS spends seconds under TCG.
@@ -119,7 +122,7 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=%s", i, d.Serial))
 	}
 	a = append(a,
-		"-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path="+netSock,
+		"-netdev", b.netdevArg(netSock),
 		"-device", "virtio-net-pci,netdev=net0,mac="+cfg.MAC+",mrg_rxbuf=on,romfile=",
 		"-device", "virtio-rng-pci",
 		"-device", "virtio-balloon-pci,free-page-reporting=on",
@@ -135,9 +138,8 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		}
 		a = append(a, "-fsdev", fs, "-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, s.Tag))
 	}
+	a = append(a, b.consoleArgs(cfg)...)
 	a = append(a,
-		"-chardev", "file,id=serial0,path="+cfg.SerialLog,
-		"-serial", "chardev:serial0",
 		"-qmp", "unix:"+qmpSock+",server=on,wait=off",
 		"-pidfile", pidFile,
 	)
@@ -224,13 +226,11 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 	}
 	accel, why := b.ChooseAccel(cfg.Arch, cfg.Kernel)
 	netSock, qmpSock, pidFile := paths(cfg)
-	os.Remove(netSock)
 	os.Remove(qmpSock)
-	ln, err := net.Listen("unix", netSock)
+	ln, err := b.openNIC(netSock)
 	if err != nil {
-		return nil, fmt.Errorf("qemu: network socket: %w", err)
+		return nil, err
 	}
-	os.Chmod(netSock, 0o600)
 	// virtiofsd first: QEMU connects to its socket as it starts.
 	fsd, err := b.startVirtiofs(ctx, cfg)
 	if err != nil {
@@ -255,6 +255,9 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 			}
 		}
 		cmd.ExtraFiles = []*os.File{vm.ram} // fd 3, ramPath
+	}
+	if ln.guest != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, ln.guest) // dgramFD
 	}
 	if opt.incoming != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, opt.incoming)
@@ -301,23 +304,12 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	// QEMU connects to the network socket as soon as it initialises its NIC.
-	connCh := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		ln.Close()
-		if err == nil {
-			connCh <- c
+	if err := ln.attach(cfg.Network, vm.done); err != nil {
+		if errors.Is(err, errExited) {
+			return nil, vm.err
 		}
-	}()
-	select {
-	case c := <-connCh:
-		go cfg.Network.ServeStream(context.Background(), c)
-	case <-vm.done:
-		return nil, vm.err
-	case <-time.After(30 * time.Second):
 		vm.Kill(ctx)
-		return nil, errors.New("qemu: the VM did not attach to the network within 30s")
+		return nil, err
 	}
 	launched = true
 	return vm, nil

@@ -124,7 +124,8 @@ const fixedDevices = "virtio-console,virtio-vsock,virtio-entropy,virtio-balloon"
 func (b *Backend) shape(cfg vmm.Config, rosetta bool) vmShape {
 	return vmShape{
 		Devices: fixedDevices, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
-		Kernel: cfg.Kernel, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline,
+		// vz has no UART: its one console is a virtio console, whatever the image names.
+		Kernel: cfg.Kernel, Initrd: cfg.Initrd, Cmdline: vmm.WithConsole(cfg.Cmdline, "hvc0"),
 		Disks: cfg.Disks, Shares: cfg.Shares, MAC: cfg.MAC, MTU: b.mtu(),
 		Rosetta: rosetta && b.Options.Rosetta == RosettaAuto && cfg.Arch == "arm64",
 	}

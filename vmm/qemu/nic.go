@@ -1,0 +1,119 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/skiff-dev/skiff/vmm"
+)
+
+// nic is the host end of the VM's network card. By default QEMU connects to a stream
+// socket (-netdev stream, 4-byte length before each frame); with VZDevices it gets one
+// end of a datagram socket pair, one frame per datagram, which is how vz hands frames to
+// the user-mode network (vmm.Network.ServeDatagram).
+type nic struct {
+	ln    net.Listener // stream: QEMU connects here
+	host  net.Conn     // dgram: the user-mode network's end
+	guest *os.File     // dgram: QEMU's end, inherited
+}
+
+// dgramFD is QEMU's descriptor for its end of the datagram pair: after the guest RAM's.
+func dgramFD() int {
+	if sharedRAM {
+		return 4
+	}
+	return 3
+}
+
+// netdevArg is the -netdev for the VM's NIC.
+func (b *Backend) netdevArg(netSock string) string {
+	if b.VZDevices {
+		return "dgram,id=net0,local.type=fd,local.str=" + strconv.Itoa(dgramFD())
+	}
+	return "stream,id=net0,server=off,addr.type=unix,addr.path=" + netSock
+}
+
+// consoleArgs attach the serial log: the first UART (ttyS0, ttyAMA0), or with VZDevices a
+// virtio console (hvc0), the only console vz has.
+func (b *Backend) consoleArgs(cfg vmm.Config) []string {
+	a := []string{"-chardev", "file,id=serial0,path=" + cfg.SerialLog}
+	if b.VZDevices {
+		return append(a, "-device", "virtio-serial-pci,id=vser0", "-device", "virtconsole,chardev=serial0")
+	}
+	return append(a, "-serial", "chardev:serial0")
+}
+
+// cmdline is the guest's kernel command line on this backend.
+func (b *Backend) cmdline(cfg vmm.Config, accel string) string {
+	c := cmdlineFor(cfg.Cmdline, accel)
+	if b.VZDevices {
+		c = vmm.WithConsole(c, "hvc0")
+	}
+	return c
+}
+
+func (b *Backend) openNIC(netSock string) (*nic, error) {
+	if b.VZDevices {
+		host, guest, err := datagramPair()
+		if err != nil {
+			return nil, fmt.Errorf("qemu: network socket pair: %w", err)
+		}
+		return &nic{host: host, guest: guest}, nil
+	}
+	os.Remove(netSock)
+	ln, err := net.Listen("unix", netSock)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: network socket: %w", err)
+	}
+	os.Chmod(netSock, 0o600)
+	return &nic{ln: ln}, nil
+}
+
+// attach serves the NIC once QEMU runs: at once for a datagram pair, or when QEMU has
+// connected to the stream socket, which it does as it initialises the card.
+func (n *nic) attach(network vmm.Network, exited <-chan struct{}) error {
+	if n.host != nil {
+		n.guest.Close() // QEMU has its copy
+		go network.ServeDatagram(context.Background(), n.host)
+		return nil
+	}
+	connCh := make(chan net.Conn, 1)
+	go func() {
+		c, err := n.ln.Accept()
+		n.ln.Close()
+		if err == nil {
+			connCh <- c
+		}
+	}()
+	select {
+	case c := <-connCh:
+		go network.ServeStream(context.Background(), c)
+		return nil
+	case <-exited:
+		return errExited
+	case <-time.After(30 * time.Second):
+		return errors.New("qemu: the VM did not attach to the network within 30s")
+	}
+}
+
+// errExited tells launch that QEMU ended before its NIC was served; the VM's own error
+// says why.
+var errExited = errors.New("qemu exited")
+
+// Close releases the host's end once QEMU has gone (or never started).
+func (n *nic) Close() {
+	if n.ln != nil {
+		n.ln.Close()
+	}
+	if n.guest != nil {
+		n.guest.Close()
+	}
+	if n.host != nil {
+		n.host.Close()
+	}
+}
