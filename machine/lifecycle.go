@@ -16,7 +16,11 @@ import (
 
 	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/machine/agentapi"
+	"github.com/skiff-dev/skiff/vmm"
 )
+
+// ErrNotFound marks a machine that does not exist.
+var ErrNotFound = errors.New("does not exist")
 
 // Create makes a machine's directory: keys, secret, an empty sparse data disk and the
 // config, which is written last so a half-made machine never lists as existing.
@@ -127,16 +131,48 @@ func (d Dir) Status(ctx context.Context) Status {
 	return Status{State: State(st.Phase), Agent: st}
 }
 
-// Remove deletes a machine's directories. The caller makes sure it is not running.
-func (h Home) Remove(name string) error {
+// RemoveOptions say what else a removal undoes.
+type RemoveOptions struct {
+	// Backend is the machine's; what it made outside the machine's directory (a WSL
+	// distro, a Hyper-V VM) goes first (vmm.Remover).
+	Backend vmm.Backend
+	// Warn hears what was left in place on purpose: something the backend did not make.
+	Warn func(string)
+}
+
+// Remove deletes a machine: the backend's artifacts, then its directories. The caller
+// makes sure it is not running. A backend that fails to remove its part leaves the
+// machine whole, so that rm can be run again.
+func (h Home) Remove(ctx context.Context, name string, o RemoveOptions) error {
 	d := h.Dir(name)
 	if !d.Exists() {
 		if _, err := os.Stat(d.Path); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("machine %q does not exist", name)
+			return fmt.Errorf("machine %q %w", name, ErrNotFound)
+		}
+	}
+	if r, ok := o.Backend.(vmm.Remover); ok {
+		s, err := d.Spec()
+		if err != nil {
+			s = &Spec{Name: name} // a machine whose init stopped halfway
+		}
+		err = r.Remove(ctx, d.VMConfig(s))
+		switch {
+		case errors.Is(err, vmm.ErrNotOwned):
+			if o.Warn != nil {
+				o.Warn(err.Error())
+			}
+		case err != nil:
+			return fmt.Errorf("remove machine %q: %w", name, err)
 		}
 	}
 	if err := os.RemoveAll(d.Run); err != nil {
 		return err
 	}
 	return os.RemoveAll(d.Path)
+}
+
+// VMConfig is the part of a backend's vmm.Config that names the machine: enough for the
+// backend to find what it made for it.
+func (d Dir) VMConfig(s *Spec) vmm.Config {
+	return vmm.Config{Name: s.Name, Dir: d.Path, RunDir: d.Run, Arch: s.Arch(), CPUs: s.CPUs, MemoryMiB: s.MemoryMiB}
 }

@@ -170,6 +170,10 @@ func DiskFiles(b Backend, cfg Config) []string {
 	return out
 }
 
+// ErrNotOwned marks something a backend found under a machine's name that it did not make
+// for that machine (a WSL distro or Hyper-V VM of the same name): it is left alone.
+var ErrNotOwned = errors.New("not created by this machine; left in place")
+
 // ErrNotSupported marks a capability a backend does not have yet.
 var ErrNotSupported = errors.New("not supported on this backend yet")
 

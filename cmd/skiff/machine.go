@@ -20,6 +20,7 @@ import (
 	"github.com/skiff-dev/skiff/installer"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
+	"github.com/skiff-dev/skiff/vmm"
 )
 
 func machineCmd(opts installer.CommandOptions) *cobra.Command {
@@ -385,7 +386,7 @@ func rmCmd() *cobra.Command {
 			}
 			d := h.Dir(name)
 			if !d.Exists() {
-				return fmt.Errorf("machine %q does not exist", name)
+				return fmt.Errorf("machine %q %w", name, machine.ErrNotFound)
 			}
 			st := d.Status(cmd.Context())
 			if st.State != machine.StateStopped && st.State != machine.StateCrashed {
@@ -396,7 +397,12 @@ func rmCmd() *cobra.Command {
 					return err
 				}
 			}
-			if err := h.Remove(name); err != nil {
+			backend, err := backendOf(d)
+			if err != nil {
+				return err
+			}
+			warn := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), "warning:", s) }
+			if err := h.Remove(cmd.Context(), name, machine.RemoveOptions{Backend: backend, Warn: warn}); err != nil {
 				return err
 			}
 			installer.RemoveContext(name)
@@ -715,4 +721,14 @@ func followFile(ctx context.Context, out io.Writer, p string, follow bool) error
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// backendOf is the backend machine d was made with. A machine without a readable config
+// (its init stopped halfway) never started, so no backend made anything for it: nil.
+func backendOf(d machine.Dir) (vmm.Backend, error) {
+	s, err := d.Spec()
+	if err != nil {
+		return nil, nil
+	}
+	return backendFor(s.Backend)
 }

@@ -264,7 +264,7 @@ func (b *Backend) Remove(ctx context.Context, cfg vmm.Config) error {
 	}
 	if id != "" {
 		if !owned(cfg, id) {
-			return fmt.Errorf("hyperv: VM %s was not created by this machine; not removing it", name)
+			return fmt.Errorf("hyperv: VM %s %w", name, vmm.ErrNotOwned)
 		}
 		q := winexec.PSQuote(name)
 		if _, err := b.ps(ctx, fmt.Sprintf("Stop-VM -Name %s -TurnOff -Force -ErrorAction SilentlyContinue; Remove-VM -Name %s -Force", q, q)); err != nil {

@@ -443,3 +443,27 @@ func TestVHDFooter(t *testing.T) {
 		t.Fatalf("chs(1TiB) = %d/%d/%d, want the maximum 65535/16/255", c, h, s)
 	}
 }
+
+// TestMachineRemoval: rm takes the machine's VM with it, so init -> start -> rm -> init of
+// the same name works, and never a VM of that name that Skiff did not create.
+func TestMachineRemoval(t *testing.T) {
+	s := newSim(t)
+	vmmtest.Removal(t, vmmtest.RemovalHarness{
+		Backend: testBackend(s),
+		Config: func(t *testing.T, base vmm.Config) vmm.Config {
+			cfg := testConfig(t)
+			cfg.Name, cfg.Dir, cfg.RunDir = base.Name, base.Dir, base.RunDir
+			return cfg
+		},
+		Exists: func(name string) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.vms[VMName(name)] != nil
+		},
+		Foreign: func(name string) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.vms[VMName(name)] = &simVM{id: "4a5ab4c1-0000-4000-8000-00000000f00d", state: "Off"}
+		},
+	})
+}

@@ -218,7 +218,7 @@ func (b *Backend) Remove(ctx context.Context, cfg vmm.Config) error {
 	}
 	if ok {
 		if !ownsDistro(cfg, name) {
-			return fmt.Errorf("wsl2: distro %s was not created by this machine; not removing it (remove it yourself with `wsl --unregister %s` if it is unused)", name, name)
+			return fmt.Errorf("wsl2: distro %s %w (remove it yourself with `wsl --unregister %s` if it is unused)", name, vmm.ErrNotOwned, name)
 		}
 		stdout, stderr, err := b.Run.Run(ctx, "wsl.exe", unregisterArgs(name)...)
 		if err != nil {

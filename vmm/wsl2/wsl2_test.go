@@ -364,3 +364,28 @@ func TestGuestPath(t *testing.T) {
 		}
 	}
 }
+
+// TestMachineRemoval: rm unregisters the machine's distro, so init -> start -> rm -> init
+// of the same name works, and never a distro of that name that Skiff did not create.
+func TestMachineRemoval(t *testing.T) {
+	s := newSim(t, "Ubuntu")
+	b, _ := testBackend(s)
+	vmmtest.Removal(t, vmmtest.RemovalHarness{
+		Backend: b,
+		Config: func(t *testing.T, base vmm.Config) vmm.Config {
+			cfg := testConfig(t)
+			cfg.Name, cfg.Dir, cfg.RunDir = base.Name, base.Dir, base.RunDir
+			return cfg
+		},
+		Exists: func(name string) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return slices.Contains(s.distros, DistroName(name))
+		},
+		Foreign: func(name string) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.distros = append(s.distros, DistroName(name))
+		},
+	})
+}
