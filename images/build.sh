@@ -84,6 +84,8 @@ qemu_arch() {
 . "$HERE/rootfs.sh"
 # shellcheck source=images/wslroot.sh
 . "$HERE/wslroot.sh"
+# shellcheck source=images/efiboot.sh
+. "$HERE/efiboot.sh"
 
 sha() { sha256sum "$@" | cut -c1-64; }
 
@@ -140,6 +142,7 @@ write_manifest() {
 		printf '  "kernelVersion": "%s",\n  "kernelCmdline": "%s",\n  "files": [\n' "$(cat "$ROOT_DIR/kernel.version")" "$KERNEL_ARGS"
 		printf '    %s,\n    %s,\n    %s\n' "$(manifest_entry kernel "$KERNEL_NAME")" "$(manifest_entry initrd initrd.img)" "$(manifest_entry root root.squashfs)"
 		wsl_manifest_line
+		efiboot_manifest_line
 		printf '  ]\n}\n'
 	} >"$OUT/manifest.json"
 }
@@ -160,6 +163,7 @@ for f in "$KERNEL_NAME" packages.lock trim-report.txt dropped-packages.txt root.
 done
 build_initrd
 build_wsl_rootfs
+build_efiboot
 write_manifest
 total=$(stat -c %s "$OUT/$KERNEL_NAME" "$OUT/initrd.img.zst" "$OUT/root.squashfs.zst" | awk "{s+=\$1} END {print s}")
 echo "build.sh: $ARCH/$VARIANT image in $OUT: kernel+initrd+root = $((total / 1048576)) MiB compressed (the download)" >&2

@@ -111,6 +111,7 @@ func Stage1() error {
 			logf("%v", err)
 		}
 	}()
+	go loadHyperVServices()
 	return nil
 }
 
@@ -245,8 +246,15 @@ func (m *moduleList) try(f []string, load func(dir int, name string) error) {
 // mere load attempt is costly: hv_vmbus's relocation and failing init took ~0.1 s of
 // emulated CPU from every QEMU boot. Hyper-V describes its VMBus in ACPI.
 var busPresent = map[string]func() bool{
-	"hv_vmbus.ko": func() bool { return acpiHas("/sys/bus/acpi/devices", "VMBUS", "VMBus", "MSFT1000") },
+	"hv_vmbus.ko": vmbusHere,
+	// The SCSI core and disk driver serve only Hyper-V's disks and QEMU's virtio-scsi
+	// (scsi_linux.go); a virtio-blk boot skips them.
+	"virtio_scsi.ko": virtioSCSIHere,
+	"scsi_common.ko": scsiHere,
+	"scsi_mod.ko":    scsiHere,
 }
+
+func vmbusHere() bool { return acpiHas("/sys/bus/acpi/devices", "VMBUS", "VMBus", "MSFT1000") }
 
 // acpiHas says whether ACPI's device directory lists a device with one of the hardware
 // IDs; true when there is no ACPI to ask (a device-tree boot), so that the driver gets its
@@ -306,30 +314,24 @@ func loadModuleAt(dir int, name string) error {
 	return err
 }
 
-// WaitDisk finds the block device whose virtio serial is serial, waiting for it to appear.
+// WaitDisk finds the block device of one of Skiff's disks, waiting for it to appear: by
+// its virtio serial or, on Hyper-V, by its SCSI LUN (scsi_linux.go).
 func WaitDisk(serial string, timeout time.Duration) (string, error) {
+	f := bootDisks()
 	deadline := time.Now().Add(timeout)
 	for {
-		if dev := FindDisk(serial); dev != "" {
-			return dev, nil
+		dev, err := f.find(serial)
+		if dev != "" || err != nil {
+			return dev, err
 		}
 		if time.Now().After(deadline) {
+			if lun := f.lunOf(serial); lun >= 0 {
+				return "", fmt.Errorf("no disk with serial %q, nor at SCSI LUN %d (%s), after %s", serial, lun, lunsArg, timeout)
+			}
 			return "", fmt.Errorf("no disk with serial %q after %s", serial, timeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// FindDisk returns /dev/NAME for the disk with the given serial, or "".
-func FindDisk(serial string) string {
-	ents, _ := os.ReadDir("/sys/block")
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/sys/block", e.Name(), "serial"))
-		if err == nil && strings.TrimSpace(string(b)) == serial {
-			return "/dev/" + e.Name()
-		}
-	}
-	return ""
 }
 
 func cmdlineValue(key string) string {

@@ -24,6 +24,18 @@ import (
 
 // TestConformance runs the backend suite against real QEMU VMs booting the real image.
 func TestConformance(t *testing.T) {
+	vmmtest.Run(t, conformance(t, &Backend{}))
+}
+
+// TestConformanceHyperVBoot runs it on what a Hyper-V VM boots: the image's EFI boot disk
+// under OVMF, the disks found by SCSI LUN (uefi.go).
+func TestConformanceHyperVBoot(t *testing.T) {
+	vmmtest.Run(t, conformance(t, &Backend{Boot: BootHyperV}))
+}
+
+// conformance is the suite's harness for b: machines booting the image of `make image`
+// (or SKIFF_IMAGE), installed as a machine gets it.
+func conformance(t *testing.T, b vmm.Backend) vmmtest.Harness {
 	machinetest.Enabled(t)
 	img := os.Getenv("SKIFF_IMAGE")
 	if img == "" {
@@ -36,8 +48,8 @@ func TestConformance(t *testing.T) {
 	}
 	paths := inst.Manifest.RolePaths(inst.Dir)
 	nets := map[string]*usernet.Network{}
-	vmmtest.Run(t, vmmtest.Harness{
-		Backend: &Backend{},
+	return vmmtest.Harness{
+		Backend: b,
 		Config: func(t *testing.T) vmm.Config {
 			dir := vmmtest.TempDir(t)
 			data := filepath.Join(dir, "data.img")
@@ -66,11 +78,15 @@ func TestConformance(t *testing.T) {
 				SerialLog: filepath.Join(dir, "serial.log"), Network: n, MAC: usernet.GuestMAC,
 			}
 		},
-		// The guest agent writes to the console once the engine answers.
+		// The guest agent writes to the console once the engine answers; its line carries
+		// the guest's uptime, logged with the host's time since Start for boot timings.
 		GuestUp: func(ctx context.Context, t *testing.T, cfg vmm.Config, vm vmm.VM) error {
+			started := time.Now()
 			for {
 				b, _ := os.ReadFile(cfg.SerialLog)
-				if strings.Contains(string(b), "answers (API") {
+				if i := strings.Index(string(b), "answers (API"); i >= 0 {
+					line := string(b[strings.LastIndexByte(string(b[:i]), '\n')+1 : i])
+					t.Logf("engine ready %.1fs after Start: %s", time.Since(started).Seconds(), strings.TrimSpace(line))
 					return nil
 				}
 				select {
@@ -104,5 +120,5 @@ func TestConformance(t *testing.T) {
 			t.Logf("restored guest: uptime %ds, engine %s", resp.Info.UptimeSeconds, resp.Info.EngineAPI)
 			return nil
 		},
-	})
+	}
 }

@@ -33,6 +33,10 @@ type Backend struct {
 	// (hvc0) and a NIC that carries one frame per datagram, so that what vz boots and its
 	// datagram network run on Linux too.
 	VZDevices bool
+	// Boot is how the guest starts: BootDirect (the zero value) or BootHyperV (uefi.go).
+	Boot BootMode
+	// HyperV tunes BootHyperV.
+	HyperV HyperVBoot
 }
 
 // Name implements vmm.Backend.
@@ -82,13 +86,15 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-smp", strconv.Itoa(cfg.CPUs),
 		"-m", strconv.FormatInt(cfg.MemoryMiB, 10) + "M",
-		"-kernel", kernelFor(cfg),
-		"-initrd", cfg.Initrd,
-		"-append", b.cmdline(cfg, accel),
 	}
-	if bios := qboot(cfg.Arch); bios != "" {
-		// qboot jumps straight to the kernel; SeaBIOS spends seconds under TCG.
-		a = append(a, "-bios", bios)
+	if b.Boot == BootHyperV {
+		a = append(a, b.hypervBootArgs(cfg)...)
+	} else {
+		a = append(a, "-kernel", kernelFor(cfg), "-initrd", cfg.Initrd, "-append", b.cmdline(cfg, accel))
+		if bios := qboot(cfg.Arch); bios != "" {
+			// qboot jumps straight to the kernel; SeaBIOS spends seconds under TCG.
+			a = append(a, "-bios", bios)
+		}
 	}
 	machine := "q35,vmport=off,smbus=off,sata=off"
 	if cfg.Arch == "arm64" {
@@ -110,16 +116,13 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 	} else {
 		a = append(a, "-accel", accel)
 	}
-	for i, d := range cfg.Disks {
-		drive := fmt.Sprintf("if=none,id=disk%d,file=%s,format=raw,cache=writeback,aio=threads", i, qemuEscape(d.Path))
-		if d.ReadOnly {
-			drive += ",readonly=on"
+	if b.Boot == BootHyperV {
+		a = append(a, b.hypervDiskArgs(cfg)...)
+	} else {
+		for i, d := range cfg.Disks {
+			a = append(a, "-drive", driveArg(i, d, "raw"),
+				"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=%s", i, d.Serial))
 		}
-		if d.Discard {
-			drive += ",discard=unmap,detect-zeroes=unmap"
-		}
-		a = append(a, "-drive", drive,
-			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,serial=%s", i, d.Serial))
 	}
 	a = append(a,
 		"-netdev", b.netdevArg(netSock),
@@ -145,6 +148,18 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 	)
 	a = append(a, extraArgs()...)
 	return a
+}
+
+// driveArg is the -drive of disk i, attached by the device that names drive "disk<i>".
+func driveArg(i int, d vmm.Disk, format string) string {
+	drive := fmt.Sprintf("if=none,id=disk%d,file=%s,format=%s,cache=writeback,aio=threads", i, qemuEscape(d.Path), format)
+	if d.ReadOnly {
+		drive += ",readonly=on"
+	}
+	if d.Discard {
+		drive += ",discard=unmap,detect-zeroes=unmap"
+	}
+	return drive
 }
 
 // qbootPaths are where distributions install QEMU's minimal x86 firmware.
@@ -217,6 +232,9 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	if err := checkShares(cfg); err != nil {
+		return nil, err
+	}
+	if err := b.prepareBoot(cfg); err != nil {
 		return nil, err
 	}
 	for _, d := range cfg.Disks {
