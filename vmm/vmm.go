@@ -98,6 +98,13 @@ type Remover interface {
 	Remove(ctx context.Context, cfg Config) error
 }
 
+// VsockNetworker is implemented by backends whose VMs have no NIC (Hyper-V): the guest
+// dials the host's vsock port NetworkVsockPort and the backend serves the stream with
+// Network.ServeGuestStream.
+type VsockNetworker interface {
+	NetworkVsockPort() uint32
+}
+
 // ProcessVM is implemented by VMs that are a host process (QEMU), so that status can tell
 // whether the VM outlived its agent.
 type ProcessVM interface {

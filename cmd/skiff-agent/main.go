@@ -72,7 +72,7 @@ func logf(format string, args ...any) {
 func run(pid1 bool) error {
 	ctx := context.Background()
 	stopProfile := bootProfile()
-	sys, err := guestinit.Boot(ctx, guestinit.Options{PID1: pid1}, logf)
+	sys, err := guestinit.Boot(ctx, guestinit.Options{PID1: pid1, VsockNetwork: vsockNetwork(ctx)}, logf)
 	if err != nil {
 		return err
 	}
@@ -113,6 +113,14 @@ func run(pid1 bool) error {
 	}()
 	go trimLoop(sys, time.Duration(sd.TrimInterval)*time.Second)
 	select {}
+}
+
+// vsockNetwork runs the frames-over-vsock network helper for the seed's port.
+func vsockNetwork(ctx context.Context) guestinit.NetworkHelper {
+	return func(sd *seed.Seed, configure func(iface string) error) error {
+		return guest.RunNetHelper(ctx, guest.NetHelperOptions{CID: guest.HostCID, Port: sd.Network.VsockPort,
+			Secret: sd.Secret, Configure: configure, Logf: logf})
+	}
 }
 
 // transportListeners are where the host reaches the agent: the guest's address on the

@@ -51,7 +51,13 @@ type System struct {
 	recording sync.WaitGroup
 	// suspendedShares were unmounted by Quiesce, for Resume to mount again.
 	suspendedShares []seed.Share
+	// vsockNetwork is Options.VsockNetwork.
+	vsockNetwork NetworkHelper
 }
+
+// NetworkHelper gives a VM without a NIC its network: it makes a device, calls configure
+// with its name, and carries its frames to the host over vsock (forward/guest.RunNetHelper).
+type NetworkHelper func(sd *seed.Seed, configure func(iface string) error) error
 
 // Options chooses what Boot does beyond the basics.
 type Options struct {
@@ -59,12 +65,14 @@ type Options struct {
 	PID1 bool
 	// WSL boots in a WSL distro under WSL's init (wsl_linux.go); nil in a VM.
 	WSL *WSLOptions
+	// VsockNetwork runs when the seed gives the network a vsock port (Hyper-V: no NIC).
+	VsockNetwork NetworkHelper
 }
 
 // Boot prepares the system and starts sshd and the engine. The engine start is not waited
 // for: the caller polls EngineReady so that readiness is signalled the moment it answers.
 func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System, error) {
-	s := &System{Reaper: NewReaper(), Log: logf, pid1: opt.PID1, wsl: opt.WSL != nil}
+	s := &System{Reaper: NewReaper(), Log: logf, pid1: opt.PID1, wsl: opt.WSL != nil, vsockNetwork: opt.VsockNetwork}
 	// Every forwarded stream costs the agent two descriptors, and the engine inherits the
 	// limit; the kernel's default of 1024 for init runs out under load.
 	lim := unix.Rlimit{Cur: 1 << 20, Max: 1 << 20}
@@ -246,6 +254,14 @@ func readSeed(opt Options) (*seed.Seed, error) {
 }
 
 func (s *System) setupNetwork() error {
+	if s.Seed.Network.VsockPort != 0 {
+		// No NIC: the network is a TAP device whose frames go to the host over vsock.
+		if s.vsockNetwork == nil {
+			return errors.New("the seed puts the network on vsock, which this agent cannot carry")
+		}
+		loadModules("tun")
+		return s.vsockNetwork(s.Seed, s.configureLink)
+	}
 	// Stage 1 loaded the NIC drivers; modprobe is an exec worth sparing unless they failed.
 	iface, err := waitInterface(time.Second)
 	if err != nil {

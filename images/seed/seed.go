@@ -25,6 +25,9 @@ type Network struct {
 	Gateway string   `json:"gateway"`
 	DNS     []string `json:"dns"`
 	MTU     int      `json:"mtu"`
+	// VsockPort, when set, says the VM has no NIC: the guest's frames go to this host
+	// vsock port (Hyper-V), length-prefixed on an authenticated stream.
+	VsockPort uint32 `json:"vsockPort,omitempty"`
 }
 
 // Share is a host folder the guest mounts.

@@ -621,6 +621,9 @@ func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 		HostTimeNano: now.UnixNano(),
 		TrimInterval: 3600,
 	}
+	if n, ok := a.Backend.(vmm.VsockNetworker); ok {
+		sd.Network.VsockPort = n.NetworkVsockPort()
+	}
 	shareType := a.shareType()
 	for i, m := range a.Spec.Mounts {
 		sd.Shares = append(sd.Shares, seed.Share{Tag: shareTag(i), GuestPath: m.GuestPath, ReadOnly: m.ReadOnly, Type: shareType})

@@ -255,6 +255,12 @@ func createScript(name, dir string, cfg vmm.Config, vhdxs []string) string {
 	return s.String()
 }
 
+// NetworkVsockPort implements vmm.VsockNetworker: the VM has no NIC.
+func (b *Backend) NetworkVsockPort() uint32 {
+	_, n := b.ports()
+	return n
+}
+
 // Remove implements vmm.Remover.
 func (b *Backend) Remove(ctx context.Context, cfg vmm.Config) error {
 	name := VMName(cfg.Name)
@@ -463,10 +469,11 @@ func (m *machine) Describe() map[string]string {
 }
 
 var (
-	_ vmm.Backend     = (*Backend)(nil)
-	_ vmm.Preparer    = (*Backend)(nil)
-	_ vmm.Remover     = (*Backend)(nil)
-	_ vmm.ShareKind   = (*Backend)(nil)
-	_ vmm.GuestDialer = (*machine)(nil)
-	_ vmm.Describer   = (*machine)(nil)
+	_ vmm.Backend        = (*Backend)(nil)
+	_ vmm.Preparer       = (*Backend)(nil)
+	_ vmm.Remover        = (*Backend)(nil)
+	_ vmm.VsockNetworker = (*Backend)(nil)
+	_ vmm.ShareKind      = (*Backend)(nil)
+	_ vmm.GuestDialer    = (*machine)(nil)
+	_ vmm.Describer      = (*machine)(nil)
 )

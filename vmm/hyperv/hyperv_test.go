@@ -467,3 +467,14 @@ func TestMachineRemoval(t *testing.T) {
 		},
 	})
 }
+
+// The VM has no NIC: the host agent tells the guest (in its seed) to carry its network to
+// the port this backend serves.
+func TestNetworkOverVsock(t *testing.T) {
+	if got := testBackend(newSim(t)).NetworkVsockPort(); got != DefaultNetworkPort {
+		t.Fatalf("network vsock port %d, want %d", got, DefaultNetworkPort)
+	}
+	if got := (&Backend{Options: Options{NetworkPort: 2000}}).NetworkVsockPort(); got != 2000 {
+		t.Fatalf("network vsock port %d with Options.NetworkPort 2000", got)
+	}
+}
