@@ -127,6 +127,9 @@ func initCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkImageFor(backend, inst.Dir); err != nil {
+				return err
+			}
 			spec.Image = machine.ImageRef{Digest: inst.Digest, Version: inst.Manifest.Version, Dir: inst.Dir, Source: imgRef, Arch: inst.Manifest.Arch}
 			if err := h.Create(spec); err != nil {
 				return err

@@ -26,7 +26,7 @@ import (
 const (
 	DefaultTransportPort uint32 = 1024
 	DefaultNetworkPort   uint32 = 1025
-	BootDiskName                = "efi-boot.img"
+	BootDiskName                = vmm.EFIBootDisk
 	InstallCommand              = "skiff system install"
 	markerFile                  = "hyperv-vm"
 )
@@ -99,6 +99,15 @@ func (b *Backend) bootDisk(cfg vmm.Config) string {
 		return b.Options.BootDisk(cfg)
 	}
 	return filepath.Join(filepath.Dir(cfg.Kernel), BootDiskName)
+}
+
+// CheckImageDir implements vmm.ImageChecker: the VM boots only from the image's EFI boot
+// disk, so an image without one fails at init.
+func (b *Backend) CheckImageDir(dir string) error {
+	if b.Options.BootDisk != nil {
+		return nil
+	}
+	return vmm.CheckEFIBootDisk(filepath.Join(dir, BootDiskName))
 }
 
 func vmDir(cfg vmm.Config) string { return filepath.Join(cfg.Dir, "hyperv") }

@@ -80,14 +80,23 @@ func wslRootfs(cfg vmm.Config) string {
 	return filepath.Join(filepath.Dir(cfg.Kernel), wsl2.RootfsName)
 }
 
+// CheckImageDir implements vmm.ImageChecker: the image in dir must have WSL's root
+// filesystem.
+func (b *WSLStandIn) CheckImageDir(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, wsl2.RootfsName)); err != nil {
+		return fmt.Errorf("guest image has no %s (WSL's root filesystem; images built before it lack it): rebuild it with `make image`, or give --image an image that has it", wsl2.RootfsName)
+	}
+	return nil
+}
+
 // Start implements vmm.Backend.
 func (b *WSLStandIn) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	if err := vmm.CheckImage(cfg); err != nil {
 		return nil, fmt.Errorf("qemu-wsl: %w", err)
 	}
 	tar := wslRootfs(cfg)
-	if _, err := os.Stat(tar); err != nil {
-		return nil, fmt.Errorf("qemu-wsl: the guest image has no %s (WSL's root filesystem; images built before it lack it): rebuild it with `make image` or choose one that has it with --image", wsl2.RootfsName)
+	if err := b.CheckImageDir(filepath.Dir(tar)); err != nil {
+		return nil, fmt.Errorf("qemu-wsl: %w", err)
 	}
 	if err := b.Check(ctx); err != nil {
 		return nil, err
@@ -96,7 +105,7 @@ func (b *WSLStandIn) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareDistroDisk(ctx, cfg); err != nil {
+	if err := b.Prepare(ctx, cfg); err != nil {
 		return nil, err
 	}
 	initrd := filepath.Join(cfg.Dir, "wsl-standin-initrd.img")
@@ -139,8 +148,10 @@ func standInVMConfig(cfg vmm.Config, initrd, tar string) vmm.Config {
 	return c
 }
 
-// prepareDistroDisk formats the data disk as the distro's ext4 disk, once per machine.
-func prepareDistroDisk(ctx context.Context, cfg vmm.Config) error {
+// Prepare implements vmm.Preparer, the stand-in's `wsl --import`: the data disk is
+// formatted as the distro's ext4 disk, once per machine; the stand-in fills it from the
+// tar on its first boot.
+func (b *WSLStandIn) Prepare(ctx context.Context, cfg vmm.Config) error {
 	marker := filepath.Join(cfg.Dir, wslDistroMarker)
 	if _, err := os.Stat(marker); err == nil {
 		return nil
@@ -241,8 +252,10 @@ func (v wslVM) Describe() map[string]string {
 }
 
 var (
-	_ vmm.Backend   = (*WSLStandIn)(nil)
-	_ vmm.ShareKind = (*WSLStandIn)(nil)
-	_ vmm.ProcessVM = wslVM{}
-	_ vmm.Describer = wslVM{}
+	_ vmm.Backend      = (*WSLStandIn)(nil)
+	_ vmm.ShareKind    = (*WSLStandIn)(nil)
+	_ vmm.Preparer     = (*WSLStandIn)(nil)
+	_ vmm.ImageChecker = (*WSLStandIn)(nil)
+	_ vmm.ProcessVM    = wslVM{}
+	_ vmm.Describer    = wslVM{}
 )

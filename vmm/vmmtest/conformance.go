@@ -36,8 +36,8 @@ func Run(t *testing.T, h Harness) {
 		h.BootTimeout = 4 * time.Minute
 	}
 	t.Run("Name", func(t *testing.T) {
-		if !regexp.MustCompile(`^[a-z0-9]+$`).MatchString(h.Backend.Name()) {
-			t.Fatalf("backend name %q: want a short lowercase word", h.Backend.Name())
+		if !regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)?$`).MatchString(h.Backend.Name()) {
+			t.Fatalf("backend name %q: want a short lowercase word, or two joined by a hyphen (qemu-wsl)", h.Backend.Name())
 		}
 	})
 	t.Run("Check", func(t *testing.T) {
