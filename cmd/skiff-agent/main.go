@@ -20,6 +20,7 @@ import (
 
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/guest"
+	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/images/guestinit"
 	"github.com/skiff-dev/skiff/images/seed"
 )
@@ -118,7 +119,7 @@ func run(pid1 bool) error {
 // vsockNetwork runs the frames-over-vsock network helper for the seed's port.
 func vsockNetwork(ctx context.Context) guestinit.NetworkHelper {
 	return func(sd *seed.Seed, configure func(iface string) error) error {
-		return guest.RunNetHelper(ctx, guest.NetHelperOptions{CID: guest.HostCID, Port: sd.Network.VsockPort,
+		return guest.RunNetHelper(ctx, guest.NetHelperOptions{CID: transport.HostCID, Port: sd.Network.VsockPort,
 			Secret: sd.Secret, Configure: configure, Logf: logf})
 	}
 }
@@ -136,7 +137,7 @@ func transportListeners(guestIP string, sd *seed.Seed) ([]net.Listener, error) {
 	if port == 0 {
 		port = uint32(sd.AgentPort)
 	}
-	if vl, err := guest.ListenVsock(port); err != nil {
+	if vl, err := transport.ListenVsock(port); err != nil {
 		logf("transport: no vsock (%v); serving on %s only", err, ln.Addr())
 	} else {
 		lns = append(lns, vl)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/guest"
+	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/images/guestinit"
 	"github.com/skiff-dev/skiff/images/seed"
 )
@@ -76,7 +77,7 @@ func runWSL(args []string) error {
 	ctx := context.Background()
 	o.UserNetwork = func(sd *seed.Seed, configure func(iface string) error) error {
 		return guest.RunNetHelper(ctx, guest.NetHelperOptions{
-			CID: guest.HostCID, Port: wslNetworkPort, Secret: sd.Secret, Configure: configure, Logf: logf,
+			CID: transport.HostCID, Port: wslNetworkPort, Secret: sd.Secret, Configure: configure, Logf: logf,
 		})
 	}
 	// Before the engine starts: WSL's terminate signals every process of the distro, and
@@ -122,7 +123,7 @@ func wslListeners(sd *seed.Seed) ([]net.Listener, error) {
 	if port == 0 {
 		port = defaultVsockPort
 	}
-	vs, err := guest.ListenVsock(port)
+	vs, err := transport.ListenVsock(port)
 	if err != nil {
 		logf("transport: %v", err)
 	} else {

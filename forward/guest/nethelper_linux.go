@@ -47,7 +47,7 @@ func RunNetHelper(ctx context.Context, o NetHelperOptions) error {
 	}
 	dial := o.Dial
 	if dial == nil {
-		dial = VsockDialer(o.CID, o.Port)
+		dial = transport.VsockDialer(o.CID, o.Port)
 	}
 	host := &transport.Client{Raw: dial, Secret: o.Secret}
 	// The host first: a refused stream leaves no device behind.

@@ -1,27 +1,17 @@
-package guest
+package transport
 
 import (
 	"context"
 	"fmt"
 	"net"
-	"sync"
 
 	"github.com/mdlayher/vsock"
 	"golang.org/x/sys/unix"
-
-	"github.com/skiff-dev/skiff/forward/transport"
-)
-
-// vsock addresses the guest dials.
-const (
-	HostCID  = vsock.Host  // the host, on every transport (virtio, vz, hv_sock)
-	LocalCID = vsock.Local // this guest itself, over vsock_loopback
 )
 
 // ListenVsock listens on port of every vsock transport the guest has (any local CID, so
-// the loopback transport reaches it too). It fails when the
-// kernel has no AF_VSOCK at all; with the family but no device (QEMU without
-// vhost-vsock) it succeeds and simply never accepts.
+// the loopback transport reaches it too). It fails when the kernel has no AF_VSOCK at all;
+// with the family but no device (QEMU without vhost-vsock) it succeeds and never accepts.
 func ListenVsock(port uint32) (net.Listener, error) {
 	ln, err := vsock.ListenContextID(unix.VMADDR_CID_ANY, port, nil)
 	if err != nil {
@@ -59,22 +49,6 @@ func DialVsock(ctx context.Context, cid, port uint32) (net.Conn, error) {
 }
 
 // VsockDialer reaches a transport server on vsock, for transport.Client.
-func VsockDialer(cid, port uint32) transport.RawDialer {
+func VsockDialer(cid, port uint32) RawDialer {
 	return func(ctx context.Context) (net.Conn, error) { return DialVsock(ctx, cid, port) }
-}
-
-// ServeTransport serves the authenticated transport on every listener until ctx ends or
-// all of them fail; one medium failing (a vsock device that goes away) leaves the others.
-func ServeTransport(ctx context.Context, lns []net.Listener, secret []byte, route transport.Router, logf func(string, ...any)) {
-	var wg sync.WaitGroup
-	for _, ln := range lns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := transport.Serve(ctx, ln, secret, route, logf); err != nil {
-				logf("transport on %s: %v", ln.Addr(), err)
-			}
-		}()
-	}
-	wg.Wait()
 }

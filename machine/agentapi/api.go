@@ -35,24 +35,27 @@ type Forward struct {
 
 // State is the agent's answer to GET /v1/state. It is computed on each request.
 type State struct {
-	Name        string            `json:"name"`
-	Phase       Phase             `json:"phase"`
-	AgentPID    int               `json:"agentPID"`
-	VMPID       int               `json:"vmPID,omitempty"`
-	Backend     string            `json:"backend"`
-	VM          map[string]string `json:"vm,omitempty"` // backend facts: accelerator and why
-	StartedAt   time.Time         `json:"startedAt"`
-	VMStartedAt *time.Time        `json:"vmStartedAt,omitempty"` // when the hypervisor was asked to boot
-	ReadyAt     *time.Time        `json:"readyAt,omitempty"`
-	GuestBootMS int64             `json:"guestBootMillis,omitempty"`
-	EngineAPI   string            `json:"engineAPI,omitempty"`
-	Engine      string            `json:"engine"`
-	EngineSock  string            `json:"engineSocket"`
-	Forwards    []Forward         `json:"forwards"`
-	Warnings    []string          `json:"warnings,omitempty"`
-	NetRxBytes  uint64            `json:"netRxBytes"`
-	NetTxBytes  uint64            `json:"netTxBytes"`
-	Boot        *Boot             `json:"boot,omitempty"`
+	Name     string            `json:"name"`
+	Phase    Phase             `json:"phase"`
+	AgentPID int               `json:"agentPID"`
+	VMPID    int               `json:"vmPID,omitempty"`
+	Backend  string            `json:"backend"`
+	VM       map[string]string `json:"vm,omitempty"` // backend facts: accelerator and why
+	// Transport is how the host reaches the guest agent: "vsock" (the VM's socket device)
+	// or "network" (TCP through the user-mode network).
+	Transport   string     `json:"transport,omitempty"`
+	StartedAt   time.Time  `json:"startedAt"`
+	VMStartedAt *time.Time `json:"vmStartedAt,omitempty"` // when the hypervisor was asked to boot
+	ReadyAt     *time.Time `json:"readyAt,omitempty"`
+	GuestBootMS int64      `json:"guestBootMillis,omitempty"`
+	EngineAPI   string     `json:"engineAPI,omitempty"`
+	Engine      string     `json:"engine"`
+	EngineSock  string     `json:"engineSocket"`
+	Forwards    []Forward  `json:"forwards"`
+	Warnings    []string   `json:"warnings,omitempty"`
+	NetRxBytes  uint64     `json:"netRxBytes"`
+	NetTxBytes  uint64     `json:"netTxBytes"`
+	Boot        *Boot      `json:"boot,omitempty"`
 }
 
 // Boot says how the machine came up this time.

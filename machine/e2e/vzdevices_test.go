@@ -31,6 +31,11 @@ func TestVZDevices(t *testing.T) {
 		t.Fatalf("the virtio console did not carry the guest's log to serial.log:\n%s", log)
 	}
 
+	// This host has no vhost-vsock: the host reaches the agent through the network, and
+	// inspect says so.
+	if got := strings.TrimSpace(e.Must("machine", "inspect", "vzdev", "--format", "{{.Status.Agent.Transport}}")); got != "network" {
+		t.Errorf("inspect says the transport runs over %q, want network", got)
+	}
 	e.LoadBusybox("vzdev")
 	port := machinetest.FreePort(t)
 	e.MustDocker("vzdev", "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), machinetest.TestImage,

@@ -370,6 +370,20 @@ func (a *Agent) shutdown(req agentapi.StopRequest, vmDone chan error) error {
 
 func (a *Agent) markStopped() { a.stopOnce.Do(func() { close(a.stopped) }) }
 
+// Transport media: how the host reaches the guest agent.
+const (
+	mediumVsock   = "vsock"   // the VM's socket device (vsock, hvsock)
+	mediumNetwork = "network" // a TCP stream through the user-mode network
+)
+
+// medium is how the host reaches vm's guest agent: its socket device where it has one.
+func medium(vm vmm.VM) string {
+	if _, ok := vm.(vmm.GuestDialer); ok {
+		return mediumVsock
+	}
+	return mediumNetwork
+}
+
 func (a *Agent) guestDialer() transport.Dialer {
 	if gd, ok := a.vm.(vmm.GuestDialer); ok {
 		return &transport.Client{Secret: a.secret, Raw: func(ctx context.Context) (net.Conn, error) {

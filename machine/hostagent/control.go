@@ -85,6 +85,9 @@ func (a *Agent) State() agentapi.State {
 	if d, ok := vm.(vmm.Describer); ok {
 		s.VM = d.Describe()
 	}
+	if vm != nil {
+		s.Transport = medium(vm)
+	}
 	if a.ports != nil {
 		s.Forwards = a.ports.Status()
 	} else {

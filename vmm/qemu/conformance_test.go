@@ -7,8 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
-	"strings"
+	"strconv"
 	"testing"
 	"time"
 
@@ -84,9 +85,8 @@ func conformance(t *testing.T, b vmm.Backend) vmmtest.Harness {
 			started := time.Now()
 			for {
 				b, _ := os.ReadFile(cfg.SerialLog)
-				if i := strings.Index(string(b), "answers (API"); i >= 0 {
-					line := string(b[strings.LastIndexByte(string(b[:i]), '\n')+1 : i])
-					t.Logf("engine ready %.1fs after Start: %s", time.Since(started).Seconds(), strings.TrimSpace(line))
+				if up, ok := engineReady(b); ok {
+					t.Logf("engine ready %.1fs after Start, at guest uptime %.2fs", time.Since(started).Seconds(), up)
 					return nil
 				}
 				select {
@@ -121,4 +121,18 @@ func conformance(t *testing.T, b vmm.Backend) vmmtest.Harness {
 			return nil
 		},
 	}
+}
+
+// readyLine is the guest agent's console line once the engine answers, stamped with the
+// guest's uptime.
+var readyLine = regexp.MustCompile(`\[\s*([0-9.]+)\] skiff-agent: engine \S+ answers \(API`)
+
+// engineReady says whether console shows the engine answering, and at what guest uptime.
+func engineReady(console []byte) (uptime float64, ok bool) {
+	m := readyLine.FindSubmatch(console)
+	if m == nil {
+		return 0, false
+	}
+	up, err := strconv.ParseFloat(string(m[1]), 64)
+	return up, err == nil
 }

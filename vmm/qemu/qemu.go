@@ -29,6 +29,9 @@ type Backend struct {
 	// Virtiofsd overrides the virtiofsd binary for virtiofs shares (default: PATH, then
 	// where distributions install it).
 	Virtiofsd string
+	// Vsock says whether the VM gets a vsock device (vsock.go); by default it does where
+	// the host has vhost-vsock, and the host then reaches the guest agent over it.
+	Vsock VsockMode
 	// VZDevices gives the guest vz's devices where QEMU has them (nic.go): a virtio console
 	// (hvc0) and a NIC that carries one frame per datagram, so that what vz boots and its
 	// datagram network run on Linux too.
@@ -214,7 +217,11 @@ func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // Start implements vmm.Backend.
 func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
-	return b.launch(ctx, cfg, launchOptions{})
+	vm, err := b.launch(ctx, cfg, launchOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return vm.handle(), nil
 }
 
 // launchOptions say how a VM begins when it is not a plain boot.
@@ -276,6 +283,10 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 	}
 	if ln.guest != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, ln.guest) // dgramFD
+	}
+	if b.vsockUsable() {
+		vm.cid = newCID()
+		cmd.Args = append(cmd.Args, vsockArgs(vm.cid)...)
 	}
 	if opt.incoming != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, opt.incoming)
@@ -364,6 +375,8 @@ type VM struct {
 	suspending atomic.Bool
 	// fs are the virtiofsd processes of the VM's virtiofs shares.
 	fs fsDaemons
+	// cid is the guest's vsock context ID; 0 without a vsock device.
+	cid uint32
 }
 
 // CanSuspend implements vmm.SuspendChecker.

@@ -46,6 +46,8 @@ func (b *Backend) StateKey(ctx context.Context, cfg vmm.Config) (string, error) 
 	for _, a := range b.Args(cfg, accel, netSock, qmpSock, pidFile) {
 		fmt.Fprintf(h, "%s\x00", a)
 	}
+	fmt.Fprintf(h, "vsock=%v\x00", b.vsockUsable()) // a device of the saved VM's
+
 	return "qemu-" + hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
@@ -232,7 +234,7 @@ func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.
 		vm.Kill(context.Background())
 		return nil, fmt.Errorf("qemu: restore: %w", err)
 	}
-	return vm, nil
+	return vm.handle(), nil
 }
 
 // loadState starts the deferred incoming migration and waits until the guest runs.

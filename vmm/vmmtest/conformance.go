@@ -30,10 +30,13 @@ type Harness struct {
 	BootTimeout time.Duration
 }
 
+// defaultBootTimeout is Harness.BootTimeout's default: QEMU under TCG is slow.
+const defaultBootTimeout = 4 * time.Minute
+
 // Run runs the whole suite.
 func Run(t *testing.T, h Harness) {
 	if h.BootTimeout == 0 {
-		h.BootTimeout = 4 * time.Minute
+		h.BootTimeout = defaultBootTimeout
 	}
 	t.Run("Name", func(t *testing.T) {
 		if !regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)?$`).MatchString(h.Backend.Name()) {
@@ -130,6 +133,16 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 	t.Run("SuspendRestore", func(t *testing.T) { suspendRestore(t, h) })
+}
+
+// Boot is the suite's boot for a test of its own: it starts cfg's VM and waits for the
+// guest, booting again after an emulator's panic or hang as boot does.
+func Boot(t *testing.T, h Harness, cfg vmm.Config) vmm.VM {
+	t.Helper()
+	if h.BootTimeout == 0 {
+		h.BootTimeout = defaultBootTimeout
+	}
+	return boot(t, h, cfg)
 }
 
 // boot starts cfg's VM and waits until GuestUp sees the guest run, each attempt within

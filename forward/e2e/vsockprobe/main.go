@@ -56,7 +56,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	vsockAgent := &transport.Client{Raw: guest.VsockDialer(uint32(*cid), uint32(*port)), Secret: secret}
+	vsockAgent := &transport.Client{Raw: transport.VsockDialer(uint32(*cid), uint32(*port)), Secret: secret}
 	switch os.Args[1] {
 	case "bridge":
 		err = bridge(vsockAgent, fs.Args())
@@ -110,7 +110,7 @@ func netHelper(secret []byte, port uint32) error {
 	if err != nil {
 		return err
 	}
-	ln, err := guest.ListenVsock(port)
+	ln, err := transport.ListenVsock(port)
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func netHelper(secret []byte, port uint32) error {
 		}
 		addr := netip.MustParsePrefix(usernet.GuestIP + "/24")
 		gw := netip.MustParseAddr(usernet.GatewayIP)
-		opt := guest.NetHelperOptions{CID: guest.LocalCID, Port: port, Iface: "eth0", MAC: usernet.GuestMAC, Logf: log.Printf,
+		opt := guest.NetHelperOptions{CID: transport.LocalCID, Port: port, Iface: "eth0", MAC: usernet.GuestMAC, Logf: log.Printf,
 			Configure: func(iface string) error { return guestinit.ConfigureLink(iface, usernet.MTU, addr, gw) }}
 		bad := opt
 		bad.Secret, bad.Iface = bytes.Repeat([]byte{7}, len(secret)), "eth9"
