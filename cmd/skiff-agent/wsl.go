@@ -25,10 +25,6 @@ import (
 	"github.com/skiff-dev/skiff/images/seed"
 )
 
-// wslNetworkPort is where the host's user-mode network listens on vsock for a WSL
-// distro's frames (vmm/wsl2.DefaultNetworkPort).
-const wslNetworkPort = 1025
-
 // defaultVsockPort is the transport's vsock port when the seed names none
 // (vmm/wsl2.DefaultTransportPort).
 const defaultVsockPort = 1024
@@ -75,16 +71,11 @@ func runWSL(args []string) error {
 		return err
 	}
 	ctx := context.Background()
-	o.UserNetwork = func(sd *seed.Seed, configure func(iface string) error) error {
-		return guest.RunNetHelper(ctx, guest.NetHelperOptions{
-			CID: transport.HostCID, Port: wslNetworkPort, Secret: sd.Secret, Configure: configure, Logf: logf,
-		})
-	}
 	// Before the engine starts: WSL's terminate signals every process of the distro, and
 	// the agent must be the one that stops the engine, in order.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
-	sys, err := guestinit.Boot(ctx, guestinit.Options{WSL: &o}, logf)
+	sys, err := guestinit.Boot(ctx, guestinit.Options{WSL: &o, VsockNetwork: vsockNetwork(ctx)}, logf)
 	if err != nil {
 		return err
 	}

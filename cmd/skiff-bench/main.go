@@ -22,13 +22,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|idle|api|ports|shares [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|backends|idle|api|ports|shares [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "boot":
 		err = benchBoot(os.Args[2:])
+	case "backends":
+		err = benchBackends(os.Args[2:])
 	case "api":
 		err = benchAPI(os.Args[2:])
 	case "shares":
@@ -147,6 +149,45 @@ func (b *bench) timeBoot(name string, env []string) (time.Duration, error) {
 	return 0, fmt.Errorf("%s: engine never answered", name)
 }
 
+// bootVariant is one kind of machine whose boots are timed.
+type bootVariant struct {
+	name, image string
+	env         []string // for its starts
+	initArgs    []string // beyond the image and the shape
+}
+
+// interleavedBoots makes one machine per variant and times runs cold boots of each, after
+// one warm-up boot each (which formats the data disk); it returns the measured boots.
+func (b *bench) interleavedBoots(variants []bootVariant, cpus, runs int) (map[string][]time.Duration, error) {
+	for _, v := range variants {
+		if err := b.run(nil, append([]string{"machine", "init", v.name, "--image", v.image, "--cpus", fmt.Sprint(cpus), "--memory", "2G", "--disk-size", "8G", "--no-home-share"}, v.initArgs...)...); err != nil {
+			return nil, err
+		}
+		defer b.run(nil, "machine", "rm", "-f", v.name)
+	}
+	results := map[string][]time.Duration{}
+	// Interleaved, so that drift in the machine's load hits every variant alike.
+	for i := 0; i <= runs; i++ {
+		for _, v := range variants {
+			d, err := b.timeBoot(v.name, v.env)
+			if err != nil {
+				return nil, err
+			}
+			if err := b.run(nil, "machine", "stop", "--cold", v.name); err != nil {
+				return nil, err
+			}
+			label := "measured"
+			if i == 0 {
+				label = "warm-up (formats the data disk), not counted"
+			} else {
+				results[v.name] = append(results[v.name], d)
+			}
+			fmt.Printf("boot %-8s run %d: %6.2fs  %s\n", v.name, i, d.Seconds(), label)
+		}
+	}
+	return results, nil
+}
+
 func benchBoot(args []string) error {
 	fs := flag.NewFlagSet("boot", flag.ExitOnError)
 	minimal := fs.String("minimal", "images/out/amd64", "minimal image directory")
@@ -160,38 +201,12 @@ func benchBoot(args []string) error {
 		return err
 	}
 	defer cleanup()
-	variants := []struct {
-		name, image string
-		env         []string
-	}{
-		{"minimal", *minimal, nil},
-		{"systemd", *systemd, []string{"SKIFF_KERNEL_ARGS=skiff.init=systemd"}},
-	}
-	for _, v := range variants {
-		if err := b.run(nil, "machine", "init", v.name, "--image", v.image, "--cpus", fmt.Sprint(*cpus), "--memory", "2G", "--disk-size", "8G", "--no-home-share"); err != nil {
-			return err
-		}
-		defer b.run(nil, "machine", "rm", "-f", v.name)
-	}
-	results := map[string][]time.Duration{}
-	// Interleaved, so that drift in the machine's load hits both variants alike.
-	for i := 0; i <= *runs; i++ {
-		for _, v := range variants {
-			d, err := b.timeBoot(v.name, v.env)
-			if err != nil {
-				return err
-			}
-			if err := b.run(nil, "machine", "stop", "--cold", v.name); err != nil {
-				return err
-			}
-			label := "measured"
-			if i == 0 {
-				label = "warm-up (formats the data disk), not counted"
-			} else {
-				results[v.name] = append(results[v.name], d)
-			}
-			fmt.Printf("boot %-8s run %d: %6.2fs  %s\n", v.name, i, d.Seconds(), label)
-		}
+	results, err := b.interleavedBoots([]bootVariant{
+		{name: "minimal", image: *minimal},
+		{name: "systemd", image: *systemd, env: []string{"SKIFF_KERNEL_ARGS=skiff.init=systemd"}},
+	}, *cpus, *runs)
+	if err != nil {
+		return err
 	}
 	mMin, mSys := median(results["minimal"]), median(results["systemd"])
 	fmt.Printf("\nQEMU launch -> engine GET /_ping OK, median of %d:\n", *runs)

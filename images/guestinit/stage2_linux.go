@@ -263,19 +263,23 @@ func (s *System) setupNetwork() error {
 		return s.vsockNetwork(s.Seed, s.configureLink)
 	}
 	// Stage 1 loaded the NIC drivers; modprobe is an exec worth sparing unless they failed.
-	iface, err := waitInterface(time.Second)
+	iface, err := WaitInterface(time.Second)
 	if err != nil {
 		loadModules("virtio_net", "hv_netvsc")
-		if iface, err = waitInterface(5 * time.Second); err != nil {
+		if iface, err = WaitInterface(5 * time.Second); err != nil {
 			return err
 		}
 	}
 	return s.configureLink(iface)
 }
 
-// configureLink gives iface the seed's address, routes and MTU, and writes the name files.
-func (s *System) configureLink(iface string) error {
-	n := s.Seed.Network
+// configureLink gives iface the seed's network (ConfigureSeedNetwork).
+func (s *System) configureLink(iface string) error { return ConfigureSeedNetwork(iface, s.Seed) }
+
+// ConfigureSeedNetwork gives iface the seed's address, routes and MTU, and writes the name
+// files.
+func ConfigureSeedNetwork(iface string, sd *seed.Seed) error {
+	n := sd.Network
 	addr, err := netip.ParsePrefix(n.Address)
 	if err != nil {
 		return fmt.Errorf("seed: network address: %w", err)
@@ -294,11 +298,12 @@ func (s *System) configureLink(iface string) error {
 	// Replaced, not written through: under WSL it is a link to a file every distro shares.
 	os.Remove("/etc/resolv.conf")
 	os.WriteFile("/etc/resolv.conf", []byte(rc.String()), 0o644)
-	hosts := fmt.Sprintf("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n%s %s\n", addr.Addr(), s.Seed.Hostname)
+	hosts := fmt.Sprintf("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n%s %s\n", addr.Addr(), sd.Hostname)
 	return os.WriteFile("/etc/hosts", []byte(hosts), 0o644)
 }
 
-func waitInterface(timeout time.Duration) (string, error) {
+// WaitInterface returns the first network interface other than lo, waiting for one.
+func WaitInterface(timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		ents, _ := os.ReadDir("/sys/class/net")

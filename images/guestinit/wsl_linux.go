@@ -2,7 +2,6 @@ package guestinit
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,7 +21,7 @@ type WSLNetwork string
 
 const (
 	// WSLNetworkUser: the agent carries the distro's frames to the host's user-mode network
-	// over vsock (WSLOptions.UserNetwork); the distro's eth0 is a TAP device.
+	// over vsock (Options.VsockNetwork); the distro's eth0 is a TAP device.
 	WSLNetworkUser WSLNetwork = "user"
 	// WSLNetworkWSL: WSL's own NAT (or mirrored) network, configured by WSL; left alone.
 	WSLNetworkWSL WSLNetwork = "wsl"
@@ -35,10 +34,11 @@ type WSLOptions struct {
 	// Seed is the seed file, where WSL names Windows paths: /mnt/<drive>/...
 	Seed    string
 	Network WSLNetwork
-	// UserNetwork runs the frames-over-vsock helper for WSLNetworkUser; it calls configure
-	// with the interface it made, and returns once that is up.
-	UserNetwork func(sd *seed.Seed, configure func(iface string) error) error
 }
+
+// WSLNetworkPort is the host's vsock port for a distro's frames when the seed names none
+// (vmm/wsl2.DefaultNetworkPort).
+const WSLNetworkPort = 1025
 
 // prepareWSL does what a VM's init would have: mounts what WSL's init did not (it mounts
 // /proc, /sys and /dev; not always cgroup2, bpffs or mqueue) and makes the agent the reaper
@@ -165,16 +165,16 @@ func wslModules() bool {
 	return err == nil
 }
 
-// configureWSLNetwork gives the distro its network for the seed: nothing with WSL's own,
-// the vsock helper's TAP device with Skiff's user-mode network.
+// configureWSLNetwork gives the distro its network for the seed: nothing with WSL's own;
+// with Skiff's user-mode network, the vsock helper's TAP device, as for a VM without a NIC.
 func (s *System) configureWSLNetwork(o *WSLOptions) error {
 	if o.Network != WSLNetworkUser {
 		return nil
 	}
-	if o.UserNetwork == nil {
-		return errors.New("--network user: this agent has no network helper")
+	if s.Seed.Network.VsockPort == 0 {
+		s.Seed.Network.VsockPort = WSLNetworkPort
 	}
-	return o.UserNetwork(s.Seed, s.configureLink)
+	return s.setupNetwork()
 }
 
 // stopDescendants ends what the agent started and what re-parented to it (shims and

@@ -3,11 +3,15 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiff-dev/skiff/machine/machinetest"
 )
@@ -15,7 +19,7 @@ import (
 // TestWSLStandIn runs a machine on backend qemu-wsl: the image's wsl-rootfs.tar, imported
 // into the distro's disk, and `skiff-agent boot-wsl --network wsl` under the WSL
 // stand-in's init, through a whole life: engine, a container, a clean stop, a second
-// start that keeps the distro, rm.
+// start that keeps the distro, a `wsl --terminate`, rm.
 func TestWSLStandIn(t *testing.T) {
 	e := machinetest.New(t)
 	t.Setenv("SKIFF_WSL_INIT", machinetest.BuildWSLInit(t))
@@ -62,6 +66,18 @@ func TestWSLStandIn(t *testing.T) {
 	}
 	if out := e.MustDocker("wsl", "ps", "-a", "--filter", "name=keeper", "--format", "{{.Names}}"); strings.TrimSpace(out) != "keeper" {
 		t.Fatalf("container keeper is gone after stop and start (ps: %q)", out)
+	}
+
+	// `wsl --terminate`, which the stand-in does on Ctrl-Alt-Del: SIGTERM to every process
+	// of the distro, the agent among them, which still stops the engine before it exits.
+	ctrlAltDel(t, filepath.Join(e.Home, "run", "wsl", "qmp.sock"))
+	machinetest.Eventually(t, time.Minute, "the VM to stop after the terminate", func() bool { return state(e, "wsl") != "running" })
+	log = readLog(t, serial)
+	for _, want := range []string{"wsl-standin: interrupt: terminating the distro", "skiff-agent: terminated: stopping the engine",
+		"skiff-agent: dockerd exited: 0", "wsl-standin: /usr/sbin/skiff-agent exited: exit 0"} {
+		if !strings.Contains(log, want) {
+			t.Fatalf("the terminate did not stop the engine cleanly: the console lacks %q:\n%s", want, tail(log, 30))
+		}
 	}
 	e.Must("machine", "rm", "-f", "wsl")
 	if _, err := os.Stat(filepath.Join(e.Home, "machines", "wsl")); !os.IsNotExist(err) {
@@ -124,6 +140,25 @@ func imageWithout(t *testing.T, dir, role string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// ctrlAltDel presses Ctrl-Alt-Del on the VM's keyboard through QEMU's monitor.
+func ctrlAltDel(t *testing.T, qmpSock string) {
+	t.Helper()
+	c, err := net.Dial("unix", qmpSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	r.ReadString('\n') // the greeting
+	for _, cmd := range []string{`{"execute":"qmp_capabilities"}`,
+		`{"execute":"send-key","arguments":{"keys":[{"type":"qcode","data":"ctrl"},{"type":"qcode","data":"alt"},{"type":"qcode","data":"delete"}]}}`} {
+		fmt.Fprintln(c, cmd)
+		if l, err := r.ReadString('\n'); err != nil || !strings.Contains(l, `"return"`) {
+			t.Fatalf("QMP %s: %q %v", cmd, l, err)
+		}
+	}
 }
 
 func readLog(t *testing.T, path string) string {
