@@ -640,9 +640,20 @@ func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 	}
 	shareType := a.shareType()
 	for i, m := range a.Spec.Mounts {
-		sd.Shares = append(sd.Shares, seed.Share{Tag: shareTag(i), GuestPath: m.GuestPath, ReadOnly: m.ReadOnly, Type: shareType})
+		sd.Shares = append(sd.Shares, seedShare(i, m, shareType))
 	}
 	return sd.Marshal()
+}
+
+// seedShare is mount i as the guest mounts it. A drvfs share (WSL) is tagged with its
+// Windows folder, which the guest mounts itself (`mount -t drvfs`): the distro automounts
+// no drive.
+func seedShare(i int, m machine.Mount, shareType string) seed.Share {
+	tag := shareTag(i)
+	if shareType == "drvfs" {
+		tag = m.HostPath
+	}
+	return seed.Share{Tag: tag, GuestPath: m.GuestPath, ReadOnly: m.ReadOnly, Type: shareType}
 }
 
 // readManifest reads the manifest of the installed image in dir.
