@@ -90,6 +90,8 @@ build_efiboot() {
 	pack "$img"
 	mv -f "$img.zst" "$OUT/$EFI_BOOT.zst"
 	rm -rf "$dir"
+	# The tools are inputs too: another ukify or stub makes other bytes.
+	echo "build.sh: $EFI_BOOT: $(/usr/bin/python3 "$UKIFY" --version), stub systemd-boot-efi $(dpkg-query -W -f '${Version}' systemd-boot-efi)" >&2
 }
 
 # efi_sections_apart fails when two sections of PE image $1 overlap once loaded: the

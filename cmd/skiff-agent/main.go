@@ -99,19 +99,7 @@ func run(pid1 bool) error {
 			sys.Shutdown(true)
 		}()
 	}
-	go func() {
-		api, err := guestinit.WaitEngine(ctx)
-		if err != nil {
-			logf("engine: %v", err)
-			return
-		}
-		up := guestinit.Uptime()
-		logf("engine %s answers (API %s)", sd.Engine, api)
-		stopProfile()
-		// The host first: what EndBoot starts (bpffs) would delay the news by its CPU time.
-		guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
-		sys.EndBoot()
-	}()
+	go announceWhenReady(ctx, sys, stopProfile)
 	go trimLoop(sys, time.Duration(sd.TrimInterval)*time.Second)
 	select {}
 }
@@ -144,6 +132,22 @@ func transportListeners(guestIP string, sd *seed.Seed) ([]net.Listener, error) {
 		logf("transport: serving on %s and vsock port %d", ln.Addr(), port)
 	}
 	return lns, nil
+}
+
+// announceWhenReady tells the host once the engine answers; answered runs first (the boot
+// profile's end).
+func announceWhenReady(ctx context.Context, sys *guestinit.System, answered func()) {
+	api, err := guestinit.WaitEngine(ctx)
+	if err != nil {
+		logf("engine: %v", err)
+		return
+	}
+	up := guestinit.Uptime()
+	logf("engine %s answers (API %s)", sys.Seed.Engine, api)
+	answered()
+	// The host first: what EndBoot starts (bpffs) would delay the news by its CPU time.
+	guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
+	sys.EndBoot()
 }
 
 // bootProfile records the agent's own CPU use until the engine answers when the boot is

@@ -18,7 +18,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/guest"
 	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/images/guestinit"
@@ -71,6 +70,7 @@ func runWSL(args []string) error {
 		return err
 	}
 	ctx := context.Background()
+	stopProfile := bootProfile()
 	// Before the engine starts: WSL's terminate signals every process of the distro, and
 	// the agent must be the one that stops the engine, in order.
 	sigs := make(chan os.Signal, 1)
@@ -94,7 +94,7 @@ func runWSL(args []string) error {
 		Logf:         logf,
 	}
 	go guest.ServeTransport(ctx, lns, sys.Seed.Secret, agent.Route, logf)
-	go announceWhenReady(ctx, sys)
+	go announceWhenReady(ctx, sys, stopProfile)
 	go trimLoop(sys, time.Duration(sys.Seed.TrimInterval)*time.Second)
 	select {
 	case sig := <-sigs:
@@ -146,17 +146,4 @@ type wslSystem struct {
 func (s wslSystem) Shutdown() {
 	s.System.Shutdown(false)
 	close(s.stopped)
-}
-
-// announceWhenReady tells the host once the engine answers, as the VM boot does.
-func announceWhenReady(ctx context.Context, sys *guestinit.System) {
-	api, err := guestinit.WaitEngine(ctx)
-	if err != nil {
-		logf("engine: %v", err)
-		return
-	}
-	up := guestinit.Uptime()
-	logf("engine %s answers (API %s)", sys.Seed.Engine, api)
-	guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
-	sys.EndBoot()
 }
