@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -80,7 +81,7 @@ func runWSL(args []string) error {
 		return err
 	}
 	stop := make(chan struct{})
-	s := wslSystem{system{sys}, stop}
+	s := wslSystem{system{sys}, sync.OnceFunc(func() { close(stop) })}
 	lns, err := wslListeners(sys.Seed)
 	if err != nil {
 		return err
@@ -140,10 +141,10 @@ func wslListeners(sd *seed.Seed) ([]net.Listener, error) {
 // a distro has no power to switch off.
 type wslSystem struct {
 	system
-	stopped chan struct{}
+	stopped func() // once, however many shutdowns the host asks for
 }
 
 func (s wslSystem) Shutdown() {
 	s.System.Shutdown(false)
-	close(s.stopped)
+	s.stopped()
 }

@@ -113,7 +113,7 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 		Trace("data disk ready")
 		dataDone <- err
 	}()
-	sd, err := readSeed(opt)
+	sd, err := s.readSeed(opt)
 	if err != nil {
 		return nil, err
 	}
@@ -242,9 +242,9 @@ func (s *System) run(name string, args ...string) error {
 }
 
 // readSeed reads the seed from its disk, or from its file under WSL.
-func readSeed(opt Options) (*seed.Seed, error) {
+func (s *System) readSeed(opt Options) (*seed.Seed, error) {
 	if opt.WSL != nil {
-		return opt.WSL.readSeed()
+		return s.readSeedFile(opt.WSL.Seed)
 	}
 	dev, err := WaitDisk(SerialSeed, 10*time.Second)
 	if err != nil {
@@ -550,7 +550,7 @@ func (s *System) MountShare(sh seed.Share) error {
 	case "9p-transport":
 		return s.mount9pTransport(sh, flags)
 	case "drvfs":
-		return mountDrvfsShare(sh)
+		return s.mountDrvfs(sh.Tag, sh.GuestPath, sh.ReadOnly)
 	default:
 		return fmt.Errorf("share type %q is not supported by this guest", sh.Type)
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -107,24 +106,24 @@ func (s *System) setupDataDir() error {
 	return bindDataDirs()
 }
 
-// readSeed reads the seed file. Drives are not automounted in Skiff's distro (wsl.conf),
-// so when the file is not there the folder holding it is mounted read-only at its
-// /mnt/<drive>/... path for the read and unmounted after: the machine directory has the
-// machine's keys, which the engine's containers must not see.
-func (o *WSLOptions) readSeed() (*seed.Seed, error) {
-	if _, err := os.Stat(o.Seed); err == nil {
-		return seed.ReadFile(o.Seed)
+// readSeedFile reads the seed file. Drives are not automounted in Skiff's distro
+// (wsl.conf), so when the file is not there the folder holding it is mounted read-only at
+// its /mnt/<drive>/... path for the read and unmounted after: the machine directory has
+// the machine's keys, which the engine's containers must not see.
+func (s *System) readSeedFile(path string) (*seed.Seed, error) {
+	if _, err := os.Stat(path); err == nil {
+		return seed.ReadFile(path)
 	}
-	dir := filepath.Dir(o.Seed)
+	dir := filepath.Dir(path)
 	win, err := WindowsPath(dir)
 	if err != nil {
-		return nil, fmt.Errorf("seed %s: %w", o.Seed, err)
+		return nil, fmt.Errorf("seed %s: %w", path, err)
 	}
-	if err := mountDrvfs(win, dir, true); err != nil {
-		return nil, fmt.Errorf("seed %s: %w", o.Seed, err)
+	if err := s.mountDrvfs(win, dir, true); err != nil {
+		return nil, fmt.Errorf("seed %s: %w", path, err)
 	}
 	defer unix.Unmount(dir, unix.MNT_DETACH)
-	return seed.ReadFile(o.Seed)
+	return seed.ReadFile(path)
 }
 
 // WindowsPath inverts WSL's naming of Windows paths: /mnt/c/Users/me -> C:\Users\me.
@@ -138,24 +137,22 @@ func WindowsPath(p string) (string, error) {
 
 func isDriveLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
-// mountDrvfs mounts a Windows folder with WSL's drvfs (its mount helper is WSL's init).
-func mountDrvfs(win, dst string, readOnly bool) error {
+// mountDrvfs mounts a Windows folder (a share's tag, or the seed's folder) with WSL's
+// drvfs, whose mount helper is WSL's init; through the reaper, which waits for children.
+func (s *System) mountDrvfs(win, dst string, readOnly bool) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
+	return s.run("mount", drvfsArgs(win, dst, readOnly)...)
+}
+
+func drvfsArgs(win, dst string, readOnly bool) []string {
 	opts := "rw"
 	if readOnly {
 		opts = "ro"
 	}
-	out, err := exec.Command("mount", "-t", "drvfs", "-o", opts, win, dst).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mount -t drvfs %s %s: %w: %s", win, dst, err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return []string{"-t", "drvfs", "-o", opts, win, dst}
 }
-
-// mountDrvfsShare mounts a share of type drvfs: the Windows folder is its tag.
-func mountDrvfsShare(sh seed.Share) error { return mountDrvfs(sh.Tag, sh.GuestPath, sh.ReadOnly) }
 
 // wslModules says whether the running kernel's modules are in the distro's root. WSL runs
 // Microsoft's kernel, whose modules the image does not have; a stand-in on Skiff's own

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +86,16 @@ func TestStopDescendants(t *testing.T) {
 	}
 	if err := unix.Kill(outsider, 0); err != nil {
 		t.Errorf("a process outside the tree was stopped: %v", err)
+	}
+}
+
+func TestDrvfsArgs(t *testing.T) {
+	got := drvfsArgs(`C:\Users\me\.skiff\dev`, "/mnt/c/Users/me/.skiff/dev", true)
+	want := []string{"-t", "drvfs", "-o", "ro", `C:\Users\me\.skiff\dev`, "/mnt/c/Users/me/.skiff/dev"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("seed folder: mount %q, want %q", got, want)
+	}
+	if got := drvfsArgs(`D:\src`, "/src", false); got[3] != "rw" {
+		t.Errorf("a writable share mounts %q", got)
 	}
 }
