@@ -1,6 +1,7 @@
 package hyperv
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -44,5 +45,20 @@ func TestCheckImageDir(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, BootDiskName), nil, 0o644)
 	if err := (&Backend{}).CheckImageDir(dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStartWithoutBootDisk: a machine whose image lost its boot disk fails Start in one
+// line naming it, before any Hyper-V cmdlet runs (nothing to undo).
+func TestStartWithoutBootDisk(t *testing.T) {
+	s := newSim(t)
+	cfg := testConfig(t)
+	os.Remove(filepath.Join(filepath.Dir(cfg.Kernel), BootDiskName))
+	_, err := testBackend(s).Start(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), BootDiskName) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Start without the boot disk: %v", err)
+	}
+	if len(s.scripts) != 0 {
+		t.Fatalf("Start ran %d PowerShell scripts before failing: %q", len(s.scripts), s.scripts)
 	}
 }

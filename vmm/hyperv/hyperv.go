@@ -301,6 +301,9 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	if err := vmm.CheckImage(cfg); err != nil {
 		return nil, fmt.Errorf("hyperv: %w", err)
 	}
+	if err := vmm.CheckEFIBootDisk(b.bootDisk(cfg)); err != nil {
+		return nil, fmt.Errorf("hyperv: %w", err)
+	}
 	if err := b.Prepare(ctx, cfg); err != nil {
 		return nil, err
 	}
