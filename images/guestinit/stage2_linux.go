@@ -129,8 +129,11 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	if seedTime := time.Unix(0, sd.HostTimeNano); sd.HostTimeNano > 0 && time.Now().Before(seedTime) {
 		SetClock(seedTime, logf)
 	}
-	unix.Sethostname([]byte(sd.Hostname))
-	os.WriteFile("/etc/hostname", []byte(sd.Hostname+"\n"), 0o644)
+	// WSL's distros share one UTS namespace (microsoft/WSL#7108): the name stays Windows'.
+	if opt.WSL == nil {
+		unix.Sethostname([]byte(sd.Hostname))
+		os.WriteFile("/etc/hostname", []byte(sd.Hostname+"\n"), 0o644)
+	}
 
 	// WSL's kernel is shared with the user's other distros, which would get the filter too.
 	if opt.WSL == nil {

@@ -22,6 +22,9 @@ import (
 // distroMount is where the distro's disk is mounted before it becomes the root.
 const distroMount = "/distro"
 
+// standInHostname stands for the Windows computer's name, which WSL gives its distros.
+const standInHostname = "windows-host"
+
 // terminateGrace is how long the distro's processes have between SIGTERM and SIGKILL
 // when the machine is switched off under them, as `wsl --terminate` gives them.
 const terminateGrace = 10 * time.Second
@@ -189,6 +192,9 @@ func importOnce(cfg Config) error {
 // configureNetwork is WSL's NAT for the stand-in: the seed's address on the NIC, and the
 // name files, which WSL generates too.
 func configureNetwork(sd *seed.Seed) error {
+	// WSL names every distro after the Windows computer (boot-wsl leaves the name alone).
+	unix.Sethostname([]byte(standInHostname))
+	os.WriteFile("/etc/hostname", []byte(standInHostname+"\n"), 0o644)
 	iface, err := guestinit.WaitInterface(5 * time.Second)
 	if err != nil {
 		return err
