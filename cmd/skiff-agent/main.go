@@ -126,6 +126,12 @@ func transportListeners(guestIP string, sd *seed.Seed) ([]net.Listener, error) {
 		port = uint32(sd.AgentPort)
 	}
 	if vl, err := transport.ListenVsock(port); err != nil {
+		// Where the VM has a vsock device its host reaches the agent only there (vz,
+		// Hyper-V, QEMU with vhost-vsock): failing the boot puts the reason on the console,
+		// which the host shows, instead of a start that times out.
+		if transport.VsockDevice() {
+			return nil, fmt.Errorf("transport: the VM has a vsock device but the agent cannot listen on it: %w", err)
+		}
 		logf("transport: no vsock (%v); serving on %s only", err, ln.Addr())
 	} else {
 		lns = append(lns, vl)

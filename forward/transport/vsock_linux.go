@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 
 	"github.com/mdlayher/vsock"
 	"golang.org/x/sys/unix"
@@ -51,4 +52,16 @@ func DialVsock(ctx context.Context, cid, port uint32) (net.Conn, error) {
 // VsockDialer reaches a transport server on vsock, for transport.Client.
 func VsockDialer(cid, port uint32) RawDialer {
 	return func(ctx context.Context) (net.Conn, error) { return DialVsock(ctx, cid, port) }
+}
+
+// VsockDevice says whether the guest has a vsock device to its host: a virtio (QEMU, vz)
+// device gives it a context ID of its own, and on Hyper-V (WSL2 included) hv_sock rides
+// the VMBus, whose devices show under /sys/bus/vmbus. The loopback transport alone is not
+// one.
+func VsockDevice() bool {
+	if cid, err := vsock.ContextID(); err == nil && cid > HostCID && cid != unix.VMADDR_CID_ANY {
+		return true
+	}
+	ents, _ := os.ReadDir("/sys/bus/vmbus/devices")
+	return len(ents) > 0
 }
