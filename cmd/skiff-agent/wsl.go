@@ -78,12 +78,15 @@ func runWSL(args []string) error {
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	sys, err := guestinit.Boot(ctx, guestinit.Options{WSL: &o, VsockNetwork: vsockNetwork(ctx)}, logf)
 	if err != nil {
+		// What the boot started must not outlive it: the distro stays up after the agent.
+		guestinit.StopDescendants(5 * time.Second)
 		return err
 	}
 	stop := make(chan struct{})
 	s := wslSystem{system{sys}, sync.OnceFunc(func() { close(stop) })}
 	lns, err := wslListeners(sys.Seed)
 	if err != nil {
+		sys.Shutdown(false)
 		return err
 	}
 	guestIP, _, _ := strings.Cut(sys.Seed.Network.Address, "/")

@@ -722,7 +722,7 @@ func (s *System) Shutdown(poweroff bool) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	if s.wsl {
-		stopDescendants(5 * time.Second)
+		StopDescendants(5 * time.Second)
 	} else {
 		unix.Kill(-1, unix.SIGTERM)
 		time.Sleep(200 * time.Millisecond)

@@ -174,11 +174,11 @@ func (s *System) configureWSLNetwork(o *WSLOptions) error {
 	return s.setupNetwork()
 }
 
-// stopDescendants ends what the agent started and what re-parented to it (shims and
+// StopDescendants ends what the agent started and what re-parented to it (shims and
 // their containers): SIGTERM, then SIGKILL for what is left after grace. Unlike a VM's
 // init it must not signal every process: the distro may have the user's sessions, and
 // WSL's init and relay.
-func stopDescendants(grace time.Duration) {
+func StopDescendants(grace time.Duration) {
 	signalDescendants(unix.SIGTERM)
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) && signalDescendants(0) > 0 {

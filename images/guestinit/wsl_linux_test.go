@@ -52,7 +52,7 @@ func TestMountPoints(t *testing.T) {
 	}
 }
 
-// stopDescendants ends a child and its own child, and nothing outside the process's tree.
+// StopDescendants ends a child and its own child, and nothing outside the process's tree.
 func TestStopDescendants(t *testing.T) {
 	// Started through a shell that exits: re-parented away from the test, an outsider.
 	out, err := exec.Command("sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!").Output()
@@ -75,14 +75,14 @@ func TestStopDescendants(t *testing.T) {
 		t.Fatalf("%d descendants seen, want the shell and its two sleeps", n)
 	}
 	start := time.Now()
-	stopDescendants(5 * time.Second)
+	StopDescendants(5 * time.Second)
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("the child still runs after stopDescendants")
+		t.Fatal("the child still runs after StopDescendants")
 	}
 	if time.Since(start) > 4*time.Second {
-		t.Errorf("stopDescendants took %s for processes that end on SIGTERM", time.Since(start))
+		t.Errorf("StopDescendants took %s for processes that end on SIGTERM", time.Since(start))
 	}
 	if err := unix.Kill(outsider, 0); err != nil {
 		t.Errorf("a process outside the tree was stopped: %v", err)
