@@ -65,6 +65,10 @@ bench-ports: build image
 bench-warm: build image
 	$(GO) run ./cmd/skiff-bench warm -skiff bin/skiff -image $(IMAGE_OUT)
 
+# The transport over vsock (vsock_loopback in the guest) against the network path.
+bench-vsock: build image
+	$(GO) run ./cmd/skiff-bench vsock -skiff bin/skiff -image $(IMAGE_OUT)
+
 # Needs the host's SFTP server for the sshfs peer: apt-get install openssh-sftp-server.
 bench-shares: build image
 	$(GO) run ./cmd/skiff-bench shares -skiff bin/skiff -image $(IMAGE_OUT)

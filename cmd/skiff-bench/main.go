@@ -22,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|backends|idle|api|ports|shares [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|backends|idle|api|ports|shares|vsock [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -41,6 +41,12 @@ func main() {
 		err = benchWarm(os.Args[2:])
 	case "idle":
 		err = benchIdle(os.Args[2:])
+	case "vsock":
+		err = benchVsock(os.Args[2:])
+	case "vsock-guest": // the guest's half of vsock, run by it in the VM
+		err = benchVsockGuest(os.Args[2:])
+	case "vsock-source":
+		err = benchVsockSource(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}

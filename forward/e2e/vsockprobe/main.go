@@ -9,7 +9,6 @@
 //	nethelper                 runs the host's user-mode network on vsock and the guest's
 //	                          frames-over-vsock helper in a network namespace of its own,
 //	                          and checks traffic both ways through them
-//	bench                     API requests/s and stream MB/s over vsock vs over TCP
 package main
 
 import (
@@ -21,7 +20,6 @@ import (
 	"io"
 	"log"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"runtime"
@@ -30,7 +28,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/guest"
 	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/forward/usernet"
@@ -41,16 +38,13 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("vsockprobe: ")
 	if len(os.Args) < 2 {
-		log.Fatal("usage: vsockprobe bridge|nethelper|bench [flags]")
+		log.Fatal("usage: vsockprobe bridge|nethelper [flags]")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	secretFile := fs.String("secret", "", "file holding the machine secret")
 	cid := fs.Uint("cid", 1, "vsock CID of the agent (1: this guest, over vsock_loopback)")
 	port := fs.Uint("port", 1024, "vsock port of the agent's transport")
 	netPort := fs.Uint("net-port", 1025, "vsock port the network helper dials")
-	tcpAddr := fs.String("tcp", "", "bench: the agent's TCP address to compare with")
-	n := fs.Int("n", 500, "bench: API requests per medium")
-	mb := fs.Int("mb", 64, "bench: MiB per stream")
 	fs.Parse(os.Args[2:])
 	secret, err := os.ReadFile(*secretFile)
 	if err != nil {
@@ -62,8 +56,6 @@ func main() {
 		err = bridge(vsockAgent, fs.Args())
 	case "nethelper":
 		err = netHelper(secret, uint32(*netPort))
-	case "bench":
-		err = bench(vsockAgent, secret, *tcpAddr, *n, *mb)
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -192,78 +184,4 @@ func roundTrip(c net.Conn, msg string) error {
 		return fmt.Errorf("echo: got %q, want %q", got, msg)
 	}
 	return nil
-}
-
-// bench measures the two media side by side, alternating, in one run.
-func bench(vsockAgent transport.Dialer, secret []byte, tcpAddr string, n, mb int) error {
-	if tcpAddr == "" {
-		return errors.New("bench: -tcp ADDR (the agent's address on the guest network) is required")
-	}
-	tcpAgent := &transport.Client{Secret: secret, Raw: func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", tcpAddr)
-	}}
-	src, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	block := bytes.Repeat([]byte("skiff-bench-data"), 4096) // 64 KiB
-	go transport.AcceptLoop(context.Background(), src, func(c net.Conn) {
-		defer c.Close()
-		for i := 0; i < mb*16; i++ {
-			if _, err := c.Write(block); err != nil {
-				return
-			}
-		}
-	})
-	media := []struct {
-		name string
-		d    transport.Dialer
-	}{{"vsock", vsockAgent}, {"tcp", tcpAgent}}
-	for round := 0; round < 2; round++ {
-		for _, m := range media {
-			rps, err := apiRate(m.d, n)
-			if err != nil {
-				return fmt.Errorf("%s: %w", m.name, err)
-			}
-			mbs, err := streamRate(m.d, forward.PrefixTCP+src.Addr().String())
-			if err != nil {
-				return fmt.Errorf("%s: %w", m.name, err)
-			}
-			fmt.Printf("round %d %-5s  /_ping %7.0f req/s (new stream each)  stream %7.1f MB/s\n", round+1, m.name, rps, mbs)
-		}
-	}
-	return nil
-}
-
-func apiRate(d transport.Dialer, n int) (float64, error) {
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return d.Dial(ctx, forward.ServiceEngine) }}}
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		resp, err := client.Get("http://engine/_ping")
-		if err != nil {
-			return 0, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return 0, fmt.Errorf("/_ping: %s", resp.Status)
-		}
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
-}
-
-func streamRate(d transport.Dialer, service string) (float64, error) {
-	c, err := d.Dial(context.Background(), service)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	start := time.Now()
-	got, err := io.Copy(io.Discard, c)
-	if err != nil {
-		return 0, err
-	}
-	return float64(got) / 1e6 / time.Since(start).Seconds(), nil
 }
