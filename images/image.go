@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,7 +133,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		}
 		roles[f.Role] = true
 	}
-	for _, r := range []string{"kernel", "initrd", "root"} {
+	for _, r := range []string{RoleKernel, RoleInitrd, RoleRoot} {
 		if !roles[r] {
 			return nil, fmt.Errorf("image manifest lists no %s file", r)
 		}
@@ -164,6 +165,28 @@ type Options struct {
 	Progress io.Writer
 	// Client is used for http(s) sources.
 	Client *http.Client
+	// Roles are the image's optional files to install besides its kernel, initrd and root
+	// (RoleEFIBoot, RoleWSLRootfs): only the backend that boots from one needs it, and the
+	// WSL root alone is as big as the rest. Installing an image again adds those missing.
+	Roles []string
+}
+
+// Manifest roles.
+const (
+	RoleKernel    = "kernel"
+	RoleInitrd    = "initrd"
+	RoleRoot      = "root"
+	RoleEFIBoot   = "efi-boot"   // the Hyper-V boot disk (vmm.EFIBootDisk)
+	RoleWSLRootfs = "wsl-rootfs" // WSL's root filesystem tarball
+)
+
+// wanted says whether an install with opt takes f.
+func (opt Options) wanted(f File) bool {
+	switch f.Role {
+	case RoleKernel, RoleInitrd, RoleRoot:
+		return true
+	}
+	return slices.Contains(opt.Roles, f.Role)
 }
 
 // DigestMismatchError names the file and both digests.
@@ -249,6 +272,16 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 	inst := &Installed{Dir: final, Digest: "sha256:" + digest, Manifest: man}
 	if _, err := os.Stat(filepath.Join(final, "manifest.json")); err == nil {
 		inst.CacheHit = true
+		// What an earlier install left out is fetched and verified now; what it installed
+		// was verified then.
+		for _, f := range man.Files {
+			if _, err := os.Stat(filepath.Join(final, f.InstalledName())); err == nil || !opt.wanted(f) {
+				continue
+			}
+			if err := fetchFile(ctx, opt, src, f, final); err != nil {
+				return nil, err
+			}
+		}
 		return inst, nil
 	}
 	partial := filepath.Join(imagesDir, ".partial-"+digest)
@@ -256,6 +289,9 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 		return nil, err
 	}
 	for _, f := range man.Files {
+		if !opt.wanted(f) {
+			continue
+		}
 		if err := fetchFile(ctx, opt, src, f, partial); err != nil {
 			return nil, err
 		}

@@ -275,3 +275,44 @@ func TestBootCmdline(t *testing.T) {
 		}
 	}
 }
+
+// An image's optional files (a backend's boot disk, WSL's root) are installed only for a
+// backend that asks for them, and installing the image again for one adds them.
+func TestInstallOptionalRoles(t *testing.T) {
+	src, _, _ := fixture(t)
+	efi := []byte(strings.Repeat("E", 30_000))
+	raw, _ := os.ReadFile(filepath.Join(src, "manifest.json"))
+	var m Manifest
+	json.Unmarshal(raw, &m)
+	sum := sha256.Sum256(efi)
+	m.Files = append(m.Files, File{Role: RoleEFIBoot, Name: "efi-boot.img", Size: int64(len(efi)), SHA256: hex.EncodeToString(sum[:])})
+	raw, _ = json.Marshal(m)
+	os.WriteFile(filepath.Join(src, "manifest.json"), raw, 0o644)
+	os.WriteFile(filepath.Join(src, "efi-boot.img"), efi, 0o644)
+	cache := t.TempDir()
+
+	inst, err := Install(context.Background(), src, cache, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(inst.Dir, "efi-boot.img")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an install that did not ask for the boot disk has it: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(inst.Dir, "root.squashfs")); err != nil {
+		t.Fatalf("the root is always installed: %v", err)
+	}
+	// The optional file is verified when it is added to the installed image.
+	os.WriteFile(filepath.Join(src, "efi-boot.img"), []byte(strings.Repeat("X", 30_000)), 0o644)
+	var dm *DigestMismatchError
+	if _, err := Install(context.Background(), src, cache, Options{Roles: []string{RoleEFIBoot}}); !errors.As(err, &dm) || dm.File != "efi-boot.img" {
+		t.Fatalf("a corrupt boot disk added to an installed image: %v", err)
+	}
+	os.WriteFile(filepath.Join(src, "efi-boot.img"), efi, 0o644)
+	again, err := Install(context.Background(), src, cache, Options{Roles: []string{RoleEFIBoot}})
+	if err != nil || !again.CacheHit {
+		t.Fatalf("install for a backend that needs the boot disk: hit=%v err=%v", again != nil && again.CacheHit, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(again.Dir, "efi-boot.img")); err != nil || string(got) != string(efi) {
+		t.Fatalf("the boot disk was not added intact: %v", err)
+	}
+}

@@ -204,6 +204,9 @@ const EFIBootDisk = "efi-boot.img"
 // initrd. `machine init` asks it before the machine is made, so that an image the backend
 // cannot boot fails there, with nothing left behind.
 type ImageChecker interface {
+	// ImageRoles are the manifest roles of the image's optional files it boots from
+	// (images.RoleEFIBoot, images.RoleWSLRootfs): `machine init` installs only those.
+	ImageRoles() []string
 	// CheckImageDir says, in one line that also says how to get it, what the installed
 	// image in dir lacks.
 	CheckImageDir(dir string) error
@@ -212,12 +215,18 @@ type ImageChecker interface {
 // CheckEFIBootDisk fails, naming the file and how to get it, when the EFI boot disk at
 // path is missing: images built before it existed, or for another architecture.
 func CheckEFIBootDisk(path string) error {
+	return CheckImageFile(path, "the Hyper-V boot disk")
+}
+
+// CheckImageFile fails, naming the file (what it is) and how to get it, when the image file
+// at path is missing.
+func CheckImageFile(path, what string) error {
 	_, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("guest image has no %s (the Hyper-V boot disk): rebuild it with `make image` (amd64), or give --image an image that has it", filepath.Base(path))
+		return fmt.Errorf("guest image has no %s (%s; images built before it lack it): rebuild it with `make image`, or give --image an image that has it", filepath.Base(path), what)
 	}
 	if err != nil {
-		return fmt.Errorf("guest image's boot disk: %w", err)
+		return fmt.Errorf("guest image: %w", err)
 	}
 	return nil
 }

@@ -2,17 +2,15 @@ package main
 
 import "github.com/skiff-dev/skiff/vmm"
 
-// checkImageFor fails `machine init` when backend cannot boot the installed image in dir
-// (vmm.ImageChecker: an image without the Hyper-V boot disk or WSL's root filesystem),
-// before the machine exists. A backend this host cannot make is left to fail at start,
-// as it did before.
-func checkImageFor(backend, dir string) error {
+// imageChecker is the backend's vmm.ImageChecker: what `machine init` installs of an
+// image beyond its kernel, initrd and root, and whether the backend can boot the result,
+// asked before the machine exists. nil for a backend that boots those three alone, and
+// for one this host cannot make (it fails at start, as before).
+func imageChecker(backend string) vmm.ImageChecker {
 	b, err := backendFor(backend)
 	if err != nil {
 		return nil
 	}
-	if c, ok := b.(vmm.ImageChecker); ok {
-		return c.CheckImageDir(dir)
-	}
-	return nil
+	c, _ := b.(vmm.ImageChecker)
+	return c
 }

@@ -123,12 +123,19 @@ func initCmd() *cobra.Command {
 			if imgRef == "" {
 				imgRef = defaultImage()
 			}
-			inst, err := images.Install(cmd.Context(), imgRef, h.CacheDir(), images.Options{Progress: os.Stderr})
+			opt := images.Options{Progress: os.Stderr}
+			chk := imageChecker(backend)
+			if chk != nil {
+				opt.Roles = chk.ImageRoles()
+			}
+			inst, err := images.Install(cmd.Context(), imgRef, h.CacheDir(), opt)
 			if err != nil {
 				return err
 			}
-			if err := checkImageFor(backend, inst.Dir); err != nil {
-				return err
+			if chk != nil {
+				if err := chk.CheckImageDir(inst.Dir); err != nil {
+					return err
+				}
 			}
 			spec.Image = machine.ImageRef{Digest: inst.Digest, Version: inst.Manifest.Version, Dir: inst.Dir, Source: imgRef, Arch: inst.Manifest.Arch}
 			if err := h.Create(spec); err != nil {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/vmm"
 	"github.com/skiff-dev/skiff/vmm/winexec"
 )
@@ -100,6 +101,9 @@ func (b *Backend) bootDisk(cfg vmm.Config) string {
 	}
 	return filepath.Join(filepath.Dir(cfg.Kernel), BootDiskName)
 }
+
+// ImageRoles implements vmm.ImageChecker.
+func (b *Backend) ImageRoles() []string { return []string{images.RoleEFIBoot} }
 
 // CheckImageDir implements vmm.ImageChecker: the VM boots only from the image's EFI boot
 // disk, so an image without one fails at init.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/vmm"
 )
 
@@ -68,6 +69,14 @@ func (b *Backend) firmware() (code, vars string, err error) {
 		}
 	}
 	return "", "", errors.New("no OVMF firmware for the Hyper-V boot: install it (Debian/Ubuntu: apt-get install ovmf)")
+}
+
+// ImageRoles implements vmm.ImageChecker.
+func (b *Backend) ImageRoles() []string {
+	if b.Boot == BootHyperV {
+		return []string{images.RoleEFIBoot}
+	}
+	return nil
 }
 
 // CheckImageDir implements vmm.ImageChecker: BootHyperV needs the image's EFI boot disk.

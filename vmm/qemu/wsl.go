@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/vmm"
 	"github.com/skiff-dev/skiff/vmm/qemu/internal/wslinit"
 	"github.com/skiff-dev/skiff/vmm/wsl2"
@@ -80,13 +81,13 @@ func wslRootfs(cfg vmm.Config) string {
 	return filepath.Join(filepath.Dir(cfg.Kernel), wsl2.RootfsName)
 }
 
+// ImageRoles implements vmm.ImageChecker.
+func (b *WSLStandIn) ImageRoles() []string { return []string{images.RoleWSLRootfs} }
+
 // CheckImageDir implements vmm.ImageChecker: the image in dir must have WSL's root
 // filesystem.
 func (b *WSLStandIn) CheckImageDir(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, wsl2.RootfsName)); err != nil {
-		return fmt.Errorf("guest image has no %s (WSL's root filesystem; images built before it lack it): rebuild it with `make image`, or give --image an image that has it", wsl2.RootfsName)
-	}
-	return nil
+	return vmm.CheckImageFile(filepath.Join(dir, wsl2.RootfsName), wsl2.RootfsWhat)
 }
 
 // Start implements vmm.Backend.

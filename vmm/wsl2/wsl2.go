@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/vmm"
 	"github.com/skiff-dev/skiff/vmm/winexec"
 )
@@ -176,6 +177,21 @@ func (b *Backend) registered(ctx context.Context, name string) (bool, error) {
 func ownsDistro(cfg vmm.Config, name string) bool {
 	b, err := os.ReadFile(filepath.Join(cfg.Dir, markerFile))
 	return err == nil && strings.TrimSpace(string(b)) == name
+}
+
+// RootfsWhat says what RootfsName is, for messages.
+const RootfsWhat = "WSL's root filesystem"
+
+// ImageRoles implements vmm.ImageChecker.
+func (b *Backend) ImageRoles() []string { return []string{images.RoleWSLRootfs} }
+
+// CheckImageDir implements vmm.ImageChecker: the distro is imported from the image's root
+// filesystem tarball.
+func (b *Backend) CheckImageDir(dir string) error {
+	if b.Options.Rootfs != nil {
+		return nil
+	}
+	return vmm.CheckImageFile(filepath.Join(dir, RootfsName), RootfsWhat)
 }
 
 // Prepare implements vmm.Preparer: import the distro once.
@@ -400,9 +416,10 @@ func (m *machine) DialGuest(ctx context.Context, port uint32) (net.Conn, error) 
 }
 
 var (
-	_ vmm.Backend     = (*Backend)(nil)
-	_ vmm.Preparer    = (*Backend)(nil)
-	_ vmm.Remover     = (*Backend)(nil)
-	_ vmm.ShareKind   = (*Backend)(nil)
-	_ vmm.GuestDialer = (*machine)(nil)
+	_ vmm.Backend      = (*Backend)(nil)
+	_ vmm.Preparer     = (*Backend)(nil)
+	_ vmm.Remover      = (*Backend)(nil)
+	_ vmm.ImageChecker = (*Backend)(nil)
+	_ vmm.ShareKind    = (*Backend)(nil)
+	_ vmm.GuestDialer  = (*machine)(nil)
 )

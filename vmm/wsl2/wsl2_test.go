@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/vmm"
 	"github.com/skiff-dev/skiff/vmm/vmmtest"
 	"github.com/skiff-dev/skiff/vmm/winexec"
@@ -388,4 +389,22 @@ func TestMachineRemoval(t *testing.T) {
 			s.distros = append(s.distros, DistroName(name))
 		},
 	})
+}
+
+// machine init installs WSL's root with the image for this backend, and an image without
+// one fails there in one line.
+func TestImageCheck(t *testing.T) {
+	b, _ := testBackend(newSim(t))
+	if got := b.ImageRoles(); !slices.Equal(got, []string{images.RoleWSLRootfs}) {
+		t.Fatalf("image roles %q", got)
+	}
+	dir := t.TempDir()
+	err := b.CheckImageDir(dir)
+	if err == nil || !strings.Contains(err.Error(), RootfsName) || !strings.Contains(err.Error(), "make image") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("an image without %s: %v", RootfsName, err)
+	}
+	os.WriteFile(filepath.Join(dir, RootfsName), nil, 0o644)
+	if err := b.CheckImageDir(dir); err != nil {
+		t.Fatal(err)
+	}
 }
