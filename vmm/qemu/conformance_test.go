@@ -42,8 +42,13 @@ func conformance(t *testing.T, b vmm.Backend) vmmtest.Harness {
 	if img == "" {
 		img = filepath.Join(machinetest.RepoRoot(t), "images", "out", runtime.GOARCH)
 	}
-	// Installed as a machine gets it: the build's root and initrd are packed for download.
-	inst, err := images.Install(context.Background(), img, vmmtest.TempDir(t), images.Options{})
+	// Installed as a machine gets it: the build's root and initrd are packed for download,
+	// and only the optional files the backend boots from come along.
+	var opt images.Options
+	if c, ok := b.(vmm.ImageChecker); ok {
+		opt.Roles = c.ImageRoles()
+	}
+	inst, err := images.Install(context.Background(), img, vmmtest.TempDir(t), opt)
 	if err != nil {
 		t.Fatalf("no guest image at %s (run `make image`): %v", img, err)
 	}
