@@ -21,32 +21,13 @@ func ListenVsock(port uint32) (net.Listener, error) {
 	return ln, nil
 }
 
-// DialVsock opens a stream to port on the vsock peer cid (HostCID for the host). vsock's
-// connect has no context of its own: a context that ends first abandons it.
+// DialVsock opens a stream to port on the vsock peer cid (HostCID for the host).
 func DialVsock(ctx context.Context, cid, port uint32) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
+	c, err := DialContext(ctx, func() (net.Conn, error) { return vsock.Dial(cid, port, nil) })
+	if err != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("vsock %d:%d: %w", cid, port, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := vsock.Dial(cid, port, nil)
-		ch <- result{c, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("vsock %d:%d: %w", cid, port, r.err)
-		}
-		return r.c, nil
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.c != nil {
-				r.c.Close()
-			}
-		}()
-		return nil, ctx.Err()
-	}
+	return c, err
 }
 
 // VsockDialer reaches a transport server on vsock, for transport.Client.

@@ -11,6 +11,7 @@ import (
 	"github.com/Code-Hex/vz/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/vmm"
 )
 
@@ -372,34 +373,18 @@ func (m *machine) DialGuest(ctx context.Context, port uint32) (net.Conn, error) 
 	if len(devs) == 0 {
 		return nil, errors.New("vz: the VM has no socket device")
 	}
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
+	// Connect cannot be cancelled; DialContext closes whatever it returns too late.
+	c, err := transport.DialContext(ctx, func() (net.Conn, error) {
 		c, err := devs[0].Connect(port)
 		if err != nil {
-			ch <- result{nil, err}
-			return
+			return nil, err // a nil *VirtioSocketConnection is not a nil net.Conn
 		}
-		ch <- result{c, nil}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("vz: vsock port %d: %w", port, r.err)
-		}
-		return r.c, nil
-	case <-ctx.Done():
-		// Connect cannot be cancelled; close whatever it returns later.
-		go func() {
-			if r := <-ch; r.c != nil {
-				r.c.Close()
-			}
-		}()
-		return nil, ctx.Err()
+		return c, nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("vz: vsock port %d: %w", port, err)
 	}
+	return c, err
 }
 
 // Describe implements vmm.Describer.
