@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/machine"
@@ -60,19 +58,19 @@ func benchVsock(args []string) error {
 		return err
 	}
 	for path, data := range map[string][]byte{"/run/skb": bin, "/run/skb.secret": secret} {
-		if _, err := sshRun(c, bytes.NewReader(data), "umask 077; cat >"+path+" && chmod 0700 "+path); err != nil {
+		if err := guestUpload(c, data, path); err != nil {
 			return err
 		}
 	}
 	// In braces: a backgrounded && list would keep the session's output open, and with it
 	// the session.
-	if _, err := sshRun(c, nil, fmt.Sprintf("modprobe vsock_loopback && { setsid /run/skb vsock-source -mb %d -addr 127.0.0.1:%d </dev/null >/dev/null 2>&1 & }", *mb, vsockSourcePort)); err != nil {
+	if _, err := guestRun(c, fmt.Sprintf("chmod 600 /run/skb.secret && modprobe vsock_loopback && { setsid /run/skb vsock-source -mb %d -addr 127.0.0.1:%d </dev/null >/dev/null 2>&1 & }", *mb, vsockSourcePort)); err != nil {
 		return err
 	}
 	network := &transport.Client{Secret: secret, Raw: func(ctx context.Context) (net.Conn, error) { return p.dialGuest(ctx, 1024) }}
 	results := map[string][][2]float64{}
 	for r := 0; r < *rounds; r++ {
-		out, err := sshRun(c, nil, fmt.Sprintf("/run/skb vsock-guest -secret /run/skb.secret -n %d", *n))
+		out, err := guestRun(c, fmt.Sprintf("/run/skb vsock-guest -secret /run/skb.secret -n %d", *n))
 		if err != nil {
 			return err
 		}
@@ -190,19 +188,4 @@ func medianF(rs [][2]float64, i int) float64 {
 		d[k] = time.Duration(r[i] * 1000)
 	}
 	return float64(median(d)) / 1000
-}
-
-// sshRun runs cmd in the guest with stdin and returns its output.
-func sshRun(c *ssh.Client, stdin io.Reader, cmd string) (string, error) {
-	sess, err := c.NewSession()
-	if err != nil {
-		return "", err
-	}
-	defer sess.Close()
-	sess.Stdin = stdin
-	out, err := sess.CombinedOutput(cmd)
-	if err != nil {
-		return string(out), fmt.Errorf("guest %q: %v: %s", cmd, err, out)
-	}
-	return string(out), nil
 }
