@@ -105,6 +105,19 @@ type VsockNetworker interface {
 	NetworkVsockPort() uint32
 }
 
+// HostStreamer is implemented by backends whose guests cannot reach the host's services
+// through the user-mode network (WSL on its own network): the guest opens its streams to
+// the host on host vsock port HostStreamPort (0: through the network after all), and the
+// VM accepts them there (HostListener).
+type HostStreamer interface {
+	HostStreamPort() uint32
+}
+
+// HostListener is implemented by VMs that accept the guest's streams on a host vsock port.
+type HostListener interface {
+	ListenGuest(port uint32) (net.Listener, error)
+}
+
 // ProcessVM is implemented by VMs that are a host process (QEMU), so that status can tell
 // whether the VM outlived its agent.
 type ProcessVM interface {

@@ -119,10 +119,7 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	}
 	s.Seed = sd
 	Trace("seed read")
-	s.Host = &transport.Client{Secret: sd.Secret, Raw: func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", net.JoinHostPort(sd.Network.Gateway, strconv.Itoa(sd.HostPort)))
-	}}
+	s.Host = &transport.Client{Secret: sd.Secret, Raw: hostDialer(sd)}
 	// The emulated RTC already gave the kernel the host's time. The seed was written
 	// before the VM started, so a clock behind it is certainly wrong (a VM without an
 	// RTC); anything else waits for the host's exact push once the agent is up.
@@ -254,6 +251,19 @@ func (s *System) readSeed(opt Options) (*seed.Seed, error) {
 		return nil, err
 	}
 	return seed.ReadFile(dev)
+}
+
+// hostDialer reaches the host's services: on host vsock where the seed says the guest
+// cannot reach them through the user-mode network (WSL on its own network), and
+// otherwise at the network's gateway.
+func hostDialer(sd *seed.Seed) transport.RawDialer {
+	if sd.HostVsockPort != 0 {
+		return transport.VsockDialer(transport.HostCID, sd.HostVsockPort)
+	}
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", net.JoinHostPort(sd.Network.Gateway, strconv.Itoa(sd.HostPort)))
+	}
 }
 
 func (s *System) setupNetwork() error {

@@ -42,19 +42,22 @@ type Share struct {
 
 // Seed is everything the guest needs to know at boot.
 type Seed struct {
-	Hostname       string   `json:"hostname"`
-	Engine         string   `json:"engine"`
-	Secret         []byte   `json:"secret"`
-	AuthorizedKeys string   `json:"authorizedKeys"`
-	HostKey        string   `json:"hostKey"` // OpenSSH PEM private key, pinned on the host
-	Network        Network  `json:"network"`
-	AgentPort      int      `json:"agentPort"` // guest listens here for host streams
-	HostPort       int      `json:"hostPort"`  // host listens here (on the gateway) for guest streams
-	VsockPort      uint32   `json:"vsockPort"` // also listen on vsock when the backend has it
-	Shares         []Share  `json:"shares"`
-	HostTimeNano   int64    `json:"hostTimeNano"`
-	TrimInterval   int      `json:"trimIntervalSeconds"`
-	Env            []string `json:"env,omitempty"`
+	Hostname       string  `json:"hostname"`
+	Engine         string  `json:"engine"`
+	Secret         []byte  `json:"secret"`
+	AuthorizedKeys string  `json:"authorizedKeys"`
+	HostKey        string  `json:"hostKey"` // OpenSSH PEM private key, pinned on the host
+	Network        Network `json:"network"`
+	AgentPort      int     `json:"agentPort"` // guest listens here for host streams
+	HostPort       int     `json:"hostPort"`  // host listens here (on the gateway) for guest streams
+	// HostVsockPort, when set, is where the guest opens its streams to the host instead:
+	// host vsock, for a guest that cannot reach the gateway (WSL on its own network).
+	HostVsockPort uint32   `json:"hostVsockPort,omitempty"`
+	VsockPort     uint32   `json:"vsockPort"` // also listen on vsock when the backend has it
+	Shares        []Share  `json:"shares"`
+	HostTimeNano  int64    `json:"hostTimeNano"`
+	TrimInterval  int      `json:"trimIntervalSeconds"`
+	Env           []string `json:"env,omitempty"`
 }
 
 // Marshal encodes the seed as a disk image of exactly Size bytes.

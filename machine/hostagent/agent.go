@@ -248,6 +248,7 @@ func (a *Agent) startVM(ctx context.Context) error {
 	if vm != nil {
 		restored := time.Now()
 		a.vm = vm
+		a.serveHostVsock(ctx, a.vm)
 		a.guest = a.guestDialer()
 		err := a.resumeGuest(ctx)
 		if err == nil {
@@ -275,6 +276,7 @@ func (a *Agent) startVM(ctx context.Context) error {
 	if a.vm, err = a.Backend.Start(ctx, a.cfg); err != nil {
 		return fmt.Errorf("start VM: %w", err)
 	}
+	a.serveHostVsock(ctx, a.vm)
 	a.guest = a.guestDialer()
 	return nil
 }
@@ -401,26 +403,57 @@ func (a *Agent) serveHost(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("host transport: %w", err)
 	}
-	route := func(service string) (transport.Handler, error) {
-		if service == forward.HostServiceReady {
-			return a.onReady, nil
-		}
-		if tag, ok := strings.CutPrefix(service, forward.HostPrefix9P); ok && a.shareType() == shareOverTransport {
-			for i, m := range a.Spec.Mounts {
-				if shareTag(i) == tag {
-					opt := share9p.Options{Root: m.HostPath, ReadOnly: m.ReadOnly}
-					return func(ctx context.Context, _ string, conn net.Conn) {
-						if err := share9p.Serve(ctx, conn, opt); err != nil {
-							a.logf("share %s: %v", m.HostPath, err)
-						}
-					}, nil
-				}
+	go transport.Serve(ctx, ln, a.secret, a.hostRoute, a.logf)
+	return nil
+}
+
+// serveHostVsock also takes the guest's streams on host vsock where the backend has its
+// guest open them there (vmm.HostStreamer); a VM that cannot listen is logged, and the
+// guest's readiness then never arrives, which the start reports.
+func (a *Agent) serveHostVsock(ctx context.Context, vm vmm.VM) {
+	port := hostStreamPort(a.Backend)
+	if port == 0 {
+		return
+	}
+	l, ok := vm.(vmm.HostListener)
+	if !ok {
+		a.warn("the backend has the guest reach the host over vsock, but its VM cannot listen there")
+		return
+	}
+	ln, err := l.ListenGuest(port)
+	if err != nil {
+		a.warn("host transport on vsock port %d: %v", port, err)
+		return
+	}
+	go transport.Serve(ctx, ln, a.secret, a.hostRoute, a.logf)
+}
+
+// hostStreamPort is the host vsock port b's guests open their streams to; 0 for the network.
+func hostStreamPort(b vmm.Backend) uint32 {
+	if s, ok := b.(vmm.HostStreamer); ok {
+		return s.HostStreamPort()
+	}
+	return 0
+}
+
+// hostRoute picks the host service a guest's stream asks for.
+func (a *Agent) hostRoute(service string) (transport.Handler, error) {
+	if service == forward.HostServiceReady {
+		return a.onReady, nil
+	}
+	if tag, ok := strings.CutPrefix(service, forward.HostPrefix9P); ok && a.shareType() == shareOverTransport {
+		for i, m := range a.Spec.Mounts {
+			if shareTag(i) == tag {
+				opt := share9p.Options{Root: m.HostPath, ReadOnly: m.ReadOnly}
+				return func(ctx context.Context, _ string, conn net.Conn) {
+					if err := share9p.Serve(ctx, conn, opt); err != nil {
+						a.logf("share %s: %v", m.HostPath, err)
+					}
+				}, nil
 			}
 		}
-		return nil, fmt.Errorf("unknown host service %q", service)
 	}
-	go transport.Serve(ctx, ln, a.secret, route, a.logf)
-	return nil
+	return nil, fmt.Errorf("unknown host service %q", service)
 }
 
 func (a *Agent) onReady(ctx context.Context, _ string, conn net.Conn) {
@@ -638,6 +671,7 @@ func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 	if n, ok := a.Backend.(vmm.VsockNetworker); ok {
 		sd.Network.VsockPort = n.NetworkVsockPort()
 	}
+	sd.HostVsockPort = hostStreamPort(a.Backend)
 	shareType := a.shareType()
 	for i, m := range a.Spec.Mounts {
 		sd.Shares = append(sd.Shares, seedShare(i, m, shareType))

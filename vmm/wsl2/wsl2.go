@@ -44,8 +44,11 @@ const (
 const (
 	DefaultTransportPort uint32 = 1024
 	DefaultNetworkPort   uint32 = 1025
-	RootfsName                  = "wsl-rootfs.tar"
-	AgentPath                   = "/usr/sbin/skiff-agent"
+	// DefaultHostPort is where the guest opens its streams to the host (readiness, shares)
+	// with --network wsl, which cannot reach the user-mode network's gateway.
+	DefaultHostPort uint32 = 1026
+	RootfsName             = "wsl-rootfs.tar"
+	AgentPath              = "/usr/sbin/skiff-agent"
 	// SeedSerial is the disk whose file the agent reads its seed from.
 	SeedSerial = "skiff-seed"
 	// InstallCommand is what users run elevated to register the hvsock services.
@@ -58,6 +61,7 @@ type Options struct {
 	Network       NetworkMode // default NetworkUser
 	TransportPort uint32      // guest vsock port of the agent; default DefaultTransportPort
 	NetworkPort   uint32      // host vsock port for the network; default DefaultNetworkPort
+	HostPort      uint32      // host vsock port for the guest's streams; default DefaultHostPort
 	// Rootfs returns the tarball to import; default RootfsName in the kernel's directory.
 	Rootfs func(cfg vmm.Config) string
 }
@@ -116,8 +120,28 @@ func (b *Backend) Services() []winexec.Service {
 	s := []winexec.Service{{Port: t, Name: "Skiff transport"}}
 	if b.network() == NetworkUser {
 		s = append(s, winexec.Service{Port: n, Name: "Skiff network"})
+	} else {
+		s = append(s, winexec.Service{Port: b.HostStreamPort(), Name: "Skiff host services"})
 	}
 	return s
+}
+
+// HostStreamPort implements vmm.HostStreamer: on WSL's own network the guest cannot reach
+// the user-mode network's gateway, so it opens its streams to the host on hvsock.
+func (b *Backend) HostStreamPort() uint32 {
+	if b.network() == NetworkUser {
+		return 0
+	}
+	if b.Options.HostPort != 0 {
+		return b.Options.HostPort
+	}
+	return DefaultHostPort
+}
+
+// ListenGuest implements vmm.HostListener. Any WSL distro can connect (they share one
+// VM); the transport's handshake admits only this machine's guest.
+func (m *machine) ListenGuest(port uint32) (net.Listener, error) {
+	return m.b.Hvsock.Listen(port)
 }
 
 // Install registers the hvsock services. It needs administrator rights, once per host.
@@ -422,4 +446,6 @@ var (
 	_ vmm.ImageChecker = (*Backend)(nil)
 	_ vmm.ShareKind    = (*Backend)(nil)
 	_ vmm.GuestDialer  = (*machine)(nil)
+	_ vmm.HostStreamer = (*Backend)(nil)
+	_ vmm.HostListener = (*machine)(nil)
 )

@@ -408,3 +408,26 @@ func TestImageCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// On WSL's own network the guest cannot reach the user-mode network's gateway: it opens
+// its streams to the host (readiness, shares) on hvsock, whose service is registered and
+// which the machine listens on. With the user-mode network it needs neither.
+func TestHostStreamsOverHvsockOnWSLNetwork(t *testing.T) {
+	if p := (&Backend{}).HostStreamPort(); p != 0 {
+		t.Fatalf("--network user: host stream port %d, want 0 (the gateway)", p)
+	}
+	b := &Backend{Options: Options{Network: NetworkWSL}}
+	if p := b.HostStreamPort(); p != DefaultHostPort {
+		t.Fatalf("--network wsl: host stream port %d, want %d", p, DefaultHostPort)
+	}
+	if !slices.ContainsFunc(b.Services(), func(s winexec.Service) bool { return s.Port == DefaultHostPort }) {
+		t.Fatalf("--network wsl registers no hvsock service for port %d: %v", DefaultHostPort, b.Services())
+	}
+	h := &fakeHvsock{}
+	m := &machine{b: &Backend{Hvsock: h}}
+	ln, err := m.ListenGuest(DefaultHostPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+}
