@@ -34,9 +34,13 @@ type NetworkMode string
 
 const (
 	// NetworkUser is the embedded user-mode network (gvisor-tap-vsock) over hvsock: host
-	// VPNs and proxies apply to the guest as to any Windows program.
+	// VPNs and proxies would apply to the guest as to any Windows program. Not supported
+	// yet: WSL 2's distros share one network namespace (microsoft/WSL#4304), so the
+	// engine's device and default route would be every distro's; the engine needs a
+	// namespace of its own first.
 	NetworkUser NetworkMode = "user"
-	// NetworkWSL leaves the distro on WSL's own NAT (or mirrored) network.
+	// NetworkWSL leaves the distro on WSL's own NAT (or mirrored) network; the default.
+	// The host still reaches the engine and published ports over hvsock.
 	NetworkWSL NetworkMode = "wsl"
 )
 
@@ -98,7 +102,7 @@ func (b *Backend) ShareType() string { return "drvfs" }
 
 func (b *Backend) network() NetworkMode {
 	if b.Options.Network == "" {
-		return NetworkUser
+		return NetworkWSL
 	}
 	return b.Options.Network
 }
@@ -275,6 +279,9 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	// before touching WSL.
 	if err := vmm.CheckImage(cfg); err != nil {
 		return nil, fmt.Errorf("wsl2: %w", err)
+	}
+	if b.network() == NetworkUser {
+		return nil, fmt.Errorf("wsl2: --network user: %w: WSL 2's distros share one network namespace, so the engine's network device would be all of theirs (use --network wsl)", vmm.ErrNotSupported)
 	}
 	if err := b.Prepare(ctx, cfg); err != nil {
 		return nil, err

@@ -208,7 +208,7 @@ func TestExactCommands(t *testing.T) {
 	ctx := context.Background()
 	s.bootChecks = func(args []string) {
 		want := []string{"-d", "skiff-dev", "-u", "root", "--", "/usr/sbin/skiff-agent", "boot-wsl",
-			"--seed", "/mnt/c/Users/me/.skiff/dev/seed.img", "--network", "user"}
+			"--seed", "/mnt/c/Users/me/.skiff/dev/seed.img", "--network", "wsl"}
 		if !slices.Equal(args, want) {
 			t.Errorf("boot args %q\nwant %q", args, want)
 		}
@@ -226,7 +226,7 @@ func TestExactCommands(t *testing.T) {
 	want := []string{
 		"wsl.exe --list --quiet",
 		"wsl.exe --import skiff-dev " + filepath.Join(cfg.Dir, "wsl") + " " + filepath.Join(filepath.Dir(cfg.Kernel), RootfsName) + " --version 2",
-		"wsl.exe -d skiff-dev -u root -- /usr/sbin/skiff-agent boot-wsl --seed /mnt/c/Users/me/.skiff/dev/seed.img --network user",
+		"wsl.exe -d skiff-dev -u root -- /usr/sbin/skiff-agent boot-wsl --seed /mnt/c/Users/me/.skiff/dev/seed.img --network wsl",
 		"wsl.exe --terminate skiff-dev",
 		"wsl.exe --list --quiet",
 		"wsl.exe --unregister skiff-dev",
@@ -322,7 +322,7 @@ func TestWSLNetworkModeNeedsNoNetworkService(t *testing.T) {
 			t.Fatal("wsl network mode registers the user-mode network port")
 		}
 	}
-	if len((&Backend{}).Services()) != 2 {
+	if len((&Backend{Options: Options{Network: NetworkUser}}).Services()) != 2 {
 		t.Fatal("user network mode must register transport and network ports")
 	}
 }
@@ -413,10 +413,10 @@ func TestImageCheck(t *testing.T) {
 // its streams to the host (readiness, shares) on hvsock, whose service is registered and
 // which the machine listens on. With the user-mode network it needs neither.
 func TestHostStreamsOverHvsockOnWSLNetwork(t *testing.T) {
-	if p := (&Backend{}).HostStreamPort(); p != 0 {
+	if p := (&Backend{Options: Options{Network: NetworkUser}}).HostStreamPort(); p != 0 {
 		t.Fatalf("--network user: host stream port %d, want 0 (the gateway)", p)
 	}
-	b := &Backend{Options: Options{Network: NetworkWSL}}
+	b := &Backend{} // --network wsl is the default
 	if p := b.HostStreamPort(); p != DefaultHostPort {
 		t.Fatalf("--network wsl: host stream port %d, want %d", p, DefaultHostPort)
 	}
@@ -430,4 +430,17 @@ func TestHostStreamsOverHvsockOnWSLNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
+}
+
+// --network user cannot work under WSL 2 yet (one network namespace for every distro): a
+// start says so, before it imports anything.
+func TestUserNetworkNotSupportedYet(t *testing.T) {
+	s := newSim(t)
+	b, _ := testBackend(s)
+	b.Options.Network = NetworkUser
+	_, err := b.Start(context.Background(), testConfig(t))
+	wantErr(t, err, vmm.ErrNotSupported, "--network wsl")
+	if calls := s.Calls(); len(calls) != 0 {
+		t.Fatalf("a refused start ran %q", calls)
+	}
 }
