@@ -107,12 +107,13 @@ func TestVsockTransport(t *testing.T) {
 // TestVsockNetworkHelper runs the guest's frames-over-vsock network helper (Hyper-V and
 // WSL2 --network user) against the host's user-mode network code, both in the guest over
 // vsock_loopback: the helper's device, in a network namespace of its own, must reach the
-// host side and be reached from it, and a helper with the wrong secret is refused.
+// host side and be reached from it, also after the host side cut its stream (it
+// reconnects), and a helper with the wrong secret is refused.
 func TestVsockNetworkHelper(t *testing.T) {
 	m := machine(t)
 	probe, secret := vsockProbe(t, m)
 	out, err := m.Run("machine", "ssh", "--", fmt.Sprintf("%s nethelper -secret %s", probe, secret))
-	if err != nil || !strings.Contains(out, "ok both ways") {
+	if err != nil || !strings.Contains(out, "ok both ways, and after a reconnect") {
 		t.Fatalf("network helper over vsock: %v\n%s", err, out)
 	}
 }

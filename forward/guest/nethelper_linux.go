@@ -74,33 +74,41 @@ func RunNetHelper(ctx context.Context, o NetHelperOptions) error {
 			return fmt.Errorf("network helper: %w", err)
 		}
 	}
+	// The stream frames go out on; each one published is a variable of its own, never
+	// written again, so that sendFrames reads it without a lock.
 	var cur atomic.Pointer[net.Conn]
-	cur.Store(&conn)
 	go sendFrames(tap, &cur)
 	go func() {
 		defer tap.Close()
-		for {
-			stop := context.AfterFunc(ctx, func() { conn.Close() })
-			err := readFrames(conn, tap)
+		// c is this iteration's own (Go 1.22 loop variables): the AfterFunc reads only it.
+		for c := conn; c != nil; c = redial(ctx, host) {
+			cur.Store(&c)
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			err := readFrames(c, tap)
 			stop()
 			cur.Store(nil)
-			conn.Close()
-			if ctx.Err() != nil {
-				return
+			c.Close()
+			if ctx.Err() == nil {
+				o.Logf("network helper: stream to the host ended (%v); reconnecting", err)
 			}
-			o.Logf("network helper: stream to the host ended (%v); reconnecting", err)
-			for conn = nil; conn == nil; {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(200 * time.Millisecond):
-				}
-				conn, _ = host.Dial(ctx, forward.HostServiceNetwork)
-			}
-			cur.Store(&conn)
 		}
 	}()
 	return nil
+}
+
+// redial opens the network stream to the host again, every 200 ms until it takes or ctx
+// ends (nil).
+func redial(ctx context.Context, host transport.Dialer) net.Conn {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+		if c, err := host.Dial(ctx, forward.HostServiceNetwork); err == nil {
+			return c
+		}
+	}
 }
 
 // maxFrame bounds one frame: the largest MTU Skiff uses plus the Ethernet header.

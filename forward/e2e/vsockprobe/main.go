@@ -106,7 +106,10 @@ func netHelper(secret []byte, port uint32) error {
 	if err != nil {
 		return err
 	}
+	// Every stream the helper opens, so that one can be cut to see the helper reconnect.
+	accepted := make(chan net.Conn, 8)
 	go transport.AcceptLoop(ctx, ln, func(c net.Conn) {
+		accepted <- c
 		if err := n.ServeGuestStream(ctx, c); err != nil && ctx.Err() == nil {
 			log.Printf("network: %v", err)
 		}
@@ -159,6 +162,16 @@ func netHelper(secret []byte, port uint32) error {
 	}
 	l := <-inNS
 	go transport.AcceptLoop(ctx, l, func(c net.Conn) { io.Copy(c, c); c.Close() })
+	// The host side drops the helper's stream (an agent restart would): the helper opens a
+	// new one, and the traffic below needs it.
+	for len(accepted) > 0 {
+		(<-accepted).Close()
+	}
+	select {
+	case <-accepted:
+	case <-time.After(30 * time.Second):
+		return errors.New("the helper did not reconnect after its stream was cut")
+	}
 	c, err := n.DialGuest(ctx, 7777)
 	if err != nil {
 		return fmt.Errorf("host side -> namespace: %w", err)
@@ -166,7 +179,7 @@ func netHelper(secret []byte, port uint32) error {
 	if err := roundTrip(c, "in-through-the-helper"); err != nil {
 		return err
 	}
-	fmt.Println("network helper: ok both ways")
+	fmt.Println("network helper: ok both ways, and after a reconnect")
 	return nil
 }
 
