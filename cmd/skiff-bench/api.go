@@ -177,18 +177,11 @@ func benchAPI(args []string) error {
 	defer stop()
 	// The same load from inside the VM, straight on the engine's socket: what the engine
 	// alone costs, the ceiling for any path from the host.
-	c, err := pm.ssh(ctx)
+	c, err := pm.sshWithBench(ctx, "/tmp/skiff-bench")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	bin, err := guestBinary(ctx)
-	if err != nil {
-		return err
-	}
-	if err := guestUpload(c, bin, "/tmp/skiff-bench"); err != nil {
-		return err
-	}
 	onHost := func(sock string) func(int) (apiResult, error) {
 		return func(n int) (apiResult, error) { return pingLoad(sock, n, *conc) }
 	}

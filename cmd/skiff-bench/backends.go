@@ -15,25 +15,18 @@ func benchBackends(args []string) error {
 	fs := flag.NewFlagSet("backends", flag.ExitOnError)
 	image := fs.String("image", "images/out/amd64", "image directory")
 	backends := fs.String("backends", "qemu,qemu-wsl", "comma-separated backends; the first is the baseline")
-	runs := fs.Int("runs", 3, "measured boots per backend (after one warm-up boot each)")
-	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
-	cpus := fs.Int("cpus", 2, "CPUs per VM")
+	bf := newBootFlags(fs)
 	fs.Parse(args)
-	b, cleanup, err := newBench(*skiff)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
 	var variants []bootVariant
 	for _, be := range strings.Split(*backends, ",") {
 		variants = append(variants, bootVariant{name: be, image: *image, initArgs: []string{"--backend", be}})
 	}
-	results, err := b.interleavedBoots(variants, *cpus, *runs)
+	results, err := bf.boots(variants)
 	if err != nil {
 		return err
 	}
 	base := median(results[variants[0].name])
-	fmt.Printf("\nQEMU launch -> engine GET /_ping OK, median of %d:\n", *runs)
+	fmt.Printf("\nQEMU launch -> engine GET /_ping OK, median of %d:\n", *bf.runs)
 	for _, v := range variants {
 		m := median(results[v.name])
 		fmt.Printf("  %-12s %6.2fs  (%.2f x %s)\n", v.name, m.Seconds(), m.Seconds()/base.Seconds(), variants[0].name)

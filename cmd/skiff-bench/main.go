@@ -194,28 +194,45 @@ func (b *bench) interleavedBoots(variants []bootVariant, cpus, runs int) (map[st
 	return results, nil
 }
 
+// bootFlags are the flags of the interleaved-boot benchmarks beside their variants.
+type bootFlags struct {
+	skiff      *string
+	runs, cpus *int
+}
+
+func newBootFlags(fs *flag.FlagSet) bootFlags {
+	return bootFlags{
+		runs:  fs.Int("runs", 3, "measured boots per variant (after one warm-up boot each)"),
+		skiff: fs.String("skiff", "bin/skiff", "skiff CLI"),
+		cpus:  fs.Int("cpus", 2, "CPUs per VM"),
+	}
+}
+
+// boots times the variants' boots, interleaved, with the CLI and shape the flags name.
+func (f bootFlags) boots(variants []bootVariant) (map[string][]time.Duration, error) {
+	b, cleanup, err := newBench(*f.skiff)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	return b.interleavedBoots(variants, *f.cpus, *f.runs)
+}
+
 func benchBoot(args []string) error {
 	fs := flag.NewFlagSet("boot", flag.ExitOnError)
 	minimal := fs.String("minimal", "images/out/amd64", "minimal image directory")
 	systemd := fs.String("systemd", "images/out/amd64-systemd", "systemd image directory")
-	runs := fs.Int("runs", 3, "measured boots per variant (after one warm-up boot each)")
-	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
-	cpus := fs.Int("cpus", 2, "CPUs per VM")
+	bf := newBootFlags(fs)
 	fs.Parse(args)
-	b, cleanup, err := newBench(*skiff)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	results, err := b.interleavedBoots([]bootVariant{
+	results, err := bf.boots([]bootVariant{
 		{name: "minimal", image: *minimal},
 		{name: "systemd", image: *systemd, env: []string{"SKIFF_KERNEL_ARGS=skiff.init=systemd"}},
-	}, *cpus, *runs)
+	})
 	if err != nil {
 		return err
 	}
 	mMin, mSys := median(results["minimal"]), median(results["systemd"])
-	fmt.Printf("\nQEMU launch -> engine GET /_ping OK, median of %d:\n", *runs)
+	fmt.Printf("\nQEMU launch -> engine GET /_ping OK, median of %d:\n", *bf.runs)
 	fmt.Printf("  minimal init: %6.2fs\n  systemd init: %6.2fs\n  ratio minimal/systemd: %.2f (goal <= 0.35)\n", mMin.Seconds(), mSys.Seconds(), mMin.Seconds()/mSys.Seconds())
 	return nil
 }

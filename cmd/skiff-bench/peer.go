@@ -81,6 +81,24 @@ type bufConn struct {
 
 func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// sshWithBench connects to the guest's sshd and uploads this program, built for the guest,
+// to path, for the parts of a benchmark that run inside the VM.
+func (p *peerMachine) sshWithBench(ctx context.Context, path string) (*ssh.Client, error) {
+	c, err := p.ssh(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := guestBinary(ctx)
+	if err == nil {
+		err = guestUpload(c, bin, path)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // ssh connects to the guest's sshd over the network's tunnel, as Lima and podman machine
 // reach their guests' sshd through a forwarded port.
 func (p *peerMachine) ssh(ctx context.Context) (*ssh.Client, error) {

@@ -44,23 +44,17 @@ func benchVsock(args []string) error {
 	}
 	defer rm()
 	ctx := context.Background()
-	c, err := p.ssh(ctx)
+	c, err := p.sshWithBench(ctx, "/run/skb")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	bin, err := guestBinary(ctx)
-	if err != nil {
-		return err
-	}
 	secret, err := os.ReadFile(p.File(machine.FileSecret))
 	if err != nil {
 		return err
 	}
-	for path, data := range map[string][]byte{"/run/skb": bin, "/run/skb.secret": secret} {
-		if err := guestUpload(c, data, path); err != nil {
-			return err
-		}
+	if err := guestUpload(c, secret, "/run/skb.secret"); err != nil {
+		return err
 	}
 	// In braces: a backgrounded && list would keep the session's output open, and with it
 	// the session.
