@@ -32,7 +32,7 @@ for os in linux windows darwin; do GOOS=$os go vet ./installer/...; done
 echo ok
 
 step "skiffpkg"
-go build -o "$T/skiffpkg" ./installer/cmd/skiffpkg
+go build -o "$T/skiffpkg" ./cmd/skiffpkg
 VERSION=$("$T/skiffpkg" version)
 echo "version $VERSION"
 

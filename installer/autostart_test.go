@@ -1,6 +1,8 @@
 package installer
 
 import (
+	"github.com/skiff-dev/skiff/installer/hostenv/hostenvtest"
+
 	"bytes"
 	"context"
 	"encoding/xml"
@@ -329,7 +331,7 @@ func TestTaskSchedulerXML(t *testing.T) {
 func TestSystemdEnableDisable(t *testing.T) {
 	ctx := context.Background()
 	cfg := t.TempDir()
-	r := &fakeRunner{}
+	r := &hostenvtest.Runner{}
 	a := Autostart{Binary: "/usr/bin/skiff", Machine: "default"}
 	o := AutostartOptions{Runner: r, ConfigDir: cfg}
 	if err := (systemdDriver{}).enable(ctx, a, o); err != nil {
@@ -340,26 +342,26 @@ func TestSystemdEnableDisable(t *testing.T) {
 		t.Fatalf("unit: %v\n%s", err, b)
 	}
 	want := []string{"systemctl --user daemon-reload", "systemctl --user enable skiff-machine-default.service"}
-	if !reflect.DeepEqual(r.calls, want) {
-		t.Errorf("enable ran %q, want %q", r.calls, want)
+	if !reflect.DeepEqual(r.Calls, want) {
+		t.Errorf("enable ran %q, want %q", r.Calls, want)
 	}
-	r.calls = nil
+	r.Calls = nil
 	if err := (systemdDriver{}).disable(ctx, a, o); err != nil {
 		t.Fatal(err)
 	}
 	want = []string{"systemctl --user disable skiff-machine-default.service", "systemctl --user daemon-reload"}
-	if !reflect.DeepEqual(r.calls, want) {
-		t.Errorf("disable ran %q, want %q", r.calls, want)
+	if !reflect.DeepEqual(r.Calls, want) {
+		t.Errorf("disable ran %q, want %q", r.Calls, want)
 	}
 	if _, err := os.Stat(unit); !os.IsNotExist(err) {
 		t.Errorf("unit still there: %v", err)
 	}
 	// Disabling again is a no-op, and a failing systemctl is reported.
-	r.calls = nil
-	if err := (systemdDriver{}).disable(ctx, a, o); err != nil || len(r.calls) != 0 {
-		t.Errorf("second disable: %v %q", err, r.calls)
+	r.Calls = nil
+	if err := (systemdDriver{}).disable(ctx, a, o); err != nil || len(r.Calls) != 0 {
+		t.Errorf("second disable: %v %q", err, r.Calls)
 	}
-	r.fail = map[string]error{"systemctl --user daemon-reload": errors.New("no bus")}
+	r.Fail = map[string]error{"systemctl --user daemon-reload": errors.New("no bus")}
 	if err := (systemdDriver{}).enable(ctx, a, o); err == nil || !strings.Contains(err.Error(), "no bus") {
 		t.Errorf("enable with a dead manager: %v", err)
 	}
@@ -368,7 +370,7 @@ func TestSystemdEnableDisable(t *testing.T) {
 func TestLaunchdEnableDisable(t *testing.T) {
 	ctx := context.Background()
 	home := t.TempDir()
-	r := &fakeRunner{fail: map[string]error{"launchctl bootout": errors.New("Could not find service")}}
+	r := &hostenvtest.Runner{Fail: map[string]error{"launchctl bootout": errors.New("Could not find service")}}
 	a := Autostart{Binary: "/opt/homebrew/bin/skiff", Machine: "default"}
 	o := AutostartOptions{Runner: r, HomeDir: home, UID: 501}
 	if err := (launchdDriver{}).enable(ctx, a, o); err != nil {
@@ -379,23 +381,23 @@ func TestLaunchdEnableDisable(t *testing.T) {
 		"launchctl bootout gui/501/dev.skiff.machine.default",
 		"launchctl bootstrap gui/501 " + plist,
 	}
-	if !reflect.DeepEqual(r.calls, want) {
-		t.Errorf("enable ran %q, want %q", r.calls, want)
+	if !reflect.DeepEqual(r.Calls, want) {
+		t.Errorf("enable ran %q, want %q", r.Calls, want)
 	}
 	if on, _ := (launchdDriver{}).enabled(ctx, a, o); !on {
 		t.Error("not enabled after enable")
 	}
-	r.calls = nil
+	r.Calls = nil
 	if err := (launchdDriver{}).disable(ctx, a, o); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"launchctl bootout gui/501/dev.skiff.machine.default"}; !reflect.DeepEqual(r.calls, want) {
-		t.Errorf("disable ran %q, want %q", r.calls, want)
+	if want := []string{"launchctl bootout gui/501/dev.skiff.machine.default"}; !reflect.DeepEqual(r.Calls, want) {
+		t.Errorf("disable ran %q, want %q", r.Calls, want)
 	}
 	if _, err := os.Stat(plist); !os.IsNotExist(err) {
 		t.Errorf("plist still there: %v", err)
 	}
-	r.fail = map[string]error{"launchctl bootstrap": errors.New("Bootstrap failed: 5: Input/output error")}
+	r.Fail = map[string]error{"launchctl bootstrap": errors.New("Bootstrap failed: 5: Input/output error")}
 	if err := (launchdDriver{}).enable(ctx, a, o); err == nil {
 		t.Error("a failing bootstrap was not reported")
 	}
@@ -405,8 +407,8 @@ func TestSchtasksEnableDisable(t *testing.T) {
 	ctx := context.Background()
 	tmp := t.TempDir()
 	var handed []byte
-	r := &fakeRunner{}
-	r.hook = func(name string, args []string) {
+	r := &hostenvtest.Runner{}
+	r.Hook = func(name string, args []string) {
 		if len(args) > 4 && args[0] == "/Create" {
 			handed, _ = os.ReadFile(args[4])
 		}
@@ -416,8 +418,8 @@ func TestSchtasksEnableDisable(t *testing.T) {
 	if err := (schtasksDriver{}).enable(ctx, a, o); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.calls) != 1 || !strings.HasPrefix(r.calls[0], `schtasks /Create /TN \Skiff\machine-default /XML `+tmp) || !strings.HasSuffix(r.calls[0], " /F") {
-		t.Fatalf("enable ran %q", r.calls)
+	if len(r.Calls) != 1 || !strings.HasPrefix(r.Calls[0], `schtasks /Create /TN \Skiff\machine-default /XML `+tmp) || !strings.HasSuffix(r.Calls[0], " /F") {
+		t.Fatalf("enable ran %q", r.Calls)
 	}
 	if doc := decodeTask(t, handed); doc.Triggers.Logon[0].UserID != `PC\bob` {
 		t.Errorf("handed task for %q", doc.Triggers.Logon[0].UserID)
@@ -425,18 +427,18 @@ func TestSchtasksEnableDisable(t *testing.T) {
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
 		t.Errorf("temporary task file left behind: %v", left)
 	}
-	r.calls = nil
+	r.Calls = nil
 	if err := (schtasksDriver{}).disable(ctx, a, o); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{`schtasks /Query /TN \Skiff\machine-default`, `schtasks /Delete /TN \Skiff\machine-default /F`}
-	if !reflect.DeepEqual(r.calls, want) {
-		t.Errorf("disable ran %q, want %q", r.calls, want)
+	if !reflect.DeepEqual(r.Calls, want) {
+		t.Errorf("disable ran %q, want %q", r.Calls, want)
 	}
 	// An absent task is not deleted.
-	r.calls = nil
-	r.fail = map[string]error{"schtasks /Query": errors.New("exit status 1")}
-	if err := (schtasksDriver{}).disable(ctx, a, o); err != nil || len(r.calls) != 1 {
-		t.Errorf("disable of an absent task: %v %q", err, r.calls)
+	r.Calls = nil
+	r.Fail = map[string]error{"schtasks /Query": errors.New("exit status 1")}
+	if err := (schtasksDriver{}).disable(ctx, a, o); err != nil || len(r.Calls) != 1 {
+		t.Errorf("disable of an absent task: %v %q", err, r.Calls)
 	}
 }

@@ -1,38 +1,8 @@
 package installer
 
-import (
-	"bytes"
-	"context"
-	"fmt"
-	"os/exec"
-	"strings"
-)
+import "github.com/skiff-dev/skiff/installer/hostenv"
 
-// Runner runs OS tools (systemctl, launchctl, schtasks, sudo). Tests swap it for a fake
-// that records the exact command lines.
-type Runner interface {
-	Run(ctx context.Context, name string, args ...string) (output []byte, err error)
-}
+// Runner runs the OS tools autostart needs; it is hostenv's, which sudo also goes through.
+type Runner = hostenv.Runner
 
-// ExecRunner runs commands for real.
-type ExecRunner struct{}
-
-// Run implements Runner; the error carries the tool's output, which is where tools
-// such as launchctl explain what went wrong.
-func (ExecRunner) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	if err := cmd.Run(); err != nil {
-		return out.Bytes(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
-	}
-	return out.Bytes(), nil
-}
-
-func runnerOr(r Runner) Runner {
-	if r == nil {
-		return ExecRunner{}
-	}
-	return r
-}
+func runnerOr(r Runner) Runner { return hostenv.RunnerOr(r) }

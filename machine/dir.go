@@ -133,7 +133,7 @@ func (d Dir) Exists() bool {
 func (d Dir) Spec() (*Spec, error) {
 	s, err := Load(d.File(FileConfig))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("machine %q does not exist (create it with: skiff machine init %s)", d.Name, d.Name)
+		return nil, NotFound(d.Name)
 	}
 	return s, err
 }

@@ -19,15 +19,12 @@ import (
 	"github.com/skiff-dev/skiff/vmm"
 )
 
-// ErrNotFound marks a machine that does not exist.
-var ErrNotFound = errors.New("does not exist")
-
 // Create makes a machine's directory: keys, secret, an empty sparse data disk and the
 // config, which is written last so a half-made machine never lists as existing.
 func (h Home) Create(s *Spec) (err error) {
 	d := h.Dir(s.Name)
 	if d.Exists() {
-		return fmt.Errorf("machine %q already exists", s.Name)
+		return exists(s.Name)
 	}
 	if err := os.MkdirAll(d.Path, 0o700); err != nil {
 		return err
@@ -147,7 +144,7 @@ func (h Home) Remove(ctx context.Context, name string, o RemoveOptions) error {
 	d := h.Dir(name)
 	if !d.Exists() {
 		if _, err := os.Stat(d.Path); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("machine %q %w", name, ErrNotFound)
+			return NotFound(name)
 		}
 	}
 	if r, ok := o.Backend.(vmm.Remover); ok {

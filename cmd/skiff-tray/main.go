@@ -18,6 +18,7 @@ import (
 	"github.com/skiff-dev/skiff/gui/model"
 	"github.com/skiff-dev/skiff/gui/ui"
 	"github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/machine/backends"
 )
 
 func main() {
@@ -67,11 +68,13 @@ func run(homeDir string, demo bool, opt ui.RunOptions) error {
 		if err != nil {
 			return fmt.Errorf("skiff home: %w", err)
 		}
-		cli := model.CLIStarter{Env: []string{"SKIFF_HOME=" + home.Root}}
+		mgr := &machine.Manager{Home: home, Backend: backends.Lookup}
 		// A missing CLI is reported when the user tries to start a machine, not now:
 		// everything else works without it.
-		cli.Binary, _ = model.FindCLI()
-		src, starter = model.HomeSource{Home: home}, cli
+		if cli, err := model.FindCLI(); err == nil {
+			mgr.Agent = []string{cli, "hostagent"}
+		}
+		src, starter = model.HomeSource{Home: home}, model.ManagerStarter{Manager: mgr}
 	}
 	a := app.NewWithID("dev.skiff.tray")
 	m := model.New(src, starter, model.Options{})

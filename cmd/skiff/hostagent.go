@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-dev/skiff/machine/backends"
 	"github.com/skiff-dev/skiff/machine/hostagent"
 )
 
@@ -17,11 +18,11 @@ func hostAgentCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, d, spec, err := existing(args[0])
+			d, spec, err := existing(args[0])
 			if err != nil {
 				return err
 			}
-			backend, err := backendFor(spec.Backend)
+			backend, err := backends.Lookup(spec.Backend)
 			if err != nil {
 				return err
 			}

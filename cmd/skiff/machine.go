@@ -1,15 +1,14 @@
 package main
 
 import (
+	"github.com/skiff-dev/skiff/cmd/internal/hostcmd"
+
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"text/template"
 	"time"
@@ -17,28 +16,41 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-dev/skiff/images"
-	"github.com/skiff-dev/skiff/installer"
+	"github.com/skiff-dev/skiff/installer/hostenv"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
-	"github.com/skiff-dev/skiff/vmm"
+	"github.com/skiff-dev/skiff/machine/backends"
 )
 
-func machineCmd(opts installer.CommandOptions) *cobra.Command {
+func machineCmd(opts hostcmd.Options) *cobra.Command {
 	c := &cobra.Command{Use: "machine", Short: "Manage Skiff machines", Aliases: []string{"m"}}
 	c.AddCommand(initCmd(), startCmd(), stopCmd(), rmCmd(), listCmd(), inspectCmd(), sshCmd(), envCmd(), setCmd(opts), logsCmd(),
-		installer.NewAutostartCommand(opts))
+		hostcmd.NewAutostart(opts))
 	return c
 }
 
-func home() (machine.Home, error) { return machine.DefaultHome() }
+// manager is the lifecycle over Skiff's home on this host, with opts' autostart.
+func manager(opts hostcmd.Options) (*machine.Manager, error) {
+	h, err := opts.HomeDir()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return &machine.Manager{Home: h, Backend: backends.Lookup, Agent: []string{self, "hostagent"},
+		Autostart: func(ctx context.Context, name string, on bool) error {
+			return opts.ApplyAutostart(ctx, name, on)
+		}}, nil
+}
 
 // nameArg returns the machine named on the command line, or the default one.
-func nameArg(args []string) (string, error) {
-	name := machine.DefaultName
+func nameArg(args []string) string {
 	if len(args) > 0 {
-		name = args[0]
+		return args[0]
 	}
-	return name, machine.ValidateName(name)
+	return machine.DefaultName
 }
 
 // completeMachines offers existing machine names to shell completion.
@@ -46,7 +58,7 @@ func completeMachines(cmd *cobra.Command, args []string, _ string) ([]string, co
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	h, err := home()
+	h, err := machine.DefaultHome()
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveError
 	}
@@ -54,24 +66,18 @@ func completeMachines(cmd *cobra.Command, args []string, _ string) ([]string, co
 	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
-// target resolves the machine a command names (or the default) in Skiff's home.
-func target(args []string) (machine.Home, string, error) {
-	name, err := nameArg(args)
+// existing is the directory and spec of the machine a command names.
+func existing(name string) (machine.Dir, *machine.Spec, error) {
+	h, err := machine.DefaultHome()
 	if err != nil {
-		return machine.Home{}, "", err
+		return machine.Dir{}, nil, err
 	}
-	h, err := home()
-	return h, name, err
-}
-
-func existing(name string) (machine.Home, machine.Dir, *machine.Spec, error) {
-	h, err := home()
-	if err != nil {
-		return h, machine.Dir{}, nil, err
+	if err := machine.ValidateName(name); err != nil {
+		return machine.Dir{}, nil, machine.ErrInvalidf("%v", err)
 	}
 	d := h.Dir(name)
 	s, err := d.Spec()
-	return h, d, s, err
+	return d, s, err
 }
 
 func initCmd() *cobra.Command {
@@ -88,20 +94,18 @@ func initCmd() *cobra.Command {
 		Short: "Create a machine",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, name, err := target(args)
+			m, err := manager(hostcmd.Options{})
 			if err != nil {
 				return err
 			}
-			if h.Dir(name).Exists() {
-				return fmt.Errorf("machine %q already exists (remove it with: skiff machine rm %s)", name, name)
-			}
+			name := nameArg(args)
 			memMiB, err := machine.ParseSize(memory)
 			if err != nil {
-				return fmt.Errorf("--memory: %w", err)
+				return machine.ErrInvalidf("--memory: %v", err)
 			}
 			diskMiB, err := machine.ParseSize(disk)
 			if err != nil {
-				return fmt.Errorf("--disk-size: %w", err)
+				return machine.ErrInvalidf("--disk-size: %v", err)
 			}
 			spec := &machine.Spec{Name: name, Backend: backend, CPUs: cpus, MemoryMiB: memMiB,
 				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind, ShareType: shareType}
@@ -110,43 +114,27 @@ func initCmd() *cobra.Command {
 					spec.Mounts = append(spec.Mounts, machine.Mount{HostPath: hd, GuestPath: machine.GuestPathFor(hd)})
 				}
 			}
-			for _, m := range mounts {
-				mt, err := machine.ParseMount(m)
+			for _, mt := range mounts {
+				mount, err := machine.ParseMount(mt)
 				if err != nil {
-					return err
+					return machine.ErrInvalidf("%v", err)
 				}
-				spec.Mounts = append(spec.Mounts, mt)
-			}
-			if err := spec.Validate(machine.HostLimits()); err != nil {
-				return err
+				spec.Mounts = append(spec.Mounts, mount)
 			}
 			if imgRef == "" {
 				imgRef = defaultImage()
 			}
-			opt := images.Options{Progress: os.Stderr}
-			chk := imageChecker(backend)
-			if chk != nil {
-				opt.Roles = chk.ImageRoles()
-			}
-			inst, err := images.Install(cmd.Context(), imgRef, h.CacheDir(), opt)
+			inst, err := m.Init(cmd.Context(), spec, machine.InitOptions{Image: imgRef, Progress: os.Stderr})
 			if err != nil {
 				return err
 			}
-			if chk != nil {
-				if err := chk.CheckImageDir(inst.Dir); err != nil {
-					return err
-				}
-			}
-			spec.Image = machine.ImageRef{Digest: inst.Digest, Version: inst.Manifest.Version, Dir: inst.Dir, Source: imgRef, Arch: inst.Manifest.Arch}
-			if err := h.Create(spec); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Machine %q created (%d CPUs, %dMiB memory, %dGiB disk, %s, image %s).\n",
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Machine %q created (%d CPUs, %dMiB memory, %dGiB disk, %s, image %s).\n",
 				name, spec.CPUs, spec.MemoryMiB, spec.DiskGiB, spec.Engine, inst.Manifest.Version)
 			if now {
-				return startMachine(cmd.Context(), cmd.OutOrStdout(), name)
+				return startMachine(cmd.Context(), out, m, name)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Start it with: skiff machine start%s\n", nameSuffix(name))
+			fmt.Fprintf(out, "Start it with: skiff machine start%s\n", nameSuffix(name))
 			return nil
 		},
 	}
@@ -156,7 +144,7 @@ func initCmd() *cobra.Command {
 	f.StringVar(&disk, "disk-size", "64G", "maximum size of the data disk (sparse: it uses only what is written)")
 	f.StringVar(&imgRef, "image", "", "guest image: a directory or manifest path, or an http(s) URL, optionally @sha256:DIGEST")
 	f.StringVar(&engine, "engine", "docker", "container engine: docker or podman")
-	f.StringVar(&backend, "backend", defaultBackend(), "hypervisor backend")
+	f.StringVar(&backend, "backend", backends.Default(), "hypervisor backend")
 	f.StringVar(&bind, "port-bind-address", "", "host address published ports bind to (default 127.0.0.1)")
 	f.StringVar(&shareType, "share-type", "", "how folders are shared: 9p, virtiofs or 9p-transport (default: the backend's best)")
 	f.StringArrayVar(&mounts, "mount", nil, "share a host folder: HOST[:GUEST][:ro] (repeatable)")
@@ -187,120 +175,56 @@ func startCmd() *cobra.Command {
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(args)
+			m, err := manager(hostcmd.Options{})
 			if err != nil {
 				return err
 			}
-			return startMachine(cmd.Context(), cmd.OutOrStdout(), name)
+			return startMachine(cmd.Context(), cmd.OutOrStdout(), m, nameArg(args))
 		},
 	}
 }
 
-func startMachine(ctx context.Context, out io.Writer, name string) error {
-	_, d, spec, err := existing(name)
+// startMachine starts a machine and says how it went.
+func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name string) error {
+	started := false
+	res, err := m.Start(ctx, name, machine.StartOptions{Progress: func(p machine.Phase) {
+		switch {
+		case p.Message != "":
+			fmt.Fprintf(out, "Machine %q %s.\n", name, p.Message)
+		case !started:
+			started = true
+			fmt.Fprintf(out, "Starting machine %q:", name)
+			fallthrough
+		default:
+			fmt.Fprintf(out, " %s", p.Phase)
+		}
+	}})
+	if started {
+		fmt.Fprintln(out)
+	}
 	if err != nil {
 		return err
 	}
-	lock, err := machine.TryLock(d.File(machine.FileStartLock))
-	if errors.Is(err, machine.ErrLocked) {
-		return fmt.Errorf("machine %q is being started by another skiff command", name)
-	}
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock()
-	st := d.Status(ctx)
-	switch st.State {
-	case machine.StateRunning:
-		// Succeeds, so that login autostart and scripts can start unconditionally.
+	if res.AlreadyRunning {
 		fmt.Fprintf(out, "Machine %q is already running.\n", name)
 		return nil
-	case machine.StateStarting, machine.StateStopping:
-		return fmt.Errorf("machine %q is %s", name, st.State)
-	case machine.StateCrashed:
-		fmt.Fprintf(out, "Machine %q had crashed; recovering.\n", name)
-		os.Remove(d.File(machine.FileAgentPID))
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
+	how := ""
+	boot := res.State.Boot
+	if boot != nil && boot.Warm {
+		how = " (resumed from its saved state)"
 	}
-	logf, err := os.OpenFile(d.File(machine.FileAgentLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
+	fmt.Fprintf(out, "Machine %q running after %s%s.\n", name, res.Took.Round(100*time.Millisecond), how)
+	if boot != nil && boot.Reason != "" {
+		fmt.Fprintf(out, "Booted cold: %s.\n", boot.Reason)
 	}
-	agent := exec.Command(self, "hostagent", name)
-	agent.Stdout, agent.Stderr = logf, logf
-	agent.Dir = d.Path
-	detach(agent)
-	began := time.Now()
-	if err := agent.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start host agent: %w", err)
+	if res.ContextErr != nil {
+		fmt.Fprintf(out, "warning: could not create the docker context: %v\n", res.ContextErr)
 	}
-	logf.Close()
-	exited := make(chan error, 1)
-	go func() { exited <- agent.Wait() }()
-	fmt.Fprintf(out, "Starting machine %q", name)
-	// A warm start takes about a second: poll often enough not to add to it.
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	dots := time.Now()
-	for {
-		select {
-		case err := <-exited:
-			fmt.Fprintln(out)
-			return startFailure(d, err)
-		case <-tick.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if time.Since(dots) > 2*time.Second {
-			fmt.Fprint(out, ".")
-			dots = time.Now()
-		}
-		st := d.Status(ctx)
-		if st.State == machine.StateRunning {
-			how := ""
-			if b := st.Agent.Boot; b != nil && b.Warm {
-				how = " (resumed from its saved state)"
-			}
-			fmt.Fprintf(out, " running after %s%s.\n", time.Since(began).Round(100*time.Millisecond), how)
-			if b := st.Agent.Boot; b != nil && b.Reason != "" {
-				fmt.Fprintf(out, "Booted cold: %s.\n", b.Reason)
-			}
-			sock := d.EngineEndpoint()
-			if err := installer.CreateContext(name, sock); err != nil {
-				fmt.Fprintf(out, "warning: could not create the docker context: %v\n", err)
-			}
-			fmt.Fprintf(out, "Engine (%s) socket: %s\n", spec.Engine, sock)
-			fmt.Fprintf(out, "Use it with:  docker --context %s ps\n", installer.ContextName(name))
-			fmt.Fprintf(out, "         or:  export DOCKER_HOST=%s\n", installer.EngineHost(sock))
-			return nil
-		}
-	}
-}
-
-// startFailure explains why the agent died: its log and the guest's serial console.
-func startFailure(d machine.Dir, waitErr error) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "machine %q failed to start (%v)\n", d.Name, waitErr)
-	fmt.Fprintf(&b, "--- host agent log (%s) ---\n%s\n", d.File(machine.FileAgentLog), tail(d.File(machine.FileAgentLog), 15))
-	fmt.Fprintf(&b, "--- serial console (%s) ---\n%s", d.File(machine.FileSerialLog), tail(d.File(machine.FileSerialLog), 25))
-	fmt.Fprintln(os.Stderr, b.String())
-	return &exitError{code: 1}
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	fmt.Fprintf(out, "Engine (%s) socket: %s\n", res.State.Engine, res.Engine)
+	fmt.Fprintf(out, "Use it with:  docker --context %s ps\n", res.Context)
+	fmt.Fprintf(out, "         or:  export DOCKER_HOST=%s\n", hostenv.EngineHost(res.Engine))
+	return nil
 }
 
 func stopCmd() *cobra.Command {
@@ -316,63 +240,38 @@ power off) and discards any saved state; so does --force, without asking the gue
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(args)
+			m, err := manager(hostcmd.Options{})
 			if err != nil {
 				return err
 			}
-			_, d, _, err := existing(name)
+			name := nameArg(args)
+			res, err := m.Stop(cmd.Context(), name, agentapi.StopRequest{Force: force, Cold: cold || force, Timeout: timeout})
 			if err != nil {
 				return err
 			}
-			return stopMachine(cmd.Context(), cmd.OutOrStdout(), d, agentapi.StopRequest{Force: force, Cold: cold || force, Timeout: timeout})
+			out := cmd.OutOrStdout()
+			switch {
+			case res.Discarded:
+				fmt.Fprintf(out, "Machine %q was suspended; its saved state is discarded and the next start boots.\n", name)
+			case res.AlreadyStopped:
+				fmt.Fprintf(out, "Machine %q is already stopped.\n", name)
+			case res.Recovered:
+				fmt.Fprintf(out, "Machine %q had crashed; marked stopped.\n", name)
+			case res.Saved != nil:
+				fmt.Fprintf(out, "Machine %q suspended (saved state: %s); start resumes it, stop --cold discards it.\n", name, humanBytes(res.Saved.SizeBytes))
+			default:
+				if res.NotSuspended != "" {
+					fmt.Fprintf(out, "Could not suspend: %s.\n", res.NotSuspended)
+				}
+				fmt.Fprintf(out, "Machine %q stopped.\n", name)
+			}
+			return nil
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "power off at once, without asking the guest")
 	c.Flags().BoolVar(&cold, "cold", false, "shut the guest down instead of suspending it; the next start boots")
 	c.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long the guest may take before it is forced off")
 	return c
-}
-
-func stopMachine(ctx context.Context, out io.Writer, d machine.Dir, req agentapi.StopRequest) error {
-	st := d.Status(ctx)
-	switch st.State {
-	case machine.StateStopped:
-		if req.Cold && d.SavedStateInfo() != nil {
-			if err := d.DiscardSavedState(); err != nil {
-				return fmt.Errorf("discard the saved state of %s: %w", d.Name, err)
-			}
-			fmt.Fprintf(out, "Machine %q was suspended; its saved state is discarded and the next start boots.\n", d.Name)
-			return nil
-		}
-		fmt.Fprintf(out, "Machine %q is already stopped.\n", d.Name)
-		return nil
-	case machine.StateCrashed:
-		os.Remove(d.File(machine.FileAgentPID))
-		fmt.Fprintf(out, "Machine %q had crashed; marked stopped.\n", d.Name)
-		return nil
-	}
-	cl := agentapi.NewClient(d.Sock(machine.SockControl))
-	res, err := cl.Stop(ctx, req)
-	if err != nil {
-		// An agent that exited as it answered has done the job; one still running has not.
-		time.Sleep(500 * time.Millisecond)
-		if machine.Held(d.File(machine.FileAgentLock)) || d.Status(ctx).State == machine.StateCrashed {
-			return fmt.Errorf("stop %s: %w", d.Name, err)
-		}
-	}
-	// The agent answers once the VM is down; wait for it to release its lock.
-	for i := 0; i < 100 && machine.Held(d.File(machine.FileAgentLock)); i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if res != nil && res.NotSuspended != "" {
-		fmt.Fprintf(out, "Could not suspend: %s.\n", res.NotSuspended)
-	}
-	if info := d.SavedStateInfo(); info != nil {
-		fmt.Fprintf(out, "Machine %q suspended (saved state: %s); start resumes it, stop --cold discards it.\n", d.Name, humanBytes(info.SizeBytes))
-		return nil
-	}
-	fmt.Fprintf(out, "Machine %q stopped.\n", d.Name)
-	return nil
 }
 
 func humanBytes(n int64) string {
@@ -390,69 +289,21 @@ func rmCmd() *cobra.Command {
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, name, err := target(args)
+			m, err := manager(hostcmd.Options{})
 			if err != nil {
 				return err
 			}
-			d := h.Dir(name)
-			if !d.Exists() {
-				return fmt.Errorf("machine %q %w", name, machine.ErrNotFound)
-			}
-			st := d.Status(cmd.Context())
-			if st.State != machine.StateStopped && st.State != machine.StateCrashed {
-				if !force {
-					return fmt.Errorf("machine %q is %s: stop it first or use rm -f", name, st.State)
-				}
-				if err := stopMachine(cmd.Context(), io.Discard, d, agentapi.StopRequest{Force: true}); err != nil {
-					return err
-				}
-			}
-			backend, err := backendOf(d)
-			if err != nil {
-				return err
-			}
+			name := nameArg(args)
 			warn := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), "warning:", s) }
-			if err := h.Remove(cmd.Context(), name, machine.RemoveOptions{Backend: backend, Warn: warn}); err != nil {
+			if err := m.Remove(cmd.Context(), name, machine.RmOptions{Force: force, Warn: warn}); err != nil {
 				return err
 			}
-			installer.RemoveContext(name)
 			fmt.Fprintf(cmd.OutOrStdout(), "Machine %q removed.\n", name)
 			return nil
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "stop the machine first if it runs")
 	return c
-}
-
-// machineView is what list and inspect print: the spec plus the status computed now.
-type machineView struct {
-	Name   string         `json:"name"`
-	Status machine.Status `json:"status"`
-	Spec   *machine.Spec  `json:"spec"`
-	Dir    string         `json:"dir"`
-	Engine string         `json:"engineSocket"`
-	Disk   diskView       `json:"dataDisk"`
-	// SavedState is the suspended VM's state, when there is one.
-	SavedState *machine.SavedStateInfo `json:"savedState,omitempty"`
-}
-
-type diskView struct {
-	Path           string `json:"path"`
-	SizeBytes      int64  `json:"sizeBytes"`
-	AllocatedBytes int64  `json:"allocatedBytes"`
-}
-
-func view(ctx context.Context, h machine.Home, name string) (*machineView, error) {
-	d := h.Dir(name)
-	s, err := d.Spec()
-	if err != nil {
-		return nil, err
-	}
-	v := &machineView{Name: name, Status: d.Status(ctx), Spec: s, Dir: d.Path, Engine: d.EngineEndpoint()}
-	v.Disk.Path = d.File(machine.FileDataDisk)
-	v.Disk.SizeBytes, v.Disk.AllocatedBytes = fileSizes(v.Disk.Path)
-	v.SavedState = d.SavedStateInfo()
-	return v, nil
 }
 
 func render(out io.Writer, format string, v any, table func(io.Writer)) error {
@@ -470,10 +321,10 @@ func render(out io.Writer, format string, v any, table func(io.Writer)) error {
 		return string(b)
 	}}).Parse(format)
 	if err != nil {
-		return fmt.Errorf("--format: %w", err)
+		return machine.ErrInvalidf("--format: %v", err)
 	}
 	// A template applies to each machine of a list.
-	if list, ok := v.([]*machineView); ok {
+	if list, ok := v.([]*machine.View); ok {
 		for _, m := range list {
 			if err := t.Execute(out, m); err != nil {
 				return err
@@ -497,21 +348,13 @@ func listCmd() *cobra.Command {
 		Short:   "List machines",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, err := home()
+			m, err := manager(hostcmd.Options{})
 			if err != nil {
 				return err
 			}
-			names, err := h.List()
+			views, err := m.List(cmd.Context())
 			if err != nil {
 				return err
-			}
-			views := []*machineView{}
-			for _, n := range names {
-				v, err := view(cmd.Context(), h, n)
-				if err != nil {
-					return err
-				}
-				views = append(views, v)
 			}
 			return render(cmd.OutOrStdout(), format, views, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -539,11 +382,11 @@ func inspectCmd() *cobra.Command {
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, name, err := target(args)
+			m, err := manager(hostcmd.Options{})
 			if err != nil {
 				return err
 			}
-			v, err := view(cmd.Context(), h, name)
+			v, err := m.Inspect(cmd.Context(), nameArg(args))
 			if err != nil {
 				return err
 			}
@@ -565,20 +408,16 @@ func envCmd() *cobra.Command {
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(args)
-			if err != nil {
-				return err
-			}
-			_, d, _, err := existing(name)
+			d, _, err := existing(nameArg(args))
 			if err != nil {
 				return err
 			}
 			if shell == "" {
 				shell = detectShell()
 			}
-			s, err := installer.EnvLines(installer.Shell(shell), d.EngineEndpoint())
+			s, err := hostenv.EnvLines(hostenv.Shell(shell), d.EngineEndpoint())
 			if err != nil {
-				return err
+				return machine.ErrInvalidf("%v", err)
 			}
 			fmt.Fprint(cmd.OutOrStdout(), s)
 			return nil
@@ -606,7 +445,7 @@ func detectShell() string {
 	return "bash"
 }
 
-func setCmd(opts installer.CommandOptions) *cobra.Command {
+func setCmd(opts hostcmd.Options) *cobra.Command {
 	var cpus int
 	var memory, disk string
 	var autostart bool
@@ -616,64 +455,43 @@ func setCmd(opts installer.CommandOptions) *cobra.Command {
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(args)
+			m, err := manager(opts)
 			if err != nil {
 				return err
 			}
-			_, d, spec, err := existing(name)
-			if err != nil {
-				return err
+			var ch machine.Changes
+			flags := cmd.Flags()
+			if flags.Changed("cpus") {
+				ch.CPUs = &cpus
 			}
-			onlyAutostart := !cmd.Flags().Changed("cpus") && !cmd.Flags().Changed("memory") && !cmd.Flags().Changed("disk-size")
-			if st := d.Status(cmd.Context()); !onlyAutostart && st.State != machine.StateStopped && st.State != machine.StateCrashed {
-				return fmt.Errorf("machine %q is %s: stop it before changing it", name, st.State)
-			}
-			next := *spec
-			if cmd.Flags().Changed("cpus") {
-				next.CPUs = cpus
-			}
-			if cmd.Flags().Changed("memory") {
-				if next.MemoryMiB, err = machine.ParseSize(memory); err != nil {
-					return fmt.Errorf("--memory: %w", err)
+			if flags.Changed("memory") {
+				mib, err := machine.ParseSize(memory)
+				if err != nil {
+					return machine.ErrInvalidf("--memory: %v", err)
 				}
+				ch.MemoryMiB = &mib
 			}
-			if cmd.Flags().Changed("autostart") {
-				next.Autostart = autostart
-			}
-			if cmd.Flags().Changed("disk-size") {
+			if flags.Changed("disk-size") {
 				mib, err := machine.ParseSize(disk)
 				if err != nil {
-					return fmt.Errorf("--disk-size: %w", err)
+					return machine.ErrInvalidf("--disk-size: %v", err)
 				}
-				if mib/1024 < spec.DiskGiB {
-					return fmt.Errorf("--disk-size %s: the data disk is %dGiB and cannot shrink", disk, spec.DiskGiB)
-				}
-				next.DiskGiB = mib / 1024
+				gib := mib / 1024
+				ch.DiskGiB = &gib
 			}
-			if err := next.Validate(machine.HostLimits()); err != nil {
+			if flags.Changed("autostart") {
+				ch.Autostart = &autostart
+			}
+			name := nameArg(args)
+			res, err := m.Set(cmd.Context(), name, ch)
+			if err != nil {
 				return err
 			}
-			if next.DiskGiB != spec.DiskGiB {
-				if err := machine.ResizeDataDisk(d, next.DiskGiB); err != nil {
-					return err
-				}
-			}
-			if next.Autostart != spec.Autostart {
-				if err := installer.ApplyAutostart(cmd.Context(), opts, installer.AutostartRequest{Machine: name, Enabled: next.Autostart}); err != nil {
-					return err
-				}
-			}
-			if err := next.Save(d.File(machine.FileConfig)); err != nil {
-				return err
-			}
-			// A suspended VM cannot resume with other hardware; say so now, not at start.
-			if !onlyAutostart && d.SavedStateInfo() != nil {
-				if err := d.DiscardSavedState(); err != nil {
-					return err
-				}
+			if res.Discarded {
 				fmt.Fprintf(cmd.OutOrStdout(), "The machine's saved state is discarded: the next start boots.\n")
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Machine %q: %d CPUs, %dMiB memory, %dGiB disk.\n", name, next.CPUs, next.MemoryMiB, next.DiskGiB)
+			s := res.Spec
+			fmt.Fprintf(cmd.OutOrStdout(), "Machine %q: %d CPUs, %dMiB memory, %dGiB disk.\n", name, s.CPUs, s.MemoryMiB, s.DiskGiB)
 			return nil
 		},
 	}
@@ -692,11 +510,7 @@ func logsCmd() *cobra.Command {
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeMachines,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := nameArg(args)
-			if err != nil {
-				return err
-			}
-			_, d, _, err := existing(name)
+			d, _, err := existing(nameArg(args))
 			if err != nil {
 				return err
 			}
@@ -731,14 +545,4 @@ func followFile(ctx context.Context, out io.Writer, p string, follow bool) error
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// backendOf is the backend machine d was made with. A machine without a readable config
-// (its init stopped halfway) never started, so no backend made anything for it: nil.
-func backendOf(d machine.Dir) (vmm.Backend, error) {
-	s, err := d.Spec()
-	if err != nil {
-		return nil, nil
-	}
-	return backendFor(s.Backend)
 }

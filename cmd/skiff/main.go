@@ -3,6 +3,8 @@
 package main
 
 import (
+	"github.com/skiff-dev/skiff/cmd/internal/hostcmd"
+
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-dev/skiff/installer"
+	"github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/vmm"
 )
 
 // exitError carries an exit code for errors that already printed their message.
@@ -24,18 +28,36 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	opts := installer.CommandOptions{}
+	opts := hostcmd.Options{}
 	system := &cobra.Command{Use: "system", Short: "Host integration: well-known engine endpoints"}
-	system.AddCommand(installer.NewSocketCommand(opts))
-	root.AddCommand(machineCmd(opts), versionCmd(), hostAgentCmd(), installer.NewDoctorCommand(opts), system)
+	system.AddCommand(hostcmd.NewSocket(opts))
+	root.AddCommand(machineCmd(opts), versionCmd(), hostAgentCmd(), hostcmd.NewDoctor(opts), system)
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			os.Exit(ee.code)
 		}
 		fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is the one place a failure's class becomes the exit status, so that scripts
+// can tell "no such machine" from "it is running" without reading the message.
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, machine.ErrInvalid):
+		return 2
+	case errors.Is(err, machine.ErrNotFound):
+		return 3
+	case errors.Is(err, machine.ErrExists):
+		return 4
+	case errors.Is(err, machine.ErrState), errors.Is(err, machine.ErrBusy):
+		return 5
+	case errors.Is(err, vmm.ErrNotSupported):
+		return 6
+	}
+	return 1
 }
 
 func versionCmd() *cobra.Command {

@@ -77,7 +77,7 @@ func sshClientConfig(d machine.Dir) (*ssh.ClientConfig, error) {
 }
 
 func runSSH(cmd *cobra.Command, name string, command []string) (int, error) {
-	_, d, _, err := existing(name)
+	d, _, err := existing(name)
 	if err != nil {
 		return 0, err
 	}

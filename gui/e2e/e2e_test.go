@@ -182,7 +182,7 @@ func TestDashboardScreenshot(t *testing.T) {
 		t.Cleanup(func() { call(t, eng, http.MethodDelete, "/containers/"+created.Id+"?force=1", nil, 204, 404) })
 	}
 
-	m := model.New(model.HomeSource{Home: home}, model.CLIStarter{}, model.Options{})
+	m := model.New(model.HomeSource{Home: home}, model.ManagerStarter{Manager: &machine.Manager{Home: home}}, model.Options{})
 	go m.Run(ctx)
 	var d *ui.Dashboard
 	fyne.DoAndWait(func() {

@@ -17,7 +17,7 @@ import (
 type Agent interface {
 	State(ctx context.Context) (*agentapi.State, error)
 	Stop(ctx context.Context, r agentapi.StopRequest) (*agentapi.StopResult, error)
-	Events(ctx context.Context, fn func(agentapi.Event)) error
+	Events(ctx context.Context, fn func(agentapi.Event) error) error
 	Control(ctx context.Context, r forward.ControlRequest) (*forward.ControlResponse, error)
 }
 
@@ -43,7 +43,7 @@ type Source interface {
 	LogPath(name string) string
 }
 
-// Starter starts a machine. Only the CLI can, because it spawns the host agent.
+// Starter starts a machine (machine.Manager, or a fake in tests).
 type Starter interface {
 	Start(ctx context.Context, name string) error
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	"github.com/skiff-dev/skiff/gui/engine"
 	"github.com/skiff-dev/skiff/machine"
@@ -38,13 +37,8 @@ func (h HomeSource) EngineSocket(name string) string {
 
 func (h HomeSource) LogPath(name string) string { return h.Home.Dir(name).File(machine.FileAgentLog) }
 
-// CLIStarter starts machines with `skiff machine start NAME`.
-type CLIStarter struct {
-	Binary string   // path of the skiff CLI
-	Env    []string // extra environment, e.g. SKIFF_HOME=...
-}
-
-// FindCLI looks for the skiff CLI next to the running binary, then on PATH.
+// FindCLI looks for the skiff CLI next to the running binary, then on PATH: its hidden
+// `hostagent` command is what runs a machine the tray starts.
 func FindCLI() (string, error) {
 	name := "skiff"
 	if runtime.GOOS == "windows" {
@@ -63,26 +57,15 @@ func FindCLI() (string, error) {
 	return p, nil
 }
 
-// Start runs the CLI and waits for it. The CLI outlives a cancelled ctx on purpose:
-// quitting the tray must never abort a machine half-way through its start.
-func (s CLIStarter) Start(ctx context.Context, name string) error {
-	if s.Binary == "" {
+// ManagerStarter starts machines through the lifecycle, as `skiff machine start` does.
+type ManagerStarter struct{ Manager *machine.Manager }
+
+// Start starts the machine and waits for its engine. The start outlives a cancelled ctx
+// on purpose: quitting the tray must never abort a machine half-way through its start.
+func (s ManagerStarter) Start(ctx context.Context, name string) error {
+	if len(s.Manager.Agent) == 0 {
 		return errors.New("the skiff CLI was not found, so machines cannot be started from here")
 	}
-	cmd := exec.CommandContext(context.WithoutCancel(ctx), s.Binary, "machine", "start", name)
-	cmd.Env = append(os.Environ(), s.Env...)
-	detach(cmd)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("skiff machine start %s: %w: %s", name, err, lastLines(string(out), 6))
-	}
-	return nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	_, err := s.Manager.Start(context.WithoutCancel(ctx), name, machine.StartOptions{})
+	return err
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/gui/engine"
-	"github.com/skiff-dev/skiff/installer"
+	"github.com/skiff-dev/skiff/installer/hostenv"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
 )
@@ -317,7 +317,7 @@ func (m *Model) watchMachine(ctx context.Context, name string, wake chan struct{
 		if st.Agent != nil {
 			go m.refreshDetails(ctx, name)
 			// The stream ends when the agent goes away; then the status is read again.
-			m.src.Agent(name).Events(ctx, func(e agentapi.Event) { m.applyAgentEvent(name, e) })
+			m.src.Agent(name).Events(ctx, func(e agentapi.Event) error { m.applyAgentEvent(name, e); return nil })
 			pause(ctx, wake, min(m.opt.Poll, 500*time.Millisecond))
 			continue
 		}
@@ -725,11 +725,11 @@ func (m *Model) appendLog(ctx context.Context, l engine.LogLine) {
 
 // EnvLine is the shell line that points DOCKER_HOST at the machine's engine.
 func (m *Model) EnvLine(name string) (string, error) {
-	sh := installer.ShellPOSIX
+	sh := hostenv.ShellPOSIX
 	if runtime.GOOS == "windows" {
-		sh = installer.ShellPowerShell
+		sh = hostenv.ShellPowerShell
 	}
-	return installer.EnvLines(sh, m.src.EngineSocket(name))
+	return hostenv.EnvLines(sh, m.src.EngineSocket(name))
 }
 
 // AgentLog is the path of the machine's host agent log.

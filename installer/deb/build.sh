@@ -21,7 +21,7 @@ mkdir -p "$out"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/skiffpkg" ./installer/cmd/skiffpkg
+go build -o "$work/skiffpkg" ./cmd/skiffpkg
 version=$("$work/skiffpkg" version)
 if [ -z "$binary" ]; then
 	binary=$work/skiff

@@ -84,10 +84,20 @@ type StopResult struct {
 	NotSuspended string `json:"notSuspended,omitempty"`
 }
 
-// Event is one line of the events stream.
+// Types of event.
+const (
+	EventPhase    = "phase"    // the phase changed
+	EventForwards = "forwards" // the published ports changed
+	// EventError: the agent is exiting because of Message (a failed boot, a crash).
+	EventError = "error"
+)
+
+// Event is one line of the events stream. Every event carries the phase at the time, so a
+// reader that missed some (a slow one drops events rather than stall the agent) still
+// knows where the machine is.
 type Event struct {
 	Time     time.Time `json:"time"`
-	Type     string    `json:"type"` // phase, forwards, log
+	Type     string    `json:"type"`
 	Phase    Phase     `json:"phase,omitempty"`
 	Forwards []Forward `json:"forwards,omitempty"`
 	Message  string    `json:"message,omitempty"`

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/machine/errdefs"
 )
 
 // Client talks to one host agent.
@@ -51,7 +52,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("agent: %s", strings.TrimSpace(string(msg)))
+		return errdefs.FromHTTP(resp.StatusCode, "agent: "+strings.TrimSpace(string(msg)))
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		return json.NewDecoder(resp.Body).Decode(out)
@@ -86,14 +87,19 @@ func (c *Client) Control(ctx context.Context, r forward.ControlRequest) (*forwar
 	return &out, nil
 }
 
-// Events calls fn for each event until ctx ends or the agent goes away.
-func (c *Client) Events(ctx context.Context, fn func(Event)) error {
+// Events calls fn for each event until fn returns an error (returned as is), ctx ends or
+// the agent goes away. The stream opens with the current phase.
+func (c *Client) Events(ctx context.Context, fn func(Event) error) error {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+PathEvents, nil)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return errdefs.FromHTTP(resp.StatusCode, "agent: "+strings.TrimSpace(string(msg)))
+	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var e Event
@@ -103,7 +109,9 @@ func (c *Client) Events(ctx context.Context, fn func(Event)) error {
 			}
 			return err
 		}
-		fn(e)
+		if err := fn(e); err != nil {
+			return err
+		}
 	}
 }
 
@@ -130,7 +138,7 @@ func (c *Client) Connect(ctx context.Context, service string) (net.Conn, error) 
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		conn.Close()
-		return nil, fmt.Errorf("connect %s: %s", service, strings.TrimSpace(string(msg)))
+		return nil, errdefs.FromHTTP(resp.StatusCode, fmt.Sprintf("connect %s: %s", service, strings.TrimSpace(string(msg))))
 	}
 	if br.Buffered() > 0 {
 		return &bufferedConn{Conn: conn, r: br}, nil

@@ -6,7 +6,7 @@ import (
 
 	"github.com/skiff-dev/skiff/forward/engineproxy"
 	"github.com/skiff-dev/skiff/forward/winpipe"
-	"github.com/skiff-dev/skiff/installer"
+	"github.com/skiff-dev/skiff/installer/hostenv"
 )
 
 // serveEngine serves the engine API on the machine's own named pipe, and on
@@ -19,7 +19,7 @@ func (a *Agent) serveEngine(ctx context.Context, p *engineproxy.Proxy) error {
 	}
 	go p.Serve(ctx, ln)
 	go func() {
-		err := installer.ClaimPipe(ctx, installer.PipeOptions{Serve: func(ctx context.Context, name string) error {
+		err := hostenv.ClaimPipe(ctx, hostenv.PipeOptions{Serve: func(ctx context.Context, name string) error {
 			wl, err := winpipe.Listen(name)
 			if err != nil {
 				return err
@@ -27,7 +27,7 @@ func (a *Agent) serveEngine(ctx context.Context, p *engineproxy.Proxy) error {
 			return p.Serve(ctx, wl)
 		}})
 		if err != nil && !errors.Is(err, context.Canceled) {
-			a.warn("%s not served: %v", installer.DockerEnginePipe, err)
+			a.warn("%s not served: %v", hostenv.DockerEnginePipe, err)
 		}
 	}()
 	return nil

@@ -1,19 +1,11 @@
 //go:build !windows
 
-package main
+package machine
 
 import (
 	"os"
-	"os/exec"
 	"syscall"
 )
-
-// detach puts the host agent in its own session so that closing the terminal (or the
-// tray app) that started it does not stop the machine.
-func detach(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Stdin = nil
-}
 
 // fileSizes returns a file's apparent size and the bytes it occupies on disk.
 func fileSizes(p string) (int64, int64) {

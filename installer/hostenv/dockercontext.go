@@ -1,6 +1,4 @@
-// Package installer fits Skiff into the host: docker contexts, shell environment,
-// well-known sockets, autostart and packages.
-package installer
+package hostenv
 
 import (
 	"crypto/sha256"

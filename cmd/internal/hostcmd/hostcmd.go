@@ -1,4 +1,6 @@
-package installer
+// Package hostcmd holds the host-integration commands the CLI mounts (autostart, doctor,
+// socket), shared with skiffpkg, which mounts them for the installer's shell tests.
+package hostcmd
 
 import (
 	"bufio"
@@ -8,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -16,89 +17,46 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-dev/skiff/installer"
 	"github.com/skiff-dev/skiff/installer/doctor"
+	"github.com/skiff-dev/skiff/installer/hostenv"
 	"github.com/skiff-dev/skiff/machine"
 )
 
-// CommandOptions carry what the commands need from the CLI; zero values use the real host.
-type CommandOptions struct {
+// Options carry what the host-integration commands need; zero values use the real host.
+type Options struct {
 	// Home returns Skiff's data directory; nil means machine.DefaultHome.
 	Home func() (machine.Home, error)
 	// Runner runs systemctl/launchctl/schtasks/sudo; nil runs them for real.
-	Runner Runner
+	Runner hostenv.Runner
 	// DoctorEnv builds the doctor's view of the host; nil means doctor.DefaultEnv.
 	DoctorEnv func(machine.Home) doctor.Env
-	// Executable is the skiff binary login hooks run; nil means StableExecutable.
+	// Executable is the skiff binary login hooks run; nil means installer.StableExecutable.
 	Executable func() (string, error)
 	// Autostart overrides the platform paths Enable/Disable use (tests).
-	Autostart AutostartOptions
+	Autostart installer.AutostartOptions
 }
 
-func (o CommandOptions) home() (machine.Home, error) {
+// HomeDir is Skiff's data directory under o.
+func (o Options) HomeDir() (machine.Home, error) {
 	if o.Home != nil {
 		return o.Home()
 	}
 	return machine.DefaultHome()
 }
 
-func (o CommandOptions) exe() (string, error) {
+func (o Options) exe() (string, error) {
 	if o.Executable != nil {
 		return o.Executable()
 	}
-	return StableExecutable()
+	return installer.StableExecutable()
 }
 
-// StableExecutable is this executable's path as login hooks should run it: the PATH
-// entry (say /opt/homebrew/bin/skiff) when it is the same file, because a package
-// manager's versioned path (…/Cellar/skiff/0.1.0/bin/skiff) disappears on upgrade.
-func StableExecutable() (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("find the skiff executable: %w", err)
-	}
-	name := "skiff"
-	if runtime.GOOS == "windows" {
-		name = "skiff.exe"
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		if abs, err := filepath.Abs(p); err == nil && sameFile(abs, exe) {
-			return abs, nil
-		}
-	}
-	return exe, nil
-}
-
-func sameFile(a, b string) bool {
-	fa, err1 := os.Stat(a)
-	fb, err2 := os.Stat(b)
-	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
-}
-
-// MachineAutostart is the login hook for a machine of home run by binary. SKIFF_HOME is
-// recorded only when the user set one; otherwise the default is resolved at login.
-func MachineAutostart(home machine.Home, name, binary string) Autostart {
-	a := Autostart{Binary: binary, Machine: name}
-	if os.Getenv("SKIFF_HOME") != "" {
-		a.Home = home.Root
-	}
-	return a
-}
-
-// AutostartRequest asks ApplyAutostart to turn a machine's login hook on or off.
-type AutostartRequest struct {
-	Machine string
-	Enabled bool
-}
-
-// ApplyAutostart makes the login hook match req. `skiff machine set --autostart` calls it
-// after saving Spec.Autostart, so the spec and the host agree.
-func ApplyAutostart(ctx context.Context, o CommandOptions, req AutostartRequest) error {
-	home, err := o.home()
+// ApplyAutostart turns a machine's login hook on or off with o's environment.
+func (o Options) ApplyAutostart(ctx context.Context, name string, enabled bool) error {
+	home, err := o.HomeDir()
 	if err != nil {
 		return err
-	}
-	if !home.Dir(req.Machine).Exists() && req.Enabled {
-		return fmt.Errorf("machine %q does not exist (create it with: skiff machine init %s)", req.Machine, req.Machine)
 	}
 	exe, err := o.exe()
 	if err != nil {
@@ -108,15 +66,11 @@ func ApplyAutostart(ctx context.Context, o CommandOptions, req AutostartRequest)
 	if ao.Runner == nil {
 		ao.Runner = o.Runner
 	}
-	a := MachineAutostart(home, req.Machine, exe)
-	if req.Enabled {
-		return a.Enable(ctx, ao)
-	}
-	return a.Disable(ctx, ao)
+	return installer.ApplyAutostart(ctx, installer.AutostartRequest{Home: home, Machine: name, Enabled: enabled, Binary: exe}, ao)
 }
 
-// NewAutostartCommand is `autostart enable|disable|status NAME`.
-func NewAutostartCommand(o CommandOptions) *cobra.Command {
+// NewAutostart is `autostart enable|disable|status NAME`.
+func NewAutostart(o Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "autostart",
 		Short: "Start machines when you log in, without the tray app",
@@ -133,7 +87,7 @@ func NewAutostartCommand(o CommandOptions) *cobra.Command {
 			Args:  cobra.MaximumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				name := machineArg(args)
-				if err := ApplyAutostart(cmd.Context(), o, AutostartRequest{Machine: name, Enabled: enabled}); err != nil {
+				if err := o.ApplyAutostart(cmd.Context(), name, enabled); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "autostart of %s %sd\n", name, verb)
@@ -146,7 +100,7 @@ func NewAutostartCommand(o CommandOptions) *cobra.Command {
 		Short: "Say whether the machine starts at login",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			home, err := o.home()
+			home, err := o.HomeDir()
 			if err != nil {
 				return err
 			}
@@ -155,7 +109,7 @@ func NewAutostartCommand(o CommandOptions) *cobra.Command {
 				return err
 			}
 			name := machineArg(args)
-			on, err := MachineAutostart(home, name, exe).Enabled(cmd.Context(), o.Autostart)
+			on, err := installer.MachineAutostart(home, name, exe).Enabled(cmd.Context(), o.Autostart)
 			if err != nil {
 				return err
 			}
@@ -177,9 +131,9 @@ func machineArg(args []string) string {
 	return machine.DefaultName
 }
 
-// NewDoctorCommand is `doctor`: it prints a table of findings and fails when any check
+// NewDoctor is `doctor`: it prints a table of findings and fails when any check
 // fails (warnings do not fail it).
-func NewDoctorCommand(o CommandOptions) *cobra.Command {
+func NewDoctor(o Options) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:          "doctor",
@@ -187,7 +141,7 @@ func NewDoctorCommand(o CommandOptions) *cobra.Command {
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			home, err := o.home()
+			home, err := o.HomeDir()
 			if err != nil {
 				return err
 			}
@@ -234,9 +188,9 @@ func printFindings(w io.Writer, fs []doctor.Finding) {
 	tw.Flush()
 }
 
-// NewSocketCommand is `socket link|unlink|status`: the well-known docker socket (or,
+// NewSocket is `socket link|unlink|status`: the well-known docker socket (or,
 // on Windows, pipe) for tools that ignore docker contexts.
-func NewSocketCommand(o CommandOptions) *cobra.Command {
+func NewSocket(o Options) *cobra.Command {
 	var name, path string
 	var sudo, yes bool
 	cmd := &cobra.Command{
@@ -244,22 +198,22 @@ func NewSocketCommand(o CommandOptions) *cobra.Command {
 		Short: "Point the well-known docker socket at a Skiff machine, for tools that ignore docker contexts",
 	}
 	cmd.PersistentFlags().StringVar(&name, "machine", machine.DefaultName, "machine whose engine the socket reaches")
-	cmd.PersistentFlags().StringVar(&path, "path", DockerSocketPath, "the well-known socket path")
-	opts := func() (SocketLinkOptions, error) {
-		home, err := o.home()
+	cmd.PersistentFlags().StringVar(&path, "path", hostenv.DockerSocketPath, "the well-known socket path")
+	opts := func() (hostenv.SocketLinkOptions, error) {
+		home, err := o.HomeDir()
 		if err != nil {
-			return SocketLinkOptions{}, err
+			return hostenv.SocketLinkOptions{}, err
 		}
 		d := home.Dir(name)
 		tmpRun := filepath.Join(os.TempDir(), fmt.Sprintf("skiff-%d", os.Getuid()))
-		so := SocketLinkOptions{
+		so := hostenv.SocketLinkOptions{
 			Path:   path,
 			Target: d.EngineEndpoint(),
-			IsOurs: func(t string) bool { return isSkiffPath(t, home.Root, tmpRun) },
+			IsOurs: func(t string) bool { return hostenv.IsSkiffPath(t, home.Root, tmpRun) },
 			Runner: o.Runner,
 		}
 		if sudo {
-			so.Privilege = PrivilegeSudo
+			so.Privilege = hostenv.PrivilegeSudo
 		}
 		return so, nil
 	}
@@ -269,8 +223,8 @@ func NewSocketCommand(o CommandOptions) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runtime.GOOS == "windows" {
-				st, err := DecidePipe(PipeOptions{})
-				if err != nil && !errors.Is(err, ErrEndpointBusy) {
+				st, err := hostenv.DecidePipe(hostenv.PipeOptions{})
+				if err != nil && !errors.Is(err, hostenv.ErrEndpointBusy) {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%s)\n", st.Path, st.State, st.Detail)
@@ -280,7 +234,7 @@ func NewSocketCommand(o CommandOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := InspectSocket(cmd.Context(), so)
+			st, err := hostenv.InspectSocket(cmd.Context(), so)
 			if err != nil {
 				return err
 			}
@@ -294,36 +248,36 @@ func NewSocketCommand(o CommandOptions) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runtime.GOOS == "windows" {
-				return fmt.Errorf("on Windows the host agent serves %s itself whenever no other engine holds it", DockerEnginePipe)
+				return fmt.Errorf("on Windows the host agent serves %s itself whenever no other engine holds it", hostenv.DockerEnginePipe)
 			}
 			so, err := opts()
 			if err != nil {
 				return err
 			}
-			home, _ := o.home()
+			home, _ := o.HomeDir()
 			if !home.Dir(name).Exists() {
-				return fmt.Errorf("machine %q does not exist (create it with: skiff machine init %s)", name, name)
+				return machine.NotFound(name)
 			}
 			// Refuse early, before asking, when the answer would not matter.
-			st, err := InspectSocket(cmd.Context(), so)
+			st, err := hostenv.InspectSocket(cmd.Context(), so)
 			if err != nil {
 				return err
 			}
-			if st.State != EndpointFree && st.State != EndpointOurs {
-				return busy(st)
+			if st.State != hostenv.EndpointFree && st.State != hostenv.EndpointOurs {
+				return hostenv.Busy(st)
 			}
 			if !yes {
-				fmt.Fprintf(cmd.OutOrStdout(), "Link %s to Skiff machine %q (%s)?\nEvery tool that uses %s will then talk to this machine. [y/N] ", so.path(), name, so.Target, so.path())
+				fmt.Fprintf(cmd.OutOrStdout(), "Link %s to Skiff machine %q (%s)?\nEvery tool that uses %s will then talk to this machine. [y/N] ", so.SocketPath(), name, so.Target, so.SocketPath())
 				line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 					return errors.New("not linked: the link is made only when you confirm (or pass --yes)")
 				}
 			}
 			so.Consented = true
-			if err := LinkSocket(cmd.Context(), so); err != nil {
+			if err := hostenv.LinkSocket(cmd.Context(), so); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s\n", so.path(), so.Target)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s\n", so.SocketPath(), so.Target)
 			return nil
 		},
 	}
@@ -337,7 +291,7 @@ func NewSocketCommand(o CommandOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return UnlinkSocket(cmd.Context(), so)
+			return hostenv.UnlinkSocket(cmd.Context(), so)
 		},
 	}
 	for _, c := range []*cobra.Command{link, unlink} {

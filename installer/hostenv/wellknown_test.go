@@ -1,4 +1,4 @@
-package installer
+package hostenv
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func TestLinkSocketStates(t *testing.T) {
 	dir := t.TempDir()
 	ours := filepath.Join(dir, "skiff", "run", "default", "docker.sock")
 	other := filepath.Join(dir, "skiff", "run", "dev", "docker.sock")
-	isOurs := func(p string) bool { return isSkiffPath(p, filepath.Join(dir, "skiff", "run")) }
+	isOurs := func(p string) bool { return IsSkiffPath(p, filepath.Join(dir, "skiff", "run")) }
 	foreign := filepath.Join(dir, "desktop.sock")
 	serveEngine(t, foreign)
 

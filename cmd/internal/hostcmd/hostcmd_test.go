@@ -1,6 +1,10 @@
-package installer
+package hostcmd
 
 import (
+	"github.com/skiff-dev/skiff/installer"
+
+	"github.com/skiff-dev/skiff/installer/hostenv/hostenvtest"
+
 	"bytes"
 	"context"
 	"errors"
@@ -51,7 +55,7 @@ func stubDoctorEnv(free uint64) func(machine.Home) doctor.Env {
 func TestDoctorCommand(t *testing.T) {
 	home := testHome(t)
 	run := func(free uint64) (string, error) {
-		cmd := NewDoctorCommand(CommandOptions{Home: func() (machine.Home, error) { return home, nil }, DoctorEnv: stubDoctorEnv(free)})
+		cmd := NewDoctor(Options{Home: func() (machine.Home, error) { return home, nil }, DoctorEnv: stubDoctorEnv(free)})
 		var out bytes.Buffer
 		cmd.SetOut(&out)
 		cmd.SetErr(&out)
@@ -73,7 +77,7 @@ func TestSocketLinkCommandAsksFirst(t *testing.T) {
 	home := testHome(t, "default")
 	sock := filepath.Join(t.TempDir(), "docker.sock")
 	run := func(stdin string, args ...string) (string, error) {
-		cmd := NewSocketCommand(CommandOptions{Home: func() (machine.Home, error) { return home, nil }})
+		cmd := NewSocket(Options{Home: func() (machine.Home, error) { return home, nil }})
 		var out bytes.Buffer
 		cmd.SetOut(&out)
 		cmd.SetErr(&out)
@@ -107,15 +111,15 @@ func TestSocketLinkCommandAsksFirst(t *testing.T) {
 
 func TestAutostartCommand(t *testing.T) {
 	home := testHome(t, "default")
-	r := &fakeRunner{}
-	o := CommandOptions{
+	r := &hostenvtest.Runner{}
+	o := Options{
 		Home:       func() (machine.Home, error) { return home, nil },
 		Executable: func() (string, error) { return "/usr/bin/skiff", nil },
 		Runner:     r,
-		Autostart:  AutostartOptions{HomeDir: t.TempDir(), ConfigDir: t.TempDir(), UID: 501, TempDir: t.TempDir()},
+		Autostart:  installer.AutostartOptions{HomeDir: t.TempDir(), ConfigDir: t.TempDir(), UID: 501, TempDir: t.TempDir()},
 	}
 	for _, args := range [][]string{{"enable"}, {"status"}, {"disable"}, {"status"}} {
-		cmd := NewAutostartCommand(o)
+		cmd := NewAutostart(o)
 		var out bytes.Buffer
 		cmd.SetOut(&out)
 		cmd.SetArgs(args)
@@ -124,10 +128,10 @@ func TestAutostartCommand(t *testing.T) {
 		}
 		t.Logf("%v: %s", args, strings.TrimSpace(out.String()))
 	}
-	if len(r.calls) == 0 {
+	if len(r.Calls) == 0 {
 		t.Fatal("no platform tool was run")
 	}
-	if err := ApplyAutostart(context.Background(), o, AutostartRequest{Machine: "ghost", Enabled: true}); err == nil {
+	if err := o.ApplyAutostart(context.Background(), "ghost", true); !errors.Is(err, machine.ErrNotFound) {
 		t.Fatal("autostart enabled for a machine that does not exist")
 	}
 }

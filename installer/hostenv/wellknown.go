@@ -1,4 +1,4 @@
-package installer
+package hostenv
 
 import (
 	"context"
@@ -82,7 +82,7 @@ const (
 	PrivilegeSudo Privilege = "sudo" // retry through sudo, which asks for the password
 )
 
-func (o SocketLinkOptions) path() string {
+func (o SocketLinkOptions) SocketPath() string {
 	if o.Path == "" {
 		return DockerSocketPath
 	}
@@ -105,7 +105,7 @@ func (o SocketLinkOptions) ping(ctx context.Context, path string) error {
 
 // InspectSocket says what occupies the well-known socket path.
 func InspectSocket(ctx context.Context, o SocketLinkOptions) (EndpointStatus, error) {
-	p := o.path()
+	p := o.SocketPath()
 	st := EndpointStatus{Path: p}
 	fi, err := os.Lstat(p)
 	switch {
@@ -162,8 +162,8 @@ func fileKind(m fs.FileMode) string {
 	return "special file"
 }
 
-// busy turns a status that is not ours into an error that says how to resolve it.
-func busy(st EndpointStatus) error {
+// Busy turns a status that is not ours into an error that says how to resolve it.
+func Busy(st EndpointStatus) error {
 	var fix string
 	switch st.State {
 	case EndpointForeignLink:
@@ -191,7 +191,7 @@ func LinkSocket(ctx context.Context, o SocketLinkOptions) error {
 	if err != nil {
 		return err
 	}
-	p := o.path()
+	p := o.SocketPath()
 	switch st.State {
 	case EndpointFree:
 		// Symlink fails if something appeared since we looked: no window to clobber it.
@@ -202,7 +202,7 @@ func LinkSocket(ctx context.Context, o SocketLinkOptions) error {
 		if !errors.Is(err, fs.ErrPermission) || o.Privilege != PrivilegeSudo {
 			return permissionHint(fmt.Errorf("link %s: %w", p, err))
 		}
-		_, err = runnerOr(o.Runner).Run(ctx, "sudo", "ln", "-s", "--", o.Target, p)
+		_, err = RunnerOr(o.Runner).Run(ctx, "sudo", "ln", "-s", "--", o.Target, p)
 		return err
 	case EndpointOurs:
 		if st.Target == filepath.Clean(o.Target) {
@@ -221,10 +221,10 @@ func LinkSocket(ctx context.Context, o SocketLinkOptions) error {
 		if !errors.Is(err, fs.ErrPermission) || o.Privilege != PrivilegeSudo {
 			return permissionHint(fmt.Errorf("link %s: %w", p, err))
 		}
-		_, err = runnerOr(o.Runner).Run(ctx, "sudo", "ln", "-sfn", "--", o.Target, p)
+		_, err = RunnerOr(o.Runner).Run(ctx, "sudo", "ln", "-sfn", "--", o.Target, p)
 		return err
 	}
-	return busy(st)
+	return Busy(st)
 }
 
 // UnlinkSocket removes the well-known socket link if, and only if, it is Skiff's.
@@ -238,7 +238,7 @@ func UnlinkSocket(ctx context.Context, o SocketLinkOptions) error {
 		return nil
 	case EndpointOurs:
 	default:
-		return fmt.Errorf("leaving %s alone: %w", st.Path, busy(st))
+		return fmt.Errorf("leaving %s alone: %w", st.Path, Busy(st))
 	}
 	err = os.Remove(st.Path)
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
@@ -247,7 +247,7 @@ func UnlinkSocket(ctx context.Context, o SocketLinkOptions) error {
 	if !errors.Is(err, fs.ErrPermission) || o.Privilege != PrivilegeSudo {
 		return permissionHint(fmt.Errorf("remove %s: %w", st.Path, err))
 	}
-	_, err = runnerOr(o.Runner).Run(ctx, "sudo", "rm", "-f", "--", st.Path)
+	_, err = RunnerOr(o.Runner).Run(ctx, "sudo", "rm", "-f", "--", st.Path)
 	return err
 }
 
@@ -307,8 +307,8 @@ func ClaimPipe(ctx context.Context, o PipeOptions) error {
 	return o.Serve(ctx, st.Path)
 }
 
-// isSkiffPath reports whether target lies in one of Skiff's socket directories.
-func isSkiffPath(target string, roots ...string) bool {
+// IsSkiffPath reports whether target lies in one of Skiff's socket directories.
+func IsSkiffPath(target string, roots ...string) bool {
 	t := filepath.Clean(target)
 	for _, r := range roots {
 		if r == "" {

@@ -1,5 +1,5 @@
 // Command skiffpkg generates Skiff's packages and host files from installer's one
-// version source, and mounts installer's commands for the shell-level tests in
+// version source, and mounts the CLI's host commands for the shell-level tests in
 // .ci/installer-test.sh. Release scripts run it; it is not shipped.
 package main
 
@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-dev/skiff/cmd/internal/hostcmd"
 	"github.com/skiff-dev/skiff/installer"
 )
 
@@ -20,14 +21,14 @@ func main() {
 	// --skiff-binary lets tests run login hooks against a stand-in skiff.
 	var skiffBinary string
 	root.PersistentFlags().StringVar(&skiffBinary, "skiff-binary", "", "skiff executable the autostart hooks run (default: skiff on PATH)")
-	o := installer.CommandOptions{Executable: func() (string, error) {
+	o := hostcmd.Options{Executable: func() (string, error) {
 		if skiffBinary != "" {
 			return skiffBinary, nil
 		}
 		return installer.StableExecutable()
 	}}
 	root.AddCommand(versionCmd(), genCmd(), debTreeCmd())
-	root.AddCommand(installer.NewDoctorCommand(o), installer.NewAutostartCommand(o), installer.NewSocketCommand(o))
+	root.AddCommand(hostcmd.NewDoctor(o), hostcmd.NewAutostart(o), hostcmd.NewSocket(o))
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}
