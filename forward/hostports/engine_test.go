@@ -4,10 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
+	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/skiff-dev/skiff/forward"
 )
 
@@ -31,11 +38,11 @@ const inspectJSON = `{
 }`
 
 func TestInspectPublished(t *testing.T) {
-	var c inspect
+	var c container.InspectResponse
 	if err := json.Unmarshal([]byte(inspectJSON), &c); err != nil {
 		t.Fatal(err)
 	}
-	got := c.published()
+	got := published(c)
 	want := []Published{
 		{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 32768, Target: "172.18.0.4:443"},
 		{Proto: "tcp", HostIP: "0.0.0.0", HostPort: 8080, Target: "172.18.0.4:80"},
@@ -46,22 +53,28 @@ func TestInspectPublished(t *testing.T) {
 	}
 	// Without a container address the guest's own published port is dialed.
 	c.NetworkSettings.Networks = nil
-	if p := c.published()[0]; p.Target != "127.0.0.1:32768" {
+	if p := published(c)[0]; p.Target != "127.0.0.1:32768" {
 		t.Fatalf("no container IP: target %s", p.Target)
 	}
 }
 
 func TestRequestedIPWidest(t *testing.T) {
 	// `-p 127.0.0.1:P:80 -p 0.0.0.0:P:80` on one host port: the wildcard wins.
-	c := inspect{}
-	c.HostConfig.PortBindings = map[string][]binding{"80/tcp": {{HostIP: "127.0.0.1", HostPort: "8080"}, {HostIP: "0.0.0.0", HostPort: "8081"}}}
-	c.NetworkSettings.Ports = map[string][]binding{"80/tcp": {{HostIP: "127.0.0.1", HostPort: "8080"}, {HostIP: "0.0.0.0", HostPort: "8081"}}}
-	got := c.published()
+	bindings := network.PortMap{network.MustParsePort("80/tcp"): {
+		{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: "8080"},
+		{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: "8081"}}}
+	c := container.InspectResponse{HostConfig: &container.HostConfig{PortBindings: bindings},
+		NetworkSettings: &container.NetworkSettings{Ports: bindings}}
+	got := published(c)
 	if len(got) != 2 || got[0].HostIP != "127.0.0.1" || got[1].HostIP != "0.0.0.0" {
 		t.Fatalf("got %+v", got)
 	}
 	if !wider("0.0.0.0", "127.0.0.1") || !wider("::", "") || wider("", "127.0.0.1") {
 		t.Fatal("wider ranks wrong")
+	}
+	// An engine that says nothing about a container's ports publishes none of them.
+	if got := published(container.InspectResponse{}); got != nil {
+		t.Fatalf("empty inspect: %+v", got)
 	}
 }
 
@@ -121,5 +134,116 @@ func TestEngineWinsOverSocketTable(t *testing.T) {
 	m.Update(ctx, nil)
 	if st = m.Status(); len(st) != 0 {
 		t.Fatalf("after both dropped it: %+v", st)
+	}
+}
+
+// fakeEngine serves the routes the watcher uses, at the API version it negotiates.
+type fakeEngine struct {
+	mu         sync.Mutex
+	containers map[string]int // running container ID: its published host port
+	events     chan string    // container IDs to announce as started
+}
+
+func (e *fakeEngine) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_ping", func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Api-Version", "1.47") })
+	mux.HandleFunc("GET /v1.47/containers/json", func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		list := []map[string]any{}
+		for id, p := range e.containers {
+			list = append(list, map[string]any{"Id": id, "Ports": []map[string]any{{"PrivatePort": 80, "PublicPort": p, "Type": "tcp"}}})
+		}
+		json.NewEncoder(w).Encode(list)
+	})
+	mux.HandleFunc("GET /v1.47/containers/{id}/json", func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		p, ok := e.containers[r.PathValue("id")]
+		e.mu.Unlock()
+		if !ok {
+			http.Error(w, `{"message":"no such container"}`, http.StatusNotFound)
+			return
+		}
+		b := []map[string]string{{"HostIp": "0.0.0.0", "HostPort": strconv.Itoa(p)}}
+		json.NewEncoder(w).Encode(map[string]any{"Id": r.PathValue("id"),
+			"HostConfig":      map[string]any{"PortBindings": map[string]any{"80/tcp": []map[string]string{{"HostPort": strconv.Itoa(p)}}}},
+			"NetworkSettings": map[string]any{"Ports": map[string]any{"80/tcp": b}, "Networks": map[string]any{"bridge": map[string]string{"IPAddress": "172.17.0." + r.PathValue("id")[1:]}}}})
+	})
+	mux.HandleFunc("GET /v1.47/events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.(http.Flusher).Flush()
+		for {
+			select {
+			case id := <-e.events:
+				json.NewEncoder(w).Encode(map[string]any{"Type": "container", "Action": "start", "Actor": map[string]string{"ID": id}})
+				w.(http.Flusher).Flush()
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	return mux
+}
+
+// The watcher reaches the engine only through dial, and follows its containers' events.
+func TestWatchEngineFollowsEvents(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := freeTCPPort(t), freeTCPPort(t)
+	e := &fakeEngine{containers: map[string]int{"c2": p1}, events: make(chan string)}
+	srv := &http.Server{Handler: e.handler()}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	m := &Manager{Guest: refuse{}, Logf: t.Logf}
+	defer m.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.WatchEngine(ctx, func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", ln.Addr().String())
+		})
+	}()
+	waitStatus := func(what string, want ...string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			var got []string
+			for _, f := range m.Status() {
+				got = append(got, f.HostAddr+">"+f.GuestAddr)
+			}
+			if slices.Equal(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: forwards %q, want %q", what, got, want)
+			}
+		}
+	}
+	fwd := func(p int, ip string) string { return "127.0.0.1:" + strconv.Itoa(p) + ">" + ip + ":80" }
+	waitStatus("listed at start", fwd(p1, "172.17.0.2"))
+
+	e.mu.Lock()
+	e.containers["c3"] = p2
+	e.mu.Unlock()
+	e.events <- "c3"
+	want := []string{fwd(p1, "172.17.0.2"), fwd(p2, "172.17.0.3")}
+	slices.Sort(want)
+	waitStatus("started later", want...)
+
+	e.mu.Lock()
+	delete(e.containers, "c2")
+	e.mu.Unlock()
+	e.events <- "c2"
+	waitStatus("gone", fwd(p2, "172.17.0.3"))
+
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("WatchEngine did not return after its context ended")
 	}
 }
