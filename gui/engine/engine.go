@@ -1,21 +1,22 @@
-// Package engine is a small Docker Engine API client over a unix socket: only what the
-// dashboard needs, spoken directly over net/http so the tray carries no docker SDK.
+// Package engine is the dashboard's view of an engine (Docker Engine or Podman's compatible
+// API): rows shaped for its lists, read through the engine's own Go client.
 package engine
 
 import (
-	"bufio"
+	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
+	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
-	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/client"
 )
 
 // Port is one port of a container as /containers/json reports it.
@@ -92,24 +93,11 @@ func shortID(id string) string {
 	return id
 }
 
-// Version is the answer of /version.
-type Version struct {
-	Version    string `json:"Version"`
-	APIVersion string `json:"ApiVersion"`
-	Os         string `json:"Os"`
-	Arch       string `json:"Arch"`
-}
+// Version is what the engine says about itself.
+type Version = client.ServerVersionResult
 
-// Event is one message of /events.
-type Event struct {
-	Type   string `json:"Type"`
-	Action string `json:"Action"`
-	Actor  struct {
-		ID         string            `json:"ID"`
-		Attributes map[string]string `json:"Attributes"`
-	} `json:"Actor"`
-	Time int64 `json:"time"`
-}
+// Event is one message of the engine's event stream.
+type Event = events.Message
 
 // Action is something done to a container.
 type Action string
@@ -127,226 +115,222 @@ type LogLine struct {
 	Text   string
 }
 
-// Client talks to one engine over its unix socket.
+// Client talks to one engine.
 type Client struct {
-	Socket string
-	http   *http.Client
+	api *client.Client
+	err error // why api could not be made; every call returns it
 }
 
-// New returns a client for the engine socket at path.
-func New(path string) *Client {
-	return &Client{Socket: path, http: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		// Streams (events, logs) stay open for long; idle ones need not.
-		IdleConnTimeout: 30 * time.Second,
-	}}}
-}
-
-// apiError is the engine's error body.
-type apiError struct {
-	Message string `json:"message"`
-}
-
-func (c *Client) request(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
-	u := "http://engine" + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+// New returns a client for the engine at endpoint: a unix socket, or on Windows a named
+// pipe (\\.\pipe\NAME). The API version is negotiated on the first request.
+func New(endpoint string) *Client {
+	api, err := client.New(client.WithHost(hostURL(endpoint)))
 	if err != nil {
-		return nil, err
+		return &Client{err: fmt.Errorf("engine at %s: %w", endpoint, err)}
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("engine %s %s: %w", method, path, err)
-	}
-	// 304 is the engine's "already in that state" for start/stop: not a failure.
-	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotModified {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		var ae apiError
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &ae) == nil && ae.Message != "" {
-			msg = ae.Message
-		}
-		return nil, fmt.Errorf("engine %s %s: %s (HTTP %d)", method, path, msg, resp.StatusCode)
-	}
-	return resp, nil
+	return &Client{api: api}
 }
 
-func (c *Client) getJSON(ctx context.Context, path string, q url.Values, out any) error {
-	resp, err := c.request(ctx, http.MethodGet, path, q)
-	if err != nil {
-		return err
+// hostURL is the client's host for an endpoint (as DOCKER_HOST spells it).
+func hostURL(endpoint string) string {
+	if strings.HasPrefix(endpoint, `\\.\pipe\`) {
+		return "npipe://" + strings.ReplaceAll(endpoint, `\`, "/")
 	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("engine %s: decode: %w", path, err)
+	return "unix://" + endpoint
+}
+
+// Close drops the client's idle connections.
+func (c *Client) Close() error {
+	if c.api == nil {
+		return nil
 	}
-	return nil
+	return c.api.Close()
 }
 
 // Version asks the engine for its version.
 func (c *Client) Version(ctx context.Context) (Version, error) {
-	var v Version
-	err := c.getJSON(ctx, "/version", nil, &v)
-	return v, err
+	if c.err != nil {
+		return Version{}, c.err
+	}
+	v, err := c.api.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		return Version{}, fmt.Errorf("engine version: %w", err)
+	}
+	return v, nil
 }
 
 // Containers lists all containers, running or not.
 func (c *Client) Containers(ctx context.Context) ([]Container, error) {
-	var cs []Container
-	err := c.getJSON(ctx, "/containers/json", url.Values{"all": {"1"}}, &cs)
-	return cs, err
+	if c.err != nil {
+		return nil, c.err
+	}
+	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true})
+	return rows("containers", res.Items, err, containerRow)
 }
 
 // Images lists the images.
 func (c *Client) Images(ctx context.Context) ([]Image, error) {
-	var is []Image
-	err := c.getJSON(ctx, "/images/json", nil, &is)
-	return is, err
+	if c.err != nil {
+		return nil, c.err
+	}
+	res, err := c.api.ImageList(ctx, client.ImageListOptions{})
+	return rows("images", res.Items, err, imageRow)
 }
 
-// Do applies an action to a container.
+// rows turns the items of a list the engine answered into the dashboard's rows.
+func rows[I, R any](what string, items []I, err error, row func(I) R) ([]R, error) {
+	if err != nil {
+		return nil, fmt.Errorf("engine %s: %w", what, err)
+	}
+	out := make([]R, 0, len(items))
+	for _, it := range items {
+		out = append(out, row(it))
+	}
+	return out, nil
+}
+
+func containerRow(s container.Summary) Container {
+	c := Container{ID: s.ID, Names: s.Names, Image: s.Image, State: string(s.State), Status: s.Status, Created: s.Created}
+	for _, p := range s.Ports {
+		c.Ports = append(c.Ports, Port{IP: addrText(p.IP), PrivatePort: int(p.PrivatePort), PublicPort: int(p.PublicPort), Type: p.Type})
+	}
+	return c
+}
+
+// addrText is a as text, "" when the engine named none.
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func imageRow(s image.Summary) Image {
+	return Image{ID: s.ID, RepoTags: s.RepoTags, Size: s.Size, Created: s.Created, Containers: s.Containers}
+}
+
+// Do applies an action to a container. One already in the asked state is no failure
+// (the engine answers 304).
 func (c *Client) Do(ctx context.Context, id string, a Action) error {
-	var (
-		resp *http.Response
-		err  error
-	)
-	p := "/containers/" + url.PathEscape(id)
+	if c.err != nil {
+		return c.err
+	}
+	var err error
 	switch a {
-	case ActionStart, ActionStop, ActionRestart:
-		resp, err = c.request(ctx, http.MethodPost, p+"/"+string(a), nil)
+	case ActionStart:
+		_, err = c.api.ContainerStart(ctx, id, client.ContainerStartOptions{})
+	case ActionStop:
+		_, err = c.api.ContainerStop(ctx, id, client.ContainerStopOptions{})
+	case ActionRestart:
+		_, err = c.api.ContainerRestart(ctx, id, client.ContainerRestartOptions{})
 	case ActionRemove:
-		resp, err = c.request(ctx, http.MethodDelete, p, url.Values{"force": {"1"}})
+		_, err = c.api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
 	default:
 		return fmt.Errorf("unknown container action %q", a)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("engine %s: %w", a, err)
 	}
-	resp.Body.Close()
 	return nil
 }
 
-// RemoveImage deletes an image.
+// RemoveImage deletes an image and the untagged parents only it used, as `docker rmi` does.
 func (c *Client) RemoveImage(ctx context.Context, id string) error {
-	resp, err := c.request(ctx, http.MethodDelete, "/images/"+url.PathEscape(id), nil)
-	if err != nil {
-		return err
+	if c.err != nil {
+		return c.err
 	}
-	resp.Body.Close()
+	if _, err := c.api.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err != nil {
+		return fmt.Errorf("engine remove image: %w", err)
+	}
 	return nil
 }
 
 // Events calls fn for each container and image event until ctx ends or the stream breaks.
 func (c *Client) Events(ctx context.Context, fn func(Event)) error {
-	filters := `{"type":["container","image"]}`
-	resp, err := c.request(ctx, http.MethodGet, "/events", url.Values{"filters": {filters}})
-	if err != nil {
-		return err
+	if c.err != nil {
+		return c.err
 	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
+	res := c.api.Events(ctx, client.EventsListOptions{Filters: make(client.Filters).Add("type", "container", "image")})
 	for {
-		var e Event
-		if err := dec.Decode(&e); err != nil {
+		select {
+		case e := <-res.Messages:
+			fn(e)
+		case err := <-res.Err:
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return fmt.Errorf("engine events: %w", err)
 		}
-		fn(e)
 	}
 }
 
 // Logs follows a container's output, calling fn per line, until ctx ends or the
 // container's output ends.
 func (c *Client) Logs(ctx context.Context, id string, tail int, fn func(LogLine)) error {
-	q := url.Values{"follow": {"1"}, "stdout": {"1"}, "stderr": {"1"}, "tail": {fmt.Sprint(tail)}}
-	resp, err := c.request(ctx, http.MethodGet, "/containers/"+url.PathEscape(id)+"/logs", q)
+	if c.err != nil {
+		return c.err
+	}
+	// Only the container's config says how its output is framed.
+	insp, err := c.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		return err
+		return fmt.Errorf("engine logs: %w", err)
 	}
-	defer resp.Body.Close()
-	// Engines since API 1.42 say which framing they use; older ones need a sniff.
-	var muxed bool
-	br := bufio.NewReader(resp.Body)
-	switch ct := resp.Header.Get("Content-Type"); {
-	case strings.Contains(ct, "multiplexed"):
-		muxed = true
-	case strings.Contains(ct, "raw-stream"):
-		muxed = false
-	default:
-		h, _ := br.Peek(8)
-		muxed = len(h) == 8 && h[0] <= 2 && h[1] == 0 && h[2] == 0 && h[3] == 0
+	rc, err := c.api.ContainerLogs(ctx, id, client.ContainerLogsOptions{
+		ShowStdout: true, ShowStderr: true, Follow: true, Tail: strconv.Itoa(tail)})
+	if err != nil {
+		return fmt.Errorf("engine logs: %w", err)
 	}
-	if muxed {
-		err = Demux(br, fn)
-	} else {
-		err = splitLines(br, "stdout", fn)
-	}
+	defer rc.Close()
+	err = readLines(rc, insp.Container.Config != nil && insp.Container.Config.Tty, fn)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if err != nil {
+		return fmt.Errorf("engine logs: %w", err)
+	}
+	return nil
+}
+
+// readLines splits a container's output into lines: one raw stream for a TTY, else the
+// engine's multiplexed stdout and stderr.
+func readLines(r io.Reader, tty bool, fn func(LogLine)) error {
+	stdout, stderr := &lineWriter{stream: "stdout", fn: fn}, &lineWriter{stream: "stderr", fn: fn}
+	var err error
+	if tty {
+		_, err = io.Copy(stdout, r)
+	} else {
+		_, err = stdcopy.StdCopy(stdout, stderr, r)
+	}
+	stdout.flush()
+	stderr.flush()
 	return err
 }
 
-// Demux splits the engine's multiplexed stream (8-byte headers: stream, 0, 0, 0, size)
-// into lines, keeping a partial line per stream until its end arrives.
-func Demux(r io.Reader, fn func(LogLine)) error {
-	var hdr [8]byte
-	partial := map[string]string{}
-	flush := func() {
-		for s, p := range partial {
-			if p != "" {
-				fn(LogLine{Stream: s, Text: p})
-			}
-		}
-	}
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			flush()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("log stream: %w", err)
-		}
-		stream := "stdout"
-		switch hdr[0] {
-		case 0, 1:
-		case 2:
-			stream = "stderr"
-		default:
-			return fmt.Errorf("log stream: bad frame header %x", hdr)
-		}
-		n := binary.BigEndian.Uint32(hdr[4:])
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			flush()
-			return fmt.Errorf("log stream: %w", err)
-		}
-		text := partial[stream] + string(buf)
-		for {
-			i := strings.IndexByte(text, '\n')
-			if i < 0 {
-				break
-			}
-			fn(LogLine{Stream: stream, Text: strings.TrimSuffix(text[:i], "\r")})
-			text = text[i+1:]
-		}
-		partial[stream] = text
-	}
+// lineWriter hands whole lines of one stream to fn, keeping a partial line until its end
+// arrives: the engine frames output as it was written, not by line.
+type lineWriter struct {
+	stream  string
+	fn      func(LogLine)
+	partial []byte
 }
 
-func splitLines(r io.Reader, stream string, fn func(LogLine)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fn(LogLine{Stream: stream, Text: strings.TrimSuffix(sc.Text(), "\r")})
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.fn(LogLine{Stream: w.stream, Text: strings.TrimSuffix(string(w.partial[:i]), "\r")})
+		w.partial = w.partial[i+1:]
 	}
-	return sc.Err()
+	return len(p), nil
+}
+
+// flush hands on a last line that has no newline.
+func (w *lineWriter) flush() {
+	if len(w.partial) > 0 {
+		w.fn(LogLine{Stream: w.stream, Text: string(w.partial)})
+		w.partial = nil
+	}
 }

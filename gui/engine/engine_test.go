@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -14,14 +15,14 @@ func frame(stream byte, s string) []byte {
 	return append(h, s...)
 }
 
-func TestDemuxSplitsStreamsAndJoinsPartialLines(t *testing.T) {
+func TestReadLinesSplitsStreamsAndJoinsPartialLines(t *testing.T) {
 	var in bytes.Buffer
 	in.Write(frame(1, "hello\nwor"))
 	in.Write(frame(2, "oops\n"))
 	in.Write(frame(1, "ld\r\n"))
 	in.Write(frame(1, "tail without newline"))
 	var got []LogLine
-	if err := Demux(&in, func(l LogLine) { got = append(got, l) }); err != nil {
+	if err := readLines(&in, false, func(l LogLine) { got = append(got, l) }); err != nil {
 		t.Fatal(err)
 	}
 	want := []LogLine{{"stdout", "hello"}, {"stderr", "oops"}, {"stdout", "world"}, {"stdout", "tail without newline"}}
@@ -30,9 +31,31 @@ func TestDemuxSplitsStreamsAndJoinsPartialLines(t *testing.T) {
 	}
 }
 
-func TestDemuxRejectsGarbage(t *testing.T) {
-	if err := Demux(bytes.NewReader([]byte("plain text, not frames")), func(LogLine) {}); err == nil {
+func TestReadLinesTTYIsOneRawStream(t *testing.T) {
+	var got []LogLine
+	if err := readLines(strings.NewReader("plain\r\ntext"), true, func(l LogLine) { got = append(got, l) }); err != nil {
+		t.Fatal(err)
+	}
+	want := []LogLine{{"stdout", "plain"}, {"stdout", "text"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestReadLinesRejectsGarbage(t *testing.T) {
+	if err := readLines(strings.NewReader("plain text, not frames"), false, func(LogLine) {}); err == nil {
 		t.Fatal("want an error for a stream that is not multiplexed")
+	}
+}
+
+func TestHostURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"/home/u/.skiff/default/engine.sock": "unix:///home/u/.skiff/default/engine.sock",
+		`\\.\pipe\skiff-default-1a2b3c4d`:    "npipe:////./pipe/skiff-default-1a2b3c4d",
+	} {
+		if got := hostURL(in); got != want {
+			t.Errorf("hostURL(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/system"
 	"github.com/skiff-dev/skiff/gui/engine"
 )
 
@@ -18,7 +20,7 @@ import (
 type Engine struct {
 	Recorder
 	Socket  string
-	Version engine.Version
+	Version system.VersionResponse
 	srv     *httptest.Server
 
 	mu         sync.Mutex
@@ -33,11 +35,13 @@ type Engine struct {
 
 // NewEngine serves a fake engine on dir/name.
 func NewEngine(dir, name string) (*Engine, error) {
-	e := &Engine{Version: engine.Version{Version: "28.5.2", APIVersion: "1.51", Os: "linux", Arch: "amd64"},
+	e := &Engine{Version: system.VersionResponse{Version: "28.5.2", APIVersion: "1.51", Os: "linux", Arch: "amd64"},
 		logs: map[string][]engine.LogLine{}, logSubs: map[string]map[chan engine.LogLine]bool{},
 		subs: map[chan engine.Event]bool{}, fail: map[string]string{}}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_ping", e.handlePing)
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, e.Version) })
+	mux.HandleFunc("GET /containers/{id}/json", e.handleInspect)
 	mux.HandleFunc("GET /containers/json", e.handleContainers)
 	mux.HandleFunc("GET /images/json", e.handleImages)
 	mux.HandleFunc("POST /containers/create", e.handleCreate)
@@ -47,6 +51,7 @@ func NewEngine(dir, name string) (*Engine, error) {
 	mux.HandleFunc("GET /containers/{id}/logs", e.handleLogs)
 	mux.HandleFunc("GET /events", e.handleEvents)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.URL.Path, r.URL.RawPath = unversioned(r.URL.Path), ""
 		e.record(r)
 		e.mu.Lock()
 		msg, bad := e.fail[r.Method+" "+r.URL.Path]
@@ -134,8 +139,7 @@ func (e *Engine) Log(id, stream, text string) {
 
 // Emit sends an event to the subscribers.
 func (e *Engine) Emit(typ, action, id string) {
-	ev := engine.Event{Type: typ, Action: action, Time: time.Now().Unix()}
-	ev.Actor.ID = id
+	ev := engine.Event{Type: events.Type(typ), Action: events.Action(action), Actor: events.Actor{ID: id}, Time: time.Now().Unix()}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for ch := range e.subs {
@@ -144,6 +148,41 @@ func (e *Engine) Emit(typ, action, id string) {
 		default:
 		}
 	}
+}
+
+// unversioned strips the API version a path may start with (/v1.51/containers/json):
+// the engine serves every route both ways, and a client that negotiates uses the first.
+func unversioned(path string) string {
+	rest, ok := strings.CutPrefix(path, "/v")
+	if !ok {
+		return path
+	}
+	v, tail, ok := strings.Cut(rest, "/")
+	if _, err := strconv.ParseFloat(v, 64); !ok || err != nil {
+		return path
+	}
+	return "/" + tail
+}
+
+// handlePing answers the version negotiation of clients (HEAD or GET /_ping).
+func (e *Engine) handlePing(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Api-Version", e.Version.APIVersion)
+	w.Header().Set("Ostype", e.Version.Os)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("OK"))
+}
+
+// handleInspect answers the part of a container's inspect the fake knows: no TTY, so
+// its logs are multiplexed.
+func (e *Engine) handleInspect(w http.ResponseWriter, r *http.Request) {
+	c, ok := e.Container(r.PathValue("id"))
+	if !ok {
+		e.notFound(w, "container", r.PathValue("id"))
+		return
+	}
+	writeJSON(w, map[string]any{"Id": c.ID, "Name": "/" + c.Name(), "Image": c.Image,
+		"State":  map[string]any{"Status": c.State, "Running": c.State == "running"},
+		"Config": map[string]any{"Image": c.Image, "Tty": false}})
 }
 
 func (e *Engine) handleContainers(w http.ResponseWriter, r *http.Request) {
