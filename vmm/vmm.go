@@ -141,53 +141,87 @@ type Describer interface {
 	Describe() map[string]string
 }
 
-// Snapshotter is implemented by backends that can start a VM from a saved state instead
-// of booting it: the warm start. Cold boot stays Start, the same on every backend.
-type Snapshotter interface {
+// Warm is implemented by backends that can save a running VM and start it again from the
+// saved state instead of booting it: the warm start. Cold boot stays Start, the same on
+// every backend. It is one capability, asked for once, so that whether a machine can
+// suspend is known before any of it is tried.
+type Warm interface {
 	// StateKey names what a saved state depends on besides the disks (hypervisor build,
 	// VM shape). A state saved under a different key must not be restored.
 	StateKey(ctx context.Context, cfg Config) (string, error)
+	// CanSuspend says whether vm, started by this backend, can be suspended now; the error
+	// says why not (a device that blocks saving; ErrNotSupported: not on this host). It is
+	// cheap and does no work on the VM, so it is asked before the guest is told anything.
+	CanSuspend(vm VM) error
+	// Suspend saves vm's RAM and device state into the empty directory dir and stops it.
+	// The disks are flushed and not written after the save. On error vm runs on.
+	Suspend(ctx context.Context, vm VM, dir string) error
 	// Restore starts the VM from the state saved in dir; the guest runs on from where it
 	// was suspended.
 	Restore(ctx context.Context, cfg Config, dir string) (VM, error)
-}
-
-// SuspendChecker is implemented by VMs that can tell before any work is done that they
-// cannot be suspended (a device that blocks saving); the error says why.
-type SuspendChecker interface {
-	CanSuspend() error
-}
-
-// Suspender is implemented by VMs that can save their RAM and device state into the empty
-// directory dir and stop. The disks are flushed and not written after the save. On error
-// the VM runs on.
-type Suspender interface {
-	Suspend(ctx context.Context, dir string) error
-}
-
-// StateDiscarder is implemented by backends that keep a saved state outside the state
-// directory (Hyper-V keeps it with the VM): a state Skiff decides not to restore must be
-// dropped there too, or the next Start would resume it.
-type StateDiscarder interface {
+	// DiscardState drops what the backend keeps of a saved state outside dir (Hyper-V
+	// keeps it with the VM): a state Skiff decides not to restore must go there too, or
+	// the next Start would resume it. Backends that keep it all in dir do nothing.
 	DiscardState(ctx context.Context, cfg Config) error
-}
-
-// DiskLocator is implemented by backends whose VMs write to their own copies of the
-// disks (Hyper-V's VHDXs): those are the files a saved state must be checked against.
-type DiskLocator interface {
+	// DiskFiles are the files the VM writes its disks to, which a saved state is checked
+	// against: cfg's disks (Config.DiskPaths), or the backend's own copies of them
+	// (Hyper-V's VHDXs).
 	DiskFiles(cfg Config) []string
 }
 
-// DiskFiles are the files that hold cfg's disks on backend b.
-func DiskFiles(b Backend, cfg Config) []string {
-	if l, ok := b.(DiskLocator); ok {
-		return l.DiskFiles(cfg)
+// ErrForeignVM marks a VM handed to a backend that did not start it.
+var ErrForeignVM = errors.New("not a VM this backend started")
+
+// Own is vm as backend's own VM type T (what its Start and Restore return), for the
+// backend methods that take a VM.
+func Own[T VM](backend string, vm VM) (T, error) {
+	v, ok := vm.(T)
+	if !ok {
+		return v, fmt.Errorf("%s: %T: %w", backend, vm, ErrForeignVM)
 	}
+	return v, nil
+}
+
+// DiskPaths are the files of cfg's disks.
+func (c Config) DiskPaths() []string {
 	var out []string
-	for _, d := range cfg.Disks {
+	for _, d := range c.Disks {
 		out = append(out, d.Path)
 	}
 	return out
+}
+
+// FeatureSet is what a backend, and a VM it runs, can do: one JSON-able value for the
+// host agent's state, built from the optional interfaces.
+type FeatureSet struct {
+	// WarmStart: stop can save the VM and start resume it.
+	WarmStart bool `json:"warmStart"`
+	// NoWarmStart says why there is no warm start, when the backend has one elsewhere
+	// (a device that blocks saving, a host without it).
+	NoWarmStart string `json:"noWarmStart,omitempty"`
+	// Vsock: the host reaches the guest over the VM's socket device (vsock, hvsock)
+	// rather than through the user-mode network.
+	Vsock bool `json:"vsock"`
+	// Shares is the kind of share the guest mounts (ShareTypeOf).
+	Shares string `json:"shares"`
+}
+
+// Features says what backend b can do, and with vm (nil before one runs) what that VM
+// can do now.
+func Features(b Backend, vm VM) FeatureSet {
+	f := FeatureSet{Shares: ShareTypeOf(b)}
+	if w, ok := b.(Warm); ok {
+		f.WarmStart = true
+		if vm != nil {
+			if err := w.CanSuspend(vm); err != nil {
+				f.WarmStart, f.NoWarmStart = false, err.Error()
+			}
+		}
+	}
+	if vm != nil {
+		_, f.Vsock = vm.(GuestDialer)
+	}
+	return f
 }
 
 // ErrNotOwned marks something a backend found under a machine's name that it did not make

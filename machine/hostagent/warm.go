@@ -54,11 +54,11 @@ func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, string) {
 	if err != nil {
 		return nil, fmt.Sprintf("the saved state is unreadable: %v", err)
 	}
-	snap, ok := a.Backend.(vmm.Snapshotter)
+	w, ok := a.Backend.(vmm.Warm)
 	if !ok {
 		return nil, fmt.Sprintf("the %s backend cannot restore a saved state", a.Backend.Name())
 	}
-	key, err := snap.StateKey(ctx, cfg)
+	key, err := w.StateKey(ctx, cfg)
 	if err != nil {
 		return nil, err.Error()
 	}
@@ -71,7 +71,7 @@ func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, string) {
 	if why := saved.Mismatch(); why != "" {
 		return nil, why
 	}
-	vm, err := snap.Restore(ctx, cfg, a.Dir.File(machine.DirSavedState))
+	vm, err := w.Restore(ctx, cfg, a.Dir.File(machine.DirSavedState))
 	if err != nil {
 		return nil, fmt.Sprintf("restoring the saved state failed: %v", err)
 	}
@@ -81,8 +81,8 @@ func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, string) {
 
 // discardState drops a saved state wherever the backend keeps it.
 func (a *Agent) discardState(ctx context.Context, cfg vmm.Config) {
-	if d, ok := a.Backend.(vmm.StateDiscarder); ok {
-		if err := d.DiscardState(ctx, cfg); err != nil {
+	if w, ok := a.Backend.(vmm.Warm); ok {
+		if err := w.DiscardState(ctx, cfg); err != nil {
 			a.warn("discard the VM's saved state: %v", err)
 		}
 	}
@@ -124,20 +124,18 @@ var errNoSuspend = errors.New("the backend cannot suspend")
 // suspend saves the running VM and stops it. On error the VM still runs and the guest
 // has been told to carry on.
 func (a *Agent) suspend(cfg vmm.Config) error {
-	sus, ok := a.vm.(vmm.Suspender)
-	snap, ok2 := a.Backend.(vmm.Snapshotter)
-	if !ok || !ok2 {
+	vm := a.vm
+	w, ok := a.Backend.(vmm.Warm)
+	if !ok {
 		return errNoSuspend
 	}
 	// Before the guest unmounts and freezes anything for a save that cannot happen.
-	if c, ok := a.vm.(vmm.SuspendChecker); ok {
-		if err := c.CanSuspend(); err != nil {
-			return err
-		}
+	if err := w.CanSuspend(vm); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	key, err := snap.StateKey(ctx, cfg)
+	key, err := w.StateKey(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -154,7 +152,7 @@ func (a *Agent) suspend(cfg vmm.Config) error {
 	}
 	dir, err := a.Dir.SavingStateDir()
 	if err == nil {
-		err = sus.Suspend(ctx, dir)
+		err = w.Suspend(ctx, vm, dir)
 	}
 	if err != nil {
 		a.discardState(ctx, cfg)
@@ -165,7 +163,7 @@ func (a *Agent) suspend(cfg vmm.Config) error {
 	}
 	// The VM is gone: from here a failure only costs the next start its warm path.
 	saved := &machine.SavedState{SavedAt: time.Now().UTC(), Key: key, Settings: settings}
-	for _, f := range vmm.DiskFiles(a.Backend, cfg) {
+	for _, f := range w.DiskFiles(cfg) {
 		p, err := machine.Fingerprint(f)
 		if err != nil {
 			a.discardState(ctx, cfg)

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/skiff-dev/skiff/images"
@@ -232,7 +231,7 @@ func (b *Backend) disks(cfg vmm.Config) []vmm.Disk {
 	return append([]vmm.Disk{{Path: b.bootDisk(cfg), Serial: "skiff-boot", ReadOnly: true}}, cfg.Disks...)
 }
 
-// DiskFiles implements vmm.DiskLocator: the VM writes to its VHDXs, not the raw images.
+// DiskFiles implements vmm.Warm: the VM writes to its VHDXs, not the raw images.
 func (b *Backend) DiskFiles(cfg vmm.Config) []string {
 	var out []string
 	for _, d := range cfg.Disks {
@@ -324,7 +323,7 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config) (*machine, error) 
 		return nil, fmt.Errorf("hyperv: %w", err)
 	}
 	name := VMName(cfg.Name)
-	m := &machine{b: b, name: name, id: strings.TrimSpace(string(idb)), done: make(chan struct{})}
+	m := &machine{b: b, name: name, id: strings.TrimSpace(string(idb))}
 	transport, netPort := b.ports()
 	m.transportPort = transport
 	l, err := b.Hvsock.Listen(m.id, netPort)
@@ -352,10 +351,8 @@ type machine struct {
 	ctx           context.Context
 	cancel        context.CancelFunc
 
-	once       sync.Once
-	done       chan struct{}
+	exit       vmm.Exit
 	serialDone chan struct{} // closed when COM1 is drained into the serial log
-	waitErr    error
 }
 
 func (m *machine) serveNetwork(n vmm.Network) {
@@ -427,35 +424,25 @@ func (m *machine) poll() {
 }
 
 func (m *machine) finish(err error) {
-	m.once.Do(func() {
+	m.exit.FinishWith(func() error {
 		// The pipe closes when the VM is off; give the last lines (a panic) time to land.
 		select {
 		case <-m.serialDone:
 		case <-time.After(2 * time.Second):
 		}
-		m.waitErr = err
 		m.netListener.Close()
-		close(m.done)
 		m.cancel()
+		return err
 	})
 }
 
 // Wait implements vmm.VM.
-func (m *machine) Wait(ctx context.Context) error {
-	select {
-	case <-m.done:
-		return m.waitErr
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (m *machine) Wait(ctx context.Context) error { return m.exit.Wait(ctx) }
 
 // Kill implements vmm.VM: turn the VM off without asking the guest.
 func (m *machine) Kill(ctx context.Context) error {
-	select {
-	case <-m.done:
+	if m.exit.Exited() {
 		return nil
-	default:
 	}
 	if _, err := m.b.ps(ctx, fmt.Sprintf("Stop-VM -Name %s -TurnOff -Force", winexec.PSQuote(m.name))); err != nil {
 		return err

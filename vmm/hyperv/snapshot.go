@@ -30,7 +30,7 @@ type savedVM struct {
 // changes with the Windows updates that change Hyper-V.
 const hypervVersion = `$v = (Get-Item "$env:SystemRoot\System32\vmms.exe").VersionInfo; '{0}.{1}.{2}.{3}' -f $v.FileMajorPart, $v.FileMinorPart, $v.FileBuildPart, $v.FilePrivatePart`
 
-// StateKey implements vmm.Snapshotter: the VM, the shape Skiff gives it and the Hyper-V
+// StateKey implements vmm.Warm: the VM, the shape Skiff gives it and the Hyper-V
 // build. Hyper-V keeps the state consistent with its own VM; the key catches a machine
 // whose settings changed since the save and a host whose Hyper-V was updated.
 func (b *Backend) StateKey(ctx context.Context, cfg vmm.Config) (string, error) {
@@ -46,16 +46,26 @@ func (b *Backend) StateKey(ctx context.Context, cfg vmm.Config) (string, error) 
 	return "hyperv-" + hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
-// Suspend implements vmm.Suspender with Save-VM, which writes the state next to the VM's
+// CanSuspend implements vmm.Warm: any VM Hyper-V runs can be saved.
+func (b *Backend) CanSuspend(vm vmm.VM) error {
+	_, err := vmm.Own[*machine]("hyperv", vm)
+	return err
+}
+
+// Suspend implements vmm.Warm with Save-VM, which writes the state next to the VM's
 // configuration and leaves the VHDXs closed. The marker is written first so that a
 // failure leaves the VM running and no marker behind.
-func (m *machine) Suspend(ctx context.Context, dir string) error {
+func (b *Backend) Suspend(ctx context.Context, vm vmm.VM, dir string) error {
+	m, err := vmm.Own[*machine]("hyperv", vm)
+	if err != nil {
+		return err
+	}
 	marker := filepath.Join(dir, savedMarker)
-	b, err := json.Marshal(savedVM{VM: m.name, ID: m.id})
+	data, err := json.Marshal(savedVM{VM: m.name, ID: m.id})
 	if err != nil {
 		return fmt.Errorf("hyperv: %w", err)
 	}
-	if err := os.WriteFile(marker, b, 0o600); err != nil {
+	if err := os.WriteFile(marker, data, 0o600); err != nil {
 		return fmt.Errorf("hyperv: %w", err)
 	}
 	if _, err := m.b.ps(ctx, "Save-VM -Name "+winexec.PSQuote(m.name)); err != nil {
@@ -66,7 +76,7 @@ func (m *machine) Suspend(ctx context.Context, dir string) error {
 	return nil
 }
 
-// Restore implements vmm.Snapshotter: Start-VM resumes the Saved VM the marker in dir names.
+// Restore implements vmm.Warm: Start-VM resumes the Saved VM the marker in dir names.
 func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.VM, error) {
 	data, err := os.ReadFile(filepath.Join(dir, savedMarker))
 	if err != nil {
@@ -94,7 +104,7 @@ func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.
 	return b.launch(ctx, cfg)
 }
 
-// DiscardState implements vmm.StateDiscarder: without it, the next Start-VM would resume
+// DiscardState implements vmm.Warm: without it, the next Start-VM would resume
 // a state the host agent decided not to use. One Get-VM when there is nothing to drop.
 func (b *Backend) DiscardState(ctx context.Context, cfg vmm.Config) error {
 	name := VMName(cfg.Name)
@@ -107,8 +117,4 @@ func (b *Backend) DiscardState(ctx context.Context, cfg vmm.Config) error {
 	return err
 }
 
-var (
-	_ vmm.Snapshotter    = (*Backend)(nil)
-	_ vmm.StateDiscarder = (*Backend)(nil)
-	_ vmm.Suspender      = (*machine)(nil)
-)
+var _ vmm.Warm = (*Backend)(nil)

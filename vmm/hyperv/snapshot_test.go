@@ -66,7 +66,7 @@ func TestWarmStartScripts(t *testing.T) {
 
 	state := t.TempDir()
 	n := len(s.Scripts())
-	if err := vm.(vmm.Suspender).Suspend(ctx, state); err != nil {
+	if err := b.Suspend(ctx, vm, state); err != nil {
 		t.Fatal(err)
 	}
 	wantScripts(t, s.since(n), `Save-VM -Name 'skiff-dev'`)
@@ -99,7 +99,7 @@ func TestWarmStartScripts(t *testing.T) {
 	}
 
 	// Save again, then the host agent decides to boot cold.
-	if err := vm2.(vmm.Suspender).Suspend(ctx, t.TempDir()); err != nil {
+	if err := b.Suspend(ctx, vm2, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	waitDone(t, vm2)
@@ -145,7 +145,7 @@ func TestRestoreOnlyTheSavedVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
-	if err := vm.(vmm.Suspender).Suspend(ctx, state); err != nil {
+	if err := b.Suspend(ctx, vm, state); err != nil {
 		t.Fatal(err)
 	}
 	waitDone(t, vm)
@@ -204,7 +204,7 @@ func TestSuspendFailureKeepsRunning(t *testing.T) {
 	s.fail["Save-VM"] = outBadState("Save-VM", "skiff-dev")
 	s.mu.Unlock()
 	state := t.TempDir()
-	err = vm.(vmm.Suspender).Suspend(ctx, state)
+	err = b.Suspend(ctx, vm, state)
 	wantErr(t, err, nil, "save VM skiff-dev", "failed to change state")
 	if entries, _ := os.ReadDir(state); len(entries) != 0 {
 		t.Fatalf("a failed Suspend left %v in the state directory", entries)
@@ -278,7 +278,7 @@ func TestDiscardStateWithoutVM(t *testing.T) {
 // A saved state is checked against the files the VM writes: its VHDXs, not the raw images.
 func TestDiskFilesAreTheVHDXs(t *testing.T) {
 	cfg := vmm.Config{Name: "m", Dir: t.TempDir(), Disks: []vmm.Disk{{Path: "/img/root.img", Serial: "skiff-root"}, {Path: "/m/data.img", Serial: "skiff-data"}}}
-	got := vmm.DiskFiles(&Backend{}, cfg)
+	got := (&Backend{}).DiskFiles(cfg)
 	if len(got) != 2 {
 		t.Fatalf("DiskFiles = %v", got)
 	}

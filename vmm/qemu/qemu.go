@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -269,7 +268,7 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 		}
 	}()
 
-	vm := &VM{fs: fsd, done: make(chan struct{}), accel: accel, accelWhy: why, qmp: qmpSock, memMiB: cfg.MemoryMiB}
+	vm := &VM{fs: fsd, accel: accel, accelWhy: why, qmp: qmpSock, memMiB: cfg.MemoryMiB}
 	cmd := exec.Command(b.binary(cfg.Arch), b.Args(cfg, accel, netSock, qmpSock, pidFile)...)
 	if sharedRAM {
 		vm.ram = opt.ram
@@ -305,8 +304,7 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 		return nil, fmt.Errorf("qemu: start %s: %w", cmd.Path, err)
 	}
 	vm.cmd = cmd
-	go func() {
-		err := cmd.Wait()
+	vm.Proc = vmm.WatchProcess(vmm.CmdProcess(cmd), func(err error) error {
 		logf.Close()
 		ln.Close()
 		if vm.ram != nil && !vm.suspending.Load() {
@@ -320,9 +318,8 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 			}
 		}
 		fsd.stop()
-		vm.err = err
-		close(vm.done)
-	}()
+		return err
+	})
 
 	// QEMU creates its QMP socket with the umask; it is ours alone.
 	go func() {
@@ -333,9 +330,9 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	if err := ln.attach(cfg.Network, vm.done); err != nil {
+	if err := ln.attach(cfg.Network, vm.Done()); err != nil {
 		if errors.Is(err, errExited) {
-			return nil, vm.err
+			return nil, vm.Err()
 		}
 		vm.Kill(ctx)
 		return nil, err
@@ -357,15 +354,13 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-// VM is a running QEMU process.
+// VM is a running QEMU process. Its Wait and Kill are the process's (vmm.Proc).
 type VM struct {
+	*vmm.Proc
 	cmd      *exec.Cmd
-	done     chan struct{}
-	err      error
 	accel    string
 	accelWhy string
 	qmp      string
-	killOnce sync.Once
 	memMiB   int64
 	// ram is the guest memory on shared-RAM hosts; the agent keeps it past QEMU's exit.
 	ram *os.File
@@ -379,36 +374,13 @@ type VM struct {
 	cid uint32
 }
 
-// CanSuspend implements vmm.SuspendChecker.
-func (v *VM) CanSuspend() error {
+// canSuspend is Backend.CanSuspend for one of its VMs.
+func (v *VM) canSuspend() error {
+	if runtime.GOOS == "windows" {
+		return fmt.Errorf("qemu: suspend on Windows: %w", vmm.ErrNotSupported)
+	}
 	if len(v.fs) > 0 {
 		return errVirtiofsSuspend
-	}
-	return nil
-}
-
-// Wait implements vmm.VM.
-func (v *VM) Wait(ctx context.Context) error {
-	select {
-	case <-v.done:
-		return v.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Kill implements vmm.VM.
-func (v *VM) Kill(ctx context.Context) error {
-	select {
-	case <-v.done:
-		return nil
-	default:
-	}
-	v.killOnce.Do(func() { v.cmd.Process.Kill() })
-	select {
-	case <-v.done:
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ const (
 	stateStream = "stream.zst"
 )
 
-// StateKey implements vmm.Snapshotter. A migration stream only loads into the same QEMU
+// StateKey implements vmm.Warm. A migration stream only loads into the same QEMU
 // build with the same machine, devices and memory, so the key is the binary's identity
 // plus the whole command line.
 func (b *Backend) StateKey(ctx context.Context, cfg vmm.Config) (string, error) {
@@ -51,14 +51,36 @@ func (b *Backend) StateKey(ctx context.Context, cfg vmm.Config) (string, error) 
 	return "qemu-" + hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
-// Suspend implements vmm.Suspender: it pauses the VM, saves its state into dir and quits
-// QEMU. The disks are flushed when the stream completes and untouched afterwards, so the
-// files on disk are the ones the state belongs to. On error the VM runs on.
-func (v *VM) Suspend(ctx context.Context, dir string) (err error) {
-	if runtime.GOOS == "windows" {
-		return fmt.Errorf("qemu: suspend on Windows: %w", vmm.ErrNotSupported)
+// CanSuspend implements vmm.Warm.
+func (b *Backend) CanSuspend(vm vmm.VM) error {
+	v, err := ownVM(vm)
+	if err != nil {
+		return err
 	}
-	if err := v.CanSuspend(); err != nil {
+	return v.canSuspend()
+}
+
+// ownVM is the QEMU VM behind a handle Start or Restore returned.
+func ownVM(vm vmm.VM) (*VM, error) {
+	if v, ok := vm.(vsockVM); ok {
+		return v.VM, nil
+	}
+	return vmm.Own[*VM]("qemu", vm)
+}
+
+// Suspend implements vmm.Warm: it pauses the VM, saves its state into dir and quits QEMU.
+// The disks are flushed when the stream completes and untouched afterwards, so the files
+// on disk are the ones the state belongs to. On error the VM runs on.
+func (b *Backend) Suspend(ctx context.Context, vm vmm.VM, dir string) error {
+	v, err := ownVM(vm)
+	if err != nil {
+		return err
+	}
+	return v.suspend(ctx, dir)
+}
+
+func (v *VM) suspend(ctx context.Context, dir string) (err error) {
+	if err := v.canSuspend(); err != nil {
 		return err
 	}
 	q, err := dialQMP(ctx, v.qmp)
@@ -97,7 +119,7 @@ func (v *VM) Suspend(ctx context.Context, dir string) (err error) {
 	// The state is complete; QEMU only has to go.
 	q.run("quit", nil, nil)
 	select {
-	case <-v.done:
+	case <-v.Done():
 	case <-time.After(10 * time.Second):
 		v.Kill(ctx)
 	}
@@ -167,7 +189,7 @@ func writeRAM(path string, ram *os.File, size int64) error {
 	return f.Sync()
 }
 
-// Restore implements vmm.Snapshotter: QEMU starts with the same command line and loads
+// Restore implements vmm.Warm: QEMU starts with the same command line and loads
 // the saved state instead of booting; the guest runs on once it has loaded.
 func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.VM, error) {
 	if runtime.GOOS == "windows" {
@@ -236,6 +258,14 @@ func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.
 	}
 	return vm.handle(), nil
 }
+
+// DiscardState implements vmm.Warm: QEMU keeps nothing of a saved state outside it.
+func (b *Backend) DiscardState(ctx context.Context, cfg vmm.Config) error { return nil }
+
+// DiskFiles implements vmm.Warm: QEMU writes to the disks' own files.
+func (b *Backend) DiskFiles(cfg vmm.Config) []string { return cfg.DiskPaths() }
+
+var _ vmm.Warm = (*Backend)(nil)
 
 // loadState starts the deferred incoming migration and waits until the guest runs.
 func (v *VM) loadState(ctx context.Context) error {

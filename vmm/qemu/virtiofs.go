@@ -177,10 +177,8 @@ var errVirtiofsSuspend = errors.New("virtiofs shares keep QEMU from saving the V
 // fsDaemon is one share's virtiofsd.
 type fsDaemon struct {
 	share vmm.Share
-	cmd   *exec.Cmd
 	log   string
-	done  chan struct{}
-	err   error
+	proc  *vmm.Proc
 }
 
 // fsDaemons are the virtiofsd processes of one VM; they live and die with its QEMU.
@@ -236,24 +234,21 @@ func (d virtiofsd) start(cfg vmm.Config, i int) (*fsDaemon, error) {
 		return nil, err
 	}
 	defer lf.Close() // virtiofsd holds its own copy; ours would hide its death from QEMU
-	fd := &fsDaemon{share: sh, log: filepath.Join(cfg.Dir, "virtiofsd-"+sh.Tag+".log"), done: make(chan struct{})}
+	fd := &fsDaemon{share: sh, log: filepath.Join(cfg.Dir, "virtiofsd-"+sh.Tag+".log")}
 	logf, err := os.OpenFile(fd.log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
 	argv := d.command(sh, os.Getuid())
-	fd.cmd = exec.Command(argv[0], argv[1:]...)
-	fd.cmd.ExtraFiles = []*os.File{lf} // fd 3
-	fd.cmd.Stdout, fd.cmd.Stderr = logf, logf
-	if err := startChild(fd.cmd); err != nil {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.ExtraFiles = []*os.File{lf} // fd 3
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := startChild(cmd); err != nil {
 		os.Remove(sock)
 		return nil, err
 	}
-	go func() {
-		fd.err = fd.cmd.Wait()
-		close(fd.done)
-	}()
+	fd.proc = vmm.WatchProcess(vmm.CmdProcess(cmd), nil)
 	return fd, nil
 }
 
@@ -261,14 +256,9 @@ func (d virtiofsd) start(cfg vmm.Config, i int) (*fsDaemon, error) {
 // ended cleanly saw QEMU go first.
 func (ds fsDaemons) exited() error {
 	for _, d := range ds {
-		select {
-		case <-d.done:
-			if d.err == nil {
-				continue
-			}
+		if err := d.proc.Err(); err != nil {
 			tail, _ := os.ReadFile(d.log)
-			return fmt.Errorf("virtiofsd of share %s (%s) exited (%v): %s", d.share.Tag, d.share.HostPath, d.err, lastLines(string(tail), 3))
-		default:
+			return fmt.Errorf("virtiofsd of share %s (%s) exited (%v): %s", d.share.Tag, d.share.HostPath, err, lastLines(string(tail), 3))
 		}
 	}
 	return nil
@@ -276,13 +266,9 @@ func (ds fsDaemons) exited() error {
 
 // stop kills every virtiofsd and waits for it.
 func (ds fsDaemons) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	for _, d := range ds {
-		d.cmd.Process.Kill()
-	}
-	for _, d := range ds {
-		select {
-		case <-d.done:
-		case <-time.After(5 * time.Second):
-		}
+		d.proc.Kill(ctx)
 	}
 }

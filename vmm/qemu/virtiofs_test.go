@@ -30,7 +30,7 @@ func TestVirtiofsdFailure(t *testing.T) {
 		t.Fatalf("socket: %v %v", st, err)
 	}
 	select {
-	case <-ds[0].done:
+	case <-ds[0].proc.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("the fake virtiofsd did not exit")
 	}

@@ -235,36 +235,48 @@ func TempDir(t *testing.T) string {
 
 // suspendRestore: a VM saved with Suspend stops, and Restore brings the same guest back.
 func suspendRestore(t *testing.T, h Harness) {
-	snap, ok := h.Backend.(vmm.Snapshotter)
+	w, ok := h.Backend.(vmm.Warm)
 	if !ok || h.Alive == nil {
 		t.Skip("backend has no warm start")
 	}
 	cfg := h.Config(t)
+	if f := vmm.Features(h.Backend, nil); !f.WarmStart {
+		t.Fatalf("Features = %+v: a warm backend says it has no warm start", f)
+	}
+	if got := w.DiskFiles(cfg); len(got) != len(cfg.Disks) {
+		t.Fatalf("DiskFiles = %v for %d disks", got, len(cfg.Disks))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.BootTimeout)
 	defer cancel()
-	key, err := snap.StateKey(ctx, cfg)
+	// Nothing was saved: there is nothing to drop, and that is no error.
+	if err := w.DiscardState(ctx, cfg); err != nil {
+		t.Fatalf("DiscardState with no saved state: %v", err)
+	}
+	key, err := w.StateKey(ctx, cfg)
 	if err != nil || key == "" {
 		t.Fatalf("StateKey = %q, %v", key, err)
 	}
 	other := cfg
 	other.MemoryMiB *= 2
-	if k2, _ := snap.StateKey(ctx, other); k2 == key {
+	if k2, _ := w.StateKey(ctx, other); k2 == key {
 		t.Fatal("StateKey does not change with the VM's memory size")
 	}
 	vm := boot(t, h, cfg)
 	defer vm.Kill(context.Background())
 	ctx, cancel = context.WithTimeout(context.Background(), h.BootTimeout)
 	defer cancel()
-	sus, ok := vm.(vmm.Suspender)
-	if !ok {
-		t.Fatal("the backend restores saved states but its VMs cannot Suspend")
+	if err := w.CanSuspend(vm); err != nil {
+		t.Fatalf("CanSuspend of a booted VM: %v", err)
+	}
+	if f := vmm.Features(h.Backend, vm); !f.WarmStart || f.NoWarmStart != "" {
+		t.Fatalf("Features of a VM that can suspend = %+v", f)
 	}
 	state := filepath.Join(cfg.Dir, "suspended")
 	if err := os.Mkdir(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	if err := sus.Suspend(ctx, state); err != nil {
+	if err := w.Suspend(ctx, vm, state); err != nil {
 		t.Fatalf("Suspend: %v", err)
 	}
 	waitCtx, cancelWait := context.WithTimeout(ctx, 30*time.Second)
@@ -278,7 +290,7 @@ func suspendRestore(t *testing.T, h Harness) {
 	}
 	t.Logf("suspended in %s, saved state %d MiB on disk", time.Since(began).Round(time.Millisecond), size>>20)
 	began = time.Now()
-	vm2, err := snap.Restore(ctx, cfg, state)
+	vm2, err := w.Restore(ctx, cfg, state)
 	if err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
@@ -287,7 +299,10 @@ func suspendRestore(t *testing.T, h Harness) {
 	if err := h.Alive(ctx, t, cfg, vm2); err != nil {
 		t.Fatalf("the restored guest does not answer: %v", err)
 	}
-	if _, err := snap.Restore(ctx, cfg, filepath.Join(cfg.Dir, "no-such-state")); err == nil {
+	if err := w.CanSuspend(vm2); err != nil {
+		t.Fatalf("CanSuspend of a restored VM: %v", err)
+	}
+	if _, err := w.Restore(ctx, cfg, filepath.Join(cfg.Dir, "no-such-state")); err == nil {
 		t.Fatal("Restore from a missing state file succeeded")
 	}
 }

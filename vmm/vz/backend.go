@@ -8,6 +8,7 @@
 package vz
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -173,4 +174,10 @@ func macOSMajor(v string) (int, error) {
 	return n, nil
 }
 
-var _ vmm.Snapshotter = (*Backend)(nil)
+// DiscardState implements vmm.Warm: vz keeps nothing of a saved state outside it.
+func (b *Backend) DiscardState(ctx context.Context, cfg vmm.Config) error { return nil }
+
+// DiskFiles implements vmm.Warm: vz writes to the disks' own files.
+func (b *Backend) DiskFiles(cfg vmm.Config) []string { return cfg.DiskPaths() }
+
+var _ vmm.Warm = (*Backend)(nil)

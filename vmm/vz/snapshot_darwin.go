@@ -35,7 +35,7 @@ func warmHere() error {
 	return checkWarm(runtime.GOARCH, v)
 }
 
-// StateKey implements vmm.Snapshotter.
+// StateKey implements vmm.Warm.
 func (b *Backend) StateKey(ctx context.Context, cfg vmm.Config) (string, error) {
 	v, build, err := hostOS()
 	if err != nil {
@@ -48,7 +48,7 @@ func (b *Backend) StateKey(ctx context.Context, cfg vmm.Config) (string, error) 
 	return stateKey(s, v, build), nil
 }
 
-// Restore implements vmm.Snapshotter: the VM is built as Start builds it, loads the saved
+// Restore implements vmm.Warm: the VM is built as Start builds it, loads the saved
 // state (which leaves it paused) and resumes.
 func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.VM, error) {
 	if err := warmHere(); err != nil {
@@ -73,9 +73,21 @@ func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.
 	return m, nil
 }
 
-// Suspend implements vmm.Suspender: pause, save into dir, stop. vz flushes the disks
-// before a save completes; a paused VM writes nothing more.
-func (m *machine) Suspend(ctx context.Context, dir string) error {
+// CanSuspend implements vmm.Warm: the Mac must have save and restore (warmHere).
+func (b *Backend) CanSuspend(vm vmm.VM) error {
+	if _, err := vmm.Own[*machine]("vz", vm); err != nil {
+		return err
+	}
+	return warmHere()
+}
+
+// Suspend implements vmm.Warm: pause, save into dir, stop. vz flushes the disks before a
+// save completes; a paused VM writes nothing more.
+func (b *Backend) Suspend(ctx context.Context, vm vmm.VM, dir string) error {
+	m, err := vmm.Own[*machine]("vz", vm)
+	if err != nil {
+		return err
+	}
 	if err := warmHere(); err != nil {
 		return err
 	}
@@ -103,5 +115,3 @@ func (m *machine) resumeAfter(err error) error {
 	}
 	return err
 }
-
-var _ vmm.Suspender = (*machine)(nil)

@@ -84,7 +84,7 @@ func (b *Backend) newMachine(cfg vmm.Config) (*machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vz: %w", err)
 	}
-	m := &machine{done: make(chan struct{}), describe: map[string]string{"hypervisor": "Apple Virtualization.framework"}}
+	m := &machine{describe: map[string]string{"hypervisor": "Apple Virtualization.framework"}}
 	if rosettaNote != "" {
 		m.describe["rosetta"] = rosettaNote
 	}
@@ -264,10 +264,9 @@ type machine struct {
 	stopNet  context.CancelFunc
 	describe map[string]string
 
-	mu      sync.Mutex
-	done    chan struct{} // closed once the VM reached a final state
-	waitErr error
-	netErr  error
+	exit   vmm.Exit // ends once the VM reached a final state
+	mu     sync.Mutex
+	netErr error
 }
 
 // watch turns vz's state-change notifications into Wait's result.
@@ -285,22 +284,19 @@ func (m *machine) watch() {
 }
 
 func (m *machine) finish(err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	select {
-	case <-m.done:
-		return
-	default:
-	}
-	if err == nil && m.netErr != nil {
-		err = fmt.Errorf("vz: network: %w", m.netErr)
-	}
-	m.waitErr = err
-	close(m.done)
-	if m.stopNet != nil {
-		m.stopNet()
-	}
-	m.closeFiles()
+	m.exit.FinishWith(func() error {
+		m.mu.Lock()
+		netErr := m.netErr
+		m.mu.Unlock()
+		if err == nil && netErr != nil {
+			err = fmt.Errorf("vz: network: %w", netErr)
+		}
+		if m.stopNet != nil {
+			m.stopNet()
+		}
+		m.closeFiles()
+		return err
+	})
 }
 
 // abandon ends a VM that did not come up, whatever state vz left it in, and frees its
@@ -326,23 +322,12 @@ func (m *machine) closeFiles() {
 }
 
 // Wait implements vmm.VM.
-func (m *machine) Wait(ctx context.Context) error {
-	select {
-	case <-m.done:
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.waitErr
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (m *machine) Wait(ctx context.Context) error { return m.exit.Wait(ctx) }
 
 // Kill implements vmm.VM: a forced stop, like pulling the power cord.
 func (m *machine) Kill(ctx context.Context) error {
-	select {
-	case <-m.done:
+	if m.exit.Exited() {
 		return nil
-	default:
 	}
 	if m.vm.CanStop() {
 		if err := m.vm.Stop(); err != nil && m.vm.State() != vz.VirtualMachineStateStopped {

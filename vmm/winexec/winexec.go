@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"strings"
 	"unicode/utf16"
+
+	"github.com/skiff-dev/skiff/vmm"
 )
 
 // Runner runs a command to completion.
@@ -32,13 +34,8 @@ type SpawnOptions struct {
 	Output io.Writer // stdout and stderr, e.g. the machine's serial log
 }
 
-// Process is a started command.
-type Process interface {
-	// Wait blocks until the command exits and returns its error.
-	Wait() error
-	// Kill ends the command; the caller still Waits.
-	Kill() error
-}
+// Process is a started command; vmm.WatchProcess waits for it.
+type Process = vmm.Process
 
 // Registry is the part of the Windows registry the backends touch. Paths are full, like
 // HKLM\SOFTWARE\Microsoft\...
@@ -77,13 +74,8 @@ func (Exec) Spawn(ctx context.Context, o SpawnOptions) (Process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	return execProcess{cmd}, nil
+	return vmm.CmdProcess(cmd), nil
 }
-
-type execProcess struct{ cmd *exec.Cmd }
-
-func (p execProcess) Wait() error { return p.cmd.Wait() }
-func (p execProcess) Kill() error { return p.cmd.Process.Kill() }
 
 // IsNotFound reports whether err means the program itself does not exist.
 func IsNotFound(err error) bool {

@@ -297,7 +297,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wsl2: serial log: %w", err)
 	}
-	m := &machine{b: b, name: DistroName(cfg.Name), log: log, done: make(chan struct{})}
+	m := &machine{b: b, name: DistroName(cfg.Name), log: log}
 	transport, netPort := b.ports()
 	m.transportPort = transport
 	if b.network() == NetworkUser {
@@ -317,8 +317,13 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 		}
 		return nil, fmt.Errorf("wsl2: start %s: %w", m.name, err)
 	}
-	m.proc = proc
-	go m.wait()
+	m.proc = vmm.WatchProcess(proc, func(err error) error {
+		m.cleanup()
+		if err != nil {
+			return fmt.Errorf("wsl2: %s stopped: %w (see the serial log)", m.name, err)
+		}
+		return nil
+	})
 	return m, nil
 }
 
@@ -341,35 +346,20 @@ type machine struct {
 	b             *Backend
 	name          string
 	log           *os.File
-	proc          winexec.Process
+	proc          *vmm.Proc // wsl.exe running the agent: its exit is the machine's
 	netListener   net.Listener
 	transportPort uint32
-
-	done    chan struct{}
-	waitErr error
-	once    sync.Once
 
 	vmMu sync.Mutex
 	vmID string // the WSL VM that answered last
 }
 
-func (m *machine) wait() {
-	err := m.proc.Wait()
-	if err != nil {
-		err = fmt.Errorf("wsl2: %s stopped: %w (see the serial log)", m.name, err)
-	}
-	m.waitErr = err
-	m.cleanup()
-	close(m.done)
-}
-
+// cleanup releases what the machine holds once wsl.exe has gone, or never started.
 func (m *machine) cleanup() {
-	m.once.Do(func() {
-		if m.netListener != nil {
-			m.netListener.Close()
-		}
-		m.log.Close()
-	})
+	if m.netListener != nil {
+		m.netListener.Close()
+	}
+	m.log.Close()
 }
 
 func (m *machine) serveNetwork(n vmm.Network) {
@@ -389,29 +379,19 @@ func (m *machine) serveNetwork(n vmm.Network) {
 }
 
 // Wait implements vmm.VM.
-func (m *machine) Wait(ctx context.Context) error {
-	select {
-	case <-m.done:
-		return m.waitErr
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (m *machine) Wait(ctx context.Context) error { return m.proc.Wait(ctx) }
 
 // Kill implements vmm.VM: terminate the distro, then the wsl.exe process if it lingers.
 func (m *machine) Kill(ctx context.Context) error {
-	select {
-	case <-m.done:
+	if m.proc.Exited() {
 		return nil
-	default:
 	}
 	stdout, stderr, err := m.b.Run.Run(ctx, "wsl.exe", terminateArgs(m.name)...)
+	kerr := m.proc.Kill(ctx)
 	if err != nil {
-		m.proc.Kill()
 		return classify(err, winexec.Output(stdout, stderr), m.name)
 	}
-	m.proc.Kill()
-	return nil
+	return kerr
 }
 
 // DialGuest implements vmm.GuestDialer over hvsock. All WSL distros share one utility VM

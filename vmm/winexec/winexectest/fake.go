@@ -9,6 +9,7 @@ import (
 	"sync"
 	"unicode/utf16"
 
+	"github.com/skiff-dev/skiff/vmm"
 	"github.com/skiff-dev/skiff/vmm/winexec"
 )
 
@@ -104,27 +105,17 @@ func UTF16(s string) []byte {
 
 // Process is a fake long-running command that runs until Exit or Kill.
 type Process struct {
-	once sync.Once
-	done chan struct{}
-	err  error
+	exit vmm.Exit
 }
 
 // NewProcess starts a fake process.
-func NewProcess() *Process { return &Process{done: make(chan struct{})} }
+func NewProcess() *Process { return &Process{} }
 
 // Exit ends the process with err (nil: exit 0).
-func (p *Process) Exit(err error) {
-	p.once.Do(func() {
-		p.err = err
-		close(p.done)
-	})
-}
+func (p *Process) Exit(err error) { p.exit.Finish(err) }
 
 // Wait implements winexec.Process.
-func (p *Process) Wait() error {
-	<-p.done
-	return p.err
-}
+func (p *Process) Wait() error { return p.exit.Wait(context.Background()) }
 
 // Kill implements winexec.Process.
 func (p *Process) Kill() error {
@@ -133,14 +124,7 @@ func (p *Process) Kill() error {
 }
 
 // Exited reports whether the process has ended.
-func (p *Process) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *Process) Exited() bool { return p.exit.Exited() }
 
 // Registry is an in-memory registry. With DenyWrites it acts as a non-elevated process.
 type Registry struct {
