@@ -4,6 +4,8 @@ package agentapi
 
 import (
 	"time"
+
+	"github.com/skiff-dev/skiff/vmm"
 )
 
 // Paths of the control API.
@@ -56,6 +58,8 @@ type State struct {
 	NetRxBytes  uint64     `json:"netRxBytes"`
 	NetTxBytes  uint64     `json:"netTxBytes"`
 	Boot        *Boot      `json:"boot,omitempty"`
+	// Features is what the backend, and the running VM, can do (warm start and why not).
+	Features vmm.FeatureSet `json:"features"`
 }
 
 // Boot says how the machine came up this time.

@@ -88,6 +88,7 @@ func (a *Agent) State() agentapi.State {
 	if vm != nil {
 		s.Transport = medium(vm)
 	}
+	s.Features = vmm.Features(a.Backend, vm)
 	if a.ports != nil {
 		s.Forwards = a.ports.Status()
 	} else {
