@@ -331,7 +331,7 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config) (*machine, error) 
 		return nil, fmt.Errorf("hyperv: listen for the guest network on hvsock port %d: %w", netPort, err)
 	}
 	m.netListener = l
-	go m.serveNetwork(cfg.Network)
+	go vmm.ServeGuestStreams(l, cfg.Network)
 	if _, err := b.ps(ctx, "Start-VM -Name "+winexec.PSQuote(name)); err != nil {
 		l.Close()
 		return nil, err
@@ -353,21 +353,6 @@ type machine struct {
 
 	exit       vmm.Exit
 	serialDone chan struct{} // closed when COM1 is drained into the serial log
-}
-
-func (m *machine) serveNetwork(n vmm.Network) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for {
-		c, err := m.netListener.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			n.ServeGuestStream(ctx, c)
-		}()
-	}
 }
 
 // copySerial keeps COM1 (a named pipe Hyper-V serves while the VM runs) in the serial log.

@@ -307,7 +307,7 @@ func (b *Backend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 			return nil, fmt.Errorf("wsl2: listen for the guest network on hvsock port %d: %w", netPort, err)
 		}
 		m.netListener = l
-		go m.serveNetwork(cfg.Network)
+		go vmm.ServeGuestStreams(l, cfg.Network)
 	}
 	proc, err := b.Spawn.Spawn(ctx, winexec.SpawnOptions{Name: "wsl.exe", Args: args, Output: log})
 	if err != nil {
@@ -360,22 +360,6 @@ func (m *machine) cleanup() {
 		m.netListener.Close()
 	}
 	m.log.Close()
-}
-
-func (m *machine) serveNetwork(n vmm.Network) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for {
-		c, err := m.netListener.Accept()
-		if err != nil {
-			return
-		}
-		// One connection per boot of the guest's network helper; a restart reconnects.
-		go func() {
-			defer c.Close()
-			n.ServeGuestStream(ctx, c)
-		}()
-	}
 }
 
 // Wait implements vmm.VM.
