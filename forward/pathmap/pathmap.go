@@ -5,6 +5,7 @@
 package pathmap
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -23,6 +24,12 @@ type Table struct {
 	// Passthrough lists guest paths that bind mounts may name directly (the engine
 	// socket, /proc ...): they are the guest's own, not the host's.
 	passthrough []string
+	deny        []denied
+}
+
+type denied struct {
+	key  hostPath
+	orig string
 }
 
 type normShare struct {
@@ -66,6 +73,36 @@ func New(shares []Share, passthrough []string) (*Table, error) {
 	return t, nil
 }
 
+// Deny refuses host paths at or below each of paths (Skiff's own data directory)
+// whatever the shares say. The share servers refuse them too; this gives the docker
+// client the reason instead of an empty or unreadable folder.
+func (t *Table) Deny(paths ...string) error {
+	for _, p := range paths {
+		k, ok := parseHost(p)
+		if !ok {
+			return fmt.Errorf("denied host path %q is not absolute", p)
+		}
+		k.fold = true // macOS and Windows name one folder in any case
+		t.deny = append(t.deny, denied{key: k, orig: p})
+	}
+	return nil
+}
+
+// ErrDenied is why a denied path is refused.
+var ErrDenied = errors.New("Skiff's own data is never shared with a machine")
+
+// DeniedError says a path is, or is inside, a denied path.
+type DeniedError struct {
+	Path   string
+	Denied string
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("mounts denied: %s is inside %s: %v", e.Path, e.Denied, ErrDenied)
+}
+
+func (e *DeniedError) Unwrap() error { return ErrDenied }
+
 // NotSharedError says a path is outside every share.
 type NotSharedError struct {
 	Path   string
@@ -94,6 +131,11 @@ func (t *Table) Translate(p string) (string, error) {
 	hp, ok := parseHost(p)
 	if !ok {
 		return "", fmt.Errorf("mounts denied: %q is not an absolute path", p)
+	}
+	for _, d := range t.deny {
+		if _, in := under(hp, d.key); in {
+			return "", &DeniedError{Path: p, Denied: d.orig}
+		}
 	}
 	for _, s := range t.shares {
 		if rel, ok := under(hp, s.key); ok {

@@ -1,6 +1,7 @@
 package pathmap
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -159,29 +160,193 @@ func TestRewriteVolumeCreate(t *testing.T) {
 	}
 }
 
-// FuzzTranslate checks the safety property: a translated path is always inside a share's
-// guest path or on the passthrough list, and never contains a "..".
-func FuzzTranslate(f *testing.F) {
-	for _, s := range []string{"/Users/ann/x", `C:\Users\bob\..\..\Windows`, `\\wsl$\Ubuntu\home\bob\..`, "/srv/data/../../etc", "/proc/1", `\\?\C:\x`} {
-		f.Add(s)
+func TestRewriteAnyKeyCase(t *testing.T) {
+	tb := table(t)
+	for _, body := range []string{
+		`{"hostconfig":{"Binds":["/etc:/host-etc"]}}`,
+		`{"HostConfig":{"binds":["/etc:/host-etc"]}}`,
+		`{"HOSTCONFIG":{"BINDS":["/etc:/host-etc"]}}`,
+		`{"HostConfig":{"Binds":["/Users/ann/a:/a"]},"hostconfig":{"Binds":["/etc:/host-etc"]}}`,
+		`{"Binds":["/etc:/host-etc"]}`, // top level, as old API versions read it
+		`{"hostConfig":{"mounts":[{"type":"bind","source":"/etc","target":"/x"}]}}`,
+		`{"HostConfig":{"Mounts":[{"Type":"volume","type":"BIND","Source":"/etc","Target":"/x"}]}}`,
+		`{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/Users/ann/a","source":"/etc","Target":"/x"}]}}`,
+		// U+017F (long s) folds to s for Go's JSON decoder, the engine's.
+		"{\"HostConfig\":{\"Bind\u017f\":[\"/etc:/host-etc\"]}}",
+	} {
+		if out, err := tb.RewriteBody("/v1.45/containers/create", []byte(body)); err == nil {
+			t.Errorf("%s passed as %s", body, out)
+		}
 	}
-	tb, _ := New([]Share{{Host: "/Users/ann", Guest: "/Users/ann"}, {Host: "/srv/data", Guest: "/mnt/data"},
+	out, err := tb.RewriteBody("/containers/create", []byte(`{"hostconfig":{"binds":["/Users/ann/work/big/a:/a"],
+		"mounts":[{"type":"bind","source":"/srv/data/x","target":"/x"}]},"Binds":["/srv/data/y:/y"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"binds":["/mnt/big/a:/a"]`, `"source":"/mnt/data/x"`, `"Binds":["/mnt/data/y:/y"]`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%s not in %s", want, out)
+		}
+	}
+	out, err = tb.RewriteBody("/volumes/create", []byte(`{"driveropts":{"type":"none","o":"rbind,ro","device":"/srv/data/v"}}`))
+	if err != nil || !strings.Contains(string(out), `"device":"/mnt/data/v"`) {
+		t.Errorf("rbind volume: %s %v", out, err)
+	}
+}
+
+func TestRewriteRefusesBadBody(t *testing.T) {
+	tb := table(t)
+	for _, body := range []string{`[{"HostConfig":{}}]`, `{"HostConfig":`, `"x"`, "\x00"} {
+		if _, err := tb.RewriteBody("/containers/create", []byte(body)); !errors.Is(err, ErrBadBody) {
+			t.Errorf("%q: %v", body, err)
+		}
+	}
+	if out, err := tb.RewriteBody("/containers/create", []byte("  ")); err != nil || string(out) != "  " {
+		t.Errorf("empty body: %q %v", out, err)
+	}
+}
+
+func TestDeny(t *testing.T) {
+	tb := table(t)
+	home := "/Users/ann/.local/share/skiff"
+	if err := tb.Deny(home, `C:\Users\bob\AppData\Local\skiff`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Deny("relative"); err == nil {
+		t.Error("a relative denied path was accepted")
+	}
+	for _, p := range []string{home, home + "/machines/m/key", "/Users/ann/.local/share/skiff/../skiff/x",
+		"/Users/ann/.local/share/SKIFF/x", `c:\users\BOB\appdata\local\skiff\cache`} {
+		_, err := tb.Translate(p)
+		var de *DeniedError
+		if !errors.Is(err, ErrDenied) || !errors.As(err, &de) {
+			t.Errorf("Translate(%q): %v, want denied", p, err)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, p) {
+			t.Errorf("message %q", msg)
+		}
+	}
+	// Beside or above it is fine: the share server keeps the folder itself out of reach.
+	for _, p := range []string{"/Users/ann/.local/share", "/Users/ann/.local/share/skiff2", "/Users/ann/src"} {
+		if _, err := tb.Translate(p); err != nil {
+			t.Errorf("Translate(%q): %v", p, err)
+		}
+	}
+	if _, err := tb.RewriteBody("/containers/create", []byte(`{"HostConfig":{"Binds":["`+home+`:/s"]}}`)); !errors.Is(err, ErrDenied) {
+		t.Errorf("a bind of the Skiff home: %v", err)
+	}
+}
+
+// fuzzTable is the table both fuzz targets check against, with Skiff's home denied.
+func fuzzTable(t testing.TB) (*Table, []string, []string) {
+	tb, err := New([]Share{{Host: "/Users/ann", Guest: "/Users/ann"}, {Host: "/srv/data", Guest: "/mnt/data"},
 		{Host: `C:\Users\bob`, Guest: "/mnt/c/Users/bob"}, {Host: `\\wsl$\Ubuntu\home\bob`, Guest: "/mnt/wsl"}}, DefaultPassthrough)
-	allowed := []string{"/Users/ann", "/mnt/data", "/mnt/c/Users/bob", "/mnt/wsl"}
-	allowed = append(allowed, DefaultPassthrough...)
-	f.Fuzz(func(t *testing.T, p string) {
-		g, err := tb.Translate(p)
-		if err != nil {
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Deny("/Users/ann/.local/share/skiff", `C:\Users\bob\AppData\Local\skiff`); err != nil {
+		t.Fatal(err)
+	}
+	allowed := append([]string{"/Users/ann", "/mnt/data", "/mnt/c/Users/bob", "/mnt/wsl"}, DefaultPassthrough...)
+	// Where the denied folders land in the guest (case-folded: the hosts fold case).
+	denied := []string{"/users/ann/.local/share/skiff", "/mnt/c/users/bob/appdata/local/skiff"}
+	return tb, allowed, denied
+}
+
+// checkGuest is the safety property of a translated path: inside a share's guest path or
+// on the passthrough list, never containing "..", never a denied folder or inside one.
+func checkGuest(t *testing.T, in, g string, allowed, denied []string) {
+	t.Helper()
+	if strings.Contains("/"+g+"/", "/../") {
+		t.Fatalf("%q became %q, which contains ..", in, g)
+	}
+	for _, d := range denied {
+		if l := strings.ToLower(g); l == d || strings.HasPrefix(l, d+"/") {
+			t.Fatalf("%q became %q, inside a denied folder", in, g)
+		}
+	}
+	for _, a := range allowed {
+		if g == a || strings.HasPrefix(g, a+"/") {
 			return
 		}
-		if strings.Contains("/"+g+"/", "/../") {
-			t.Fatalf("Translate(%q) = %q contains ..", p, g)
+	}
+	t.Fatalf("%q became %q, outside every share", in, g)
+}
+
+// FuzzTranslate checks the safety property on single paths.
+func FuzzTranslate(f *testing.F) {
+	for _, s := range []string{"/Users/ann/x", `C:\Users\bob\..\..\Windows`, `\\wsl$\Ubuntu\home\bob\..`, "/srv/data/../../etc",
+		"/proc/1", `\\?\C:\x`, "/Users/ann/.local/share/skiff/x", `c:/users/bob/appdata/local/SKIFF`} {
+		f.Add(s)
+	}
+	tb, allowed, denied := fuzzTable(f)
+	f.Fuzz(func(t *testing.T, p string) {
+		if g, err := tb.Translate(p); err == nil {
+			checkGuest(t, p, g, allowed, denied)
 		}
-		for _, a := range allowed {
-			if g == a || strings.HasPrefix(g, a+"/") {
-				return
+		if b, err := tb.TranslateBind(p + ":/x"); err == nil {
+			if src, _ := splitBind(b); IsHostPath(src) {
+				checkGuest(t, p, src, allowed, denied)
 			}
 		}
-		t.Fatalf("Translate(%q) = %q escapes every share", p, g)
+	})
+}
+
+// FuzzRewriteBody checks container-create bodies: whatever the JSON, every bind the
+// engine would read from the rewritten body (any key case, top level or HostConfig)
+// satisfies the safety property.
+func FuzzRewriteBody(f *testing.F) {
+	for _, s := range []string{
+		`{"HostConfig":{"Binds":["/Users/ann/a:/a","vol:/v"],"Mounts":[{"Type":"bind","Source":"/srv/data/x"}]}}`,
+		`{"hostconfig":{"binds":["/etc:/e"]}}`,
+		`{"Binds":["C:\\Users\\bob\\x:/x"],"HostConfig":null}`,
+		`{"HostConfig":{"mounts":[{"type":"BIND","SOURCE":"/Users/ann/.local/share/skiff"}]}}`,
+	} {
+		f.Add(s)
+	}
+	tb, allowed, denied := fuzzTable(f)
+	f.Fuzz(func(t *testing.T, body string) {
+		out, err := tb.RewriteBody("/containers/create", []byte(body))
+		if err != nil || len(bytes.TrimSpace(out)) == 0 {
+			return
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(out, &doc); err != nil {
+			t.Fatalf("rewritten body is not JSON: %v\n%s", err, out)
+		}
+		check := func(hc map[string]any) {
+			each(hc, "Binds", func(_ string, v any) error {
+				bs, _ := v.([]any)
+				for _, b := range bs {
+					if s, ok := b.(string); ok {
+						if src, _ := splitBind(s); IsHostPath(src) {
+							checkGuest(t, body, src, allowed, denied)
+						}
+					}
+				}
+				return nil
+			})
+			each(hc, "Mounts", func(_ string, v any) error {
+				ms, _ := v.([]any)
+				for _, m := range ms {
+					if mm, ok := m.(map[string]any); ok && isBind(mm) {
+						each(mm, "Source", func(_ string, v any) error {
+							if s, ok := v.(string); ok && s != "" {
+								checkGuest(t, body, s, allowed, denied)
+							}
+							return nil
+						})
+					}
+				}
+				return nil
+			})
+		}
+		check(doc)
+		each(doc, "HostConfig", func(_ string, v any) error {
+			hc, _ := v.(map[string]any)
+			check(hc)
+			return nil
+		})
 	})
 }

@@ -3,8 +3,10 @@ package pathmap
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -19,14 +21,25 @@ func NeedsRewrite(method, urlPath string) bool {
 	return method == "POST" && (containerCreateRE.MatchString(urlPath) || volumeCreateRE.MatchString(urlPath))
 }
 
+// ErrBadBody says a body that must be read for host paths is not a JSON object.
+var ErrBadBody = errors.New("the request body is not a JSON object")
+
 // RewriteBody translates the host paths in a container-create or volume-create body.
 // Unknown fields survive untouched (numbers stay exact) so newer API versions pass through.
+//
+// Field names are matched as the engine's JSON decoder matches them, whatever their case
+// ("hostconfig", "binds"), and every spelling present is translated. The engine sees
+// only the re-encoded document, so a body that does not decode here is refused rather
+// than passed on for another decoder to read differently.
 func (t *Table) RewriteBody(urlPath string, body []byte) ([]byte, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return body, nil // nothing to translate; the engine answers as it does
+	}
 	var doc map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
-		return body, nil // not ours to judge: let the engine report bad JSON
+		return nil, fmt.Errorf("%w: %v", ErrBadBody, err)
 	}
 	var err error
 	if volumeCreateRE.MatchString(urlPath) {
@@ -40,12 +53,41 @@ func (t *Table) RewriteBody(urlPath string, body []byte) ([]byte, error) {
 	return json.Marshal(doc)
 }
 
+// each calls fn with every value of m whose key is name in any case, in key order.
+func each(m map[string]any, name string, fn func(key string, v any) error) error {
+	var keys []string
+	for k := range m {
+		if strings.EqualFold(k, name) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := fn(k, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewriteContainer translates the host-config fields under HostConfig and at the top
+// level, where engines of old API versions read them too.
 func (t *Table) rewriteContainer(doc map[string]any) error {
-	hc, _ := doc["HostConfig"].(map[string]any)
+	if err := t.rewriteHostConfig(doc); err != nil {
+		return err
+	}
+	return each(doc, "HostConfig", func(_ string, v any) error {
+		hc, _ := v.(map[string]any)
+		return t.rewriteHostConfig(hc)
+	})
+}
+
+func (t *Table) rewriteHostConfig(hc map[string]any) error {
 	if hc == nil {
 		return nil
 	}
-	if binds, ok := hc["Binds"].([]any); ok {
+	err := each(hc, "Binds", func(_ string, v any) error {
+		binds, _ := v.([]any)
 		for i, b := range binds {
 			s, ok := b.(string)
 			if !ok {
@@ -57,42 +99,71 @@ func (t *Table) rewriteContainer(doc map[string]any) error {
 			}
 			binds[i] = n
 		}
-	}
-	if mounts, ok := hc["Mounts"].([]any); ok {
-		for _, m := range mounts {
-			mm, ok := m.(map[string]any)
-			if !ok || !strings.EqualFold(fmt.Sprint(mm["Type"]), "bind") {
-				continue
-			}
-			src, _ := mm["Source"].(string)
-			if src == "" {
-				continue
-			}
-			n, err := t.Translate(src)
-			if err != nil {
-				return err
-			}
-			mm["Source"] = n
-		}
-	}
-	return nil
-}
-
-// rewriteVolume handles local volumes that bind a host folder (-o bind, device=PATH).
-func (t *Table) rewriteVolume(doc map[string]any) error {
-	opts, _ := doc["DriverOpts"].(map[string]any)
-	if opts == nil {
 		return nil
-	}
-	o, _ := opts["o"].(string)
-	dev, _ := opts["device"].(string)
-	if dev == "" || !strings.Contains(","+o+",", ",bind,") {
-		return nil
-	}
-	n, err := t.Translate(dev)
+	})
 	if err != nil {
 		return err
 	}
-	opts["device"] = n
-	return nil
+	return each(hc, "Mounts", func(_ string, v any) error {
+		mounts, _ := v.([]any)
+		for _, m := range mounts {
+			if mm, ok := m.(map[string]any); ok && isBind(mm) {
+				if err := t.rewriteSources(mm); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// isBind reports whether any spelling of the mount's Type says "bind".
+func isBind(m map[string]any) bool {
+	bind := false
+	each(m, "Type", func(_ string, v any) error {
+		if s, ok := v.(string); ok && strings.EqualFold(s, "bind") {
+			bind = true
+		}
+		return nil
+	})
+	return bind
+}
+
+// rewriteSources translates every spelling of a bind mount's Source.
+func (t *Table) rewriteSources(m map[string]any) error {
+	return each(m, "Source", func(k string, v any) error {
+		src, _ := v.(string)
+		if src == "" {
+			return nil
+		}
+		n, err := t.Translate(src)
+		if err != nil {
+			return err
+		}
+		m[k] = n
+		return nil
+	})
+}
+
+// rewriteVolume handles local volumes that bind a host folder (-o bind or rbind,
+// device=PATH). The options are a map the driver reads by exact key.
+func (t *Table) rewriteVolume(doc map[string]any) error {
+	return each(doc, "DriverOpts", func(_ string, v any) error {
+		opts, _ := v.(map[string]any)
+		if opts == nil {
+			return nil
+		}
+		o, _ := opts["o"].(string)
+		dev, _ := opts["device"].(string)
+		o = "," + o + ","
+		if dev == "" || !strings.Contains(o, ",bind,") && !strings.Contains(o, ",rbind,") {
+			return nil
+		}
+		n, err := t.Translate(dev)
+		if err != nil {
+			return err
+		}
+		opts["device"] = n
+		return nil
+	})
 }
