@@ -2,12 +2,15 @@
 // everything except the request line and headers, which it reads to find the two things a
 // plain splice cannot do: rewriting host paths in container-create bodies, and noticing a
 // hijack (attach, exec, BuildKit session) after which both directions become raw streams.
-// Responses are never parsed: long-lived streams (logs -f, events) flow as the engine
-// writes them, and half-closes pass straight through.
+// Responses are not parsed, except the head of the answer to a request that asks to
+// switch protocols: the client's bytes become a raw stream only once the engine has
+// answered 101. Long-lived streams (logs -f, events) flow as the engine writes them, and
+// half-closes pass straight through.
 package engineproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,8 +19,9 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/skiff-dev/skiff/forward/pathmap"
 	"github.com/skiff-dev/skiff/forward/transport"
@@ -35,6 +39,13 @@ type Proxy struct {
 // maxRewriteBody bounds the bodies read whole for rewriting (container create is small).
 const maxRewriteBody = 16 << 20
 
+// maxHeaderBytes bounds a request's line and headers (and the head of a response the
+// proxy reads), as net/http's server does by default.
+const maxHeaderBytes = 1 << 20
+
+// bufSize is the size of the proxy's read buffers.
+const bufSize = 64 << 10
+
 // hijackRE matches endpoints that turn the connection into a raw stream.
 var hijackRE = regexp.MustCompile(`^(/v[0-9.]+)?/(containers/[^/]+/attach|exec/[^/]+/start|session|grpc)$`)
 
@@ -51,31 +62,145 @@ func (p *Proxy) handle(ctx context.Context, client net.Conn) {
 		client.Close()
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
+	// The request side hands the response side one channel per request that asks to
+	// switch protocols, before sending it; the response side answers on it whether the
+	// engine switched.
+	expect := make(chan chan bool, 1)
+	respDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		// Responses: raw, for the whole connection.
-		if _, err := io.Copy(client, up); err != nil {
+		defer close(respDone)
+		if err := responses(client, up, expect); err != nil {
 			client.Close()
 			up.Close()
 			return
 		}
 		closeWrite(client)
 	}()
-	p.requests(client, up)
-	wg.Wait()
+	p.requests(client, up, expect, respDone)
+	<-respDone
 	client.Close()
 	up.Close()
 }
 
-// requests forwards requests one by one until EOF or a hijack.
-func (p *Proxy) requests(client, up net.Conn) {
-	br := bufio.NewReaderSize(client, 64<<10)
-	bw := bufio.NewWriterSize(up, 64<<10)
+// responses copies the engine's bytes to the client as they come, reading the head of
+// an answer only when the request side expects one. A non-pipelining client (all of
+// them) sends a request only after it has read the previous answer, so the bytes after
+// an expectation is queued begin the answer to that request.
+func responses(client io.Writer, up io.Reader, expect <-chan chan bool) error {
+	br := bufio.NewReaderSize(up, bufSize)
 	for {
+		if _, err := br.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		select {
+		case verdict := <-expect:
+			switched, err := copySwitchHead(client, br)
+			verdict <- switched
+			if err != nil {
+				return err
+			}
+			if switched {
+				_, err := br.WriteTo(client)
+				return err
+			}
+		default:
+		}
+		b, _ := br.Peek(br.Buffered())
+		if _, err := client.Write(b); err != nil {
+			return err
+		}
+		br.Discard(len(b))
+	}
+}
+
+// copySwitchHead copies the head of an answer, and of any interim 1xx before it, and
+// reports whether it is 101 Switching Protocols.
+func copySwitchHead(w io.Writer, br *bufio.Reader) (bool, error) {
+	for {
+		code, err := copyHead(w, br)
+		if err != nil || code == http.StatusSwitchingProtocols || code < 100 || code >= 200 {
+			return code == http.StatusSwitchingProtocols, err
+		}
+	}
+}
+
+// copyHead copies a response's status line and headers and returns its status code; 0
+// when it is not one (or is over maxHeaderBytes), and the rest flows on unread.
+func copyHead(w io.Writer, br *bufio.Reader) (int, error) {
+	var head []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		head = append(head, line...)
+		if err == nil && (bytes.HasSuffix(head, []byte("\n\r\n")) || bytes.HasSuffix(head, []byte("\n\n"))) {
+			break
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) || len(head) > maxHeaderBytes {
+			if _, werr := w.Write(head); werr != nil {
+				return 0, werr
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				err = nil
+			}
+			return 0, err
+		}
+	}
+	_, err := w.Write(head)
+	status, _, _ := bytes.Cut(head, []byte("\n"))
+	f := strings.Fields(string(status))
+	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
+		return 0, err
+	}
+	code, _ := strconv.Atoi(f[1])
+	return code, err
+}
+
+// headerLimit ends the client's stream (EOF) once a request's line and headers have
+// taken more than their bound; off while bodies and raw streams flow.
+type headerLimit struct {
+	r    io.Reader
+	left int64 // <0: no limit
+	hit  bool
+}
+
+func (l *headerLimit) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return l.r.Read(p)
+	}
+	if l.left == 0 {
+		l.hit = true
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// requests forwards requests one by one until EOF or a hijack the engine accepted.
+func (p *Proxy) requests(client, up net.Conn, expect chan<- chan bool, respDone <-chan struct{}) {
+	lim := &headerLimit{r: client, left: -1}
+	br := bufio.NewReaderSize(lim, bufSize)
+	bw := bufio.NewWriterSize(up, bufSize)
+	for {
+		// What the buffer reads ahead counts too, so a head of up to maxHeaderBytes
+		// always fits.
+		lim.left, lim.hit = maxHeaderBytes+bufSize, false
 		req, err := http.ReadRequest(br)
+		lim.left = -1
 		if err != nil {
+			if lim.hit {
+				p.Logf("engine API: refused a request whose headers are over %d bytes", maxHeaderBytes)
+				writeError(client, http.StatusRequestHeaderFieldsTooLarge,
+					fmt.Sprintf("request refused: its headers are over %d bytes", maxHeaderBytes))
+				lingerClose(client)
+				up.Close()
+				return
+			}
 			if !errors.Is(err, io.EOF) {
 				up.Close()
 				return
@@ -92,7 +217,11 @@ func (p *Proxy) requests(client, up net.Conn) {
 				continue
 			}
 		}
-		hijack := hijackRE.MatchString(req.URL.Path) || strings.EqualFold(req.Header.Get("Connection"), "upgrade")
+		var verdict chan bool
+		if asksToSwitch(req) {
+			verdict = make(chan bool, 1)
+			expect <- verdict
+		}
 		if err := req.Write(bw); err != nil {
 			up.Close()
 			return
@@ -101,16 +230,48 @@ func (p *Proxy) requests(client, up net.Conn) {
 			up.Close()
 			return
 		}
-		if hijack {
-			// From here on both sides speak the stream protocol, not HTTP.
-			if _, err := br.WriteTo(up); err != nil {
-				up.Close()
-				return
+		if verdict == nil {
+			continue
+		}
+		select {
+		case switched := <-verdict:
+			if !switched {
+				continue // the engine answered without switching: still HTTP
 			}
-			closeWrite(up)
+		case <-respDone:
 			return
 		}
+		// From here on both sides speak the stream protocol, not HTTP.
+		if _, err := br.WriteTo(up); err != nil {
+			up.Close()
+			return
+		}
+		closeWrite(up)
+		return
 	}
+}
+
+// asksToSwitch reports whether a request may turn the connection into a raw stream.
+func asksToSwitch(req *http.Request) bool {
+	if hijackRE.MatchString(req.URL.Path) || req.Header.Get("Upgrade") != "" {
+		return true
+	}
+	for _, v := range req.Header.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lingerClose closes the client's side for writing and reads what it is still sending
+// for a moment, so that the answer is not lost to a reset.
+func lingerClose(c net.Conn) {
+	closeWrite(c)
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.Copy(io.Discard, io.LimitReader(c, 8*maxHeaderBytes))
 }
 
 func (p *Proxy) rewrite(req *http.Request) error {

@@ -2,7 +2,9 @@ package engineproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -51,6 +53,9 @@ func serveFake(c net.Conn, bodies chan string) {
 		}
 		body, _ := io.ReadAll(req.Body)
 		switch {
+		case strings.Contains(req.URL.Path, "/containers/missing/"):
+			msg := `{"message":"No such container: missing"}`
+			io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: "+itoa(len(msg))+"\r\n\r\n"+msg)
 		case strings.HasSuffix(req.URL.Path, "/containers/create"):
 			bodies <- string(body)
 			io.WriteString(c, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
@@ -70,6 +75,9 @@ func startProxy(t *testing.T) (string, chan string) {
 	dial, bodies := fakeEngine(t)
 	tb, err := pathmap.New([]pathmap.Share{{Host: "/Users/ann", Guest: "/mnt/ann"}}, pathmap.DefaultPassthrough)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Deny("/Users/ann/.local/share/skiff"); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(t.TempDir(), "e.sock")
@@ -128,6 +136,29 @@ func TestUnsharedPathIsAnAPIError(t *testing.T) {
 	}
 }
 
+// A bind of Skiff's own data is a 4xx with one line saying why, and never reaches the
+// engine.
+func TestDeniedBindIsAPIError(t *testing.T) {
+	sock, bodies := startProxy(t)
+	c, _ := net.Dial("unix", sock)
+	defer c.Close()
+	body := `{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/Users/ann/.local/share/skiff/machines","Target":"/m"}]}}`
+	io.WriteString(c, "POST /v1.45/containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct{ Message string }
+	json.NewDecoder(resp.Body).Decode(&e)
+	if resp.StatusCode != 400 || !strings.Contains(e.Message, "/Users/ann/.local/share/skiff") ||
+		!strings.Contains(e.Message, "never shared") || strings.Contains(e.Message, "\n") {
+		t.Fatalf("got %d %q", resp.StatusCode, e.Message)
+	}
+	if len(bodies) != 0 {
+		t.Fatal("the refused create reached the engine")
+	}
+}
+
 func TestHijackIsRawWithHalfClose(t *testing.T) {
 	sock, _ := startProxy(t)
 	c, err := net.Dial("unix", sock)
@@ -150,3 +181,109 @@ func TestHijackIsRawWithHalfClose(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// A request whose headers never end is answered 431 in one line once they pass the
+// bound, and never reaches the engine; headers just under it pass.
+func TestOversizedHeaders(t *testing.T) {
+	sock, bodies := startProxy(t)
+	send := func(size int) (*http.Response, string) {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go func() {
+			io.WriteString(c, "POST /containers/create HTTP/1.1\r\nHost: d\r\nX-Big: ")
+			c.Write(bytes.Repeat([]byte("a"), size))
+			body := `{"HostConfig":{"Binds":["/Users/ann/a:/a"]}}`
+			io.WriteString(c, "\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
+		}()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%d bytes of headers: %v", size, err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		return resp, string(msg)
+	}
+	resp, msg := send(2 << 20)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || !strings.Contains(msg, "headers are over") || strings.Count(msg, "\n") > 0 {
+		t.Fatalf("2 MiB of headers: %d %s", resp.StatusCode, msg)
+	}
+	select {
+	case b := <-bodies:
+		t.Fatalf("the engine got %s", b)
+	default:
+	}
+	if resp, msg := send(maxHeaderBytes - 100); resp.StatusCode != 201 {
+		t.Fatalf("headers just under the bound: %d %s", resp.StatusCode, msg)
+	}
+}
+
+// An upgrade request the engine answers without 101 leaves the connection HTTP: the
+// next request is still read, translated and refused as usual, not passed on raw.
+func TestNoRawModeWithout101(t *testing.T) {
+	sock, bodies := startProxy(t)
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "POST /v1.45/containers/missing/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 404 {
+		t.Fatalf("attach to a missing container: %v %v", resp, err)
+	}
+	io.ReadAll(resp.Body)
+	body := `{"HostConfig":{"Binds":["/etc:/host-etc"]}}`
+	io.WriteString(c, "POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("create after a refused upgrade: %v %v", resp, err)
+	}
+	select {
+	case b := <-bodies:
+		t.Fatalf("the create went to the engine untranslated: %s", b)
+	default:
+	}
+}
+
+// A client that sends stream bytes right behind its upgrade request gets them to the
+// engine once the engine has switched.
+func TestBytesBeforeThe101Follow(t *testing.T) {
+	sock, _ := startProxy(t)
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /v1.45/containers/abc/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nearly bytes")
+	c.(*net.UnixConn).CloseWrite()
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("attach: %v %v", resp, err)
+	}
+	if rest, _ := io.ReadAll(br); string(rest) != "echo:early bytes" {
+		t.Fatalf("after the hijack got %q", rest)
+	}
+}
+
+func TestCopySwitchHead(t *testing.T) {
+	for in, want := range map[string]bool{
+		"HTTP/1.1 101 UPGRADED\r\nUpgrade: tcp\r\n\r\nraw":                           true,
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching\r\nA: b\r\n\r\nraw":     true,
+		"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n": false,
+		"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n":                        false,
+		"garbage\n\n":            false,
+		"HTTP/1.1 101 no end":    false,
+		"101 HTTP/1.1 x\r\n\r\n": false,
+	} {
+		var out bytes.Buffer
+		br := bufio.NewReader(strings.NewReader(in))
+		got, _ := copySwitchHead(&out, br)
+		rest, _ := io.ReadAll(br)
+		if got != want || out.String()+string(rest) != in {
+			t.Errorf("%q: switched %v, copied %q then %q", in, got, out.String(), rest)
+		}
+	}
+}
