@@ -161,11 +161,7 @@ func TestDeniedBindIsAPIError(t *testing.T) {
 
 func TestHijackIsRawWithHalfClose(t *testing.T) {
 	sock, _ := startProxy(t)
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialProxy(t, sock)
 	io.WriteString(c, "POST /v1.45/containers/abc/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
@@ -180,6 +176,16 @@ func TestHijackIsRawWithHalfClose(t *testing.T) {
 	}
 }
 
+func dialProxy(t *testing.T, sock string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // A request whose headers never end is answered 431 in one line once they pass the
@@ -187,11 +193,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestOversizedHeaders(t *testing.T) {
 	sock, bodies := startProxy(t)
 	send := func(size int) (*http.Response, string) {
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialProxy(t, sock)
 		go func() {
 			io.WriteString(c, "POST /containers/create HTTP/1.1\r\nHost: d\r\nX-Big: ")
 			c.Write(bytes.Repeat([]byte("a"), size))
@@ -223,11 +225,7 @@ func TestOversizedHeaders(t *testing.T) {
 // next request is still read, translated and refused as usual, not passed on raw.
 func TestNoRawModeWithout101(t *testing.T) {
 	sock, bodies := startProxy(t)
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialProxy(t, sock)
 	br := bufio.NewReader(c)
 	io.WriteString(c, "POST /v1.45/containers/missing/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
@@ -252,11 +250,7 @@ func TestNoRawModeWithout101(t *testing.T) {
 // engine once the engine has switched.
 func TestBytesBeforeThe101Follow(t *testing.T) {
 	sock, _ := startProxy(t)
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialProxy(t, sock)
 	io.WriteString(c, "POST /v1.45/containers/abc/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nearly bytes")
 	c.(*net.UnixConn).CloseWrite()
 	br := bufio.NewReader(c)

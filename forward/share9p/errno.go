@@ -2,6 +2,7 @@ package share9p
 
 import (
 	"errors"
+	"syscall"
 
 	"github.com/hugelgupf/p9/linux"
 )
@@ -21,4 +22,24 @@ func errno(err error) error {
 		return e
 	}
 	return linux.ExtractErrno(err)
+}
+
+// errnoPair is a host error and the Linux errno it is to the guest.
+type errnoPair struct {
+	host  syscall.Errno
+	guest linux.Errno
+}
+
+// hostErrno finds err's host errno in the platform's errnos.
+func hostErrno(err error) (linux.Errno, bool) {
+	var e syscall.Errno
+	if !errors.As(err, &e) {
+		return 0, false
+	}
+	for _, p := range errnos {
+		if p.host == e {
+			return p.guest, true
+		}
+	}
+	return 0, false
 }

@@ -122,6 +122,20 @@ func checkName(name string) error {
 	return nil
 }
 
+// access is the host's open flag for a 9P access mode; the other 9P flags are Linux's
+// numbers, which the host's may not be, and are handled by the node.
+func access(mode p9.OpenFlags) (int, error) {
+	switch mode.Mode() {
+	case p9.ReadOnly:
+		return os.O_RDONLY, nil
+	case p9.WriteOnly:
+		return os.O_WRONLY, nil
+	case p9.ReadWrite:
+		return os.O_RDWR, nil
+	}
+	return 0, linux.EINVAL
+}
+
 // mode is what a guest's create asks for, as the host makes it.
 func (s *share) mode(perm p9.FileMode) os.FileMode {
 	return os.FileMode(perm.Permissions()) & 0o777 &^ s.umask
@@ -229,16 +243,9 @@ func (n *node) selfQID(fi os.FileInfo) p9.QID {
 // walked to, and only then truncated: a name swapped for a symlink is never truncated
 // through.
 func (n *node) Open(mode p9.OpenFlags) (p9.QID, uint32, error) {
-	var flag int
-	switch mode.Mode() {
-	case p9.ReadOnly:
-		flag = os.O_RDONLY
-	case p9.WriteOnly:
-		flag = os.O_WRONLY
-	case p9.ReadWrite:
-		flag = os.O_RDWR
-	default:
-		return p9.QID{}, 0, linux.EINVAL
+	flag, err := access(mode)
+	if err != nil {
+		return p9.QID{}, 0, err
 	}
 	write, trunc := flag != os.O_RDONLY, mode&dotlTrunc != 0
 	if n.s.ro && (write || trunc) {
@@ -337,16 +344,9 @@ func (n *node) Create(name string, flags p9.OpenFlags, perm p9.FileMode, _ p9.UI
 	if err := checkName(name); err != nil {
 		return nil, p9.QID{}, 0, err
 	}
-	var flag int
-	switch flags.Mode() {
-	case p9.ReadOnly:
-		flag = os.O_RDONLY
-	case p9.WriteOnly:
-		flag = os.O_WRONLY
-	case p9.ReadWrite:
-		flag = os.O_RDWR
-	default:
-		return nil, p9.QID{}, 0, linux.EINVAL
+	flag, err := access(flags)
+	if err != nil {
+		return nil, p9.QID{}, 0, err
 	}
 	h, err := n.handle()
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/hugelgupf/p9/p9"
 )
 
 // processUmask is the umask the host agent started with, read where reading it changes
@@ -32,26 +30,7 @@ func umaskAtInit() os.FileMode {
 	return os.FileMode(m) & 0o777
 }
 
-// attrOf is what the guest sees of fi.
-func attrOf(fi os.FileInfo) (p9.AttrMask, p9.Attr) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return basicAttr(fi)
-	}
-	return statMask, p9.Attr{
-		Mode:             p9.FileMode(st.Mode),
-		UID:              p9.UID(st.Uid),
-		GID:              p9.GID(st.Gid),
-		NLink:            p9.NLink(st.Nlink),
-		RDev:             p9.Dev(st.Rdev),
-		Size:             uint64(st.Size),
-		BlockSize:        uint64(st.Blksize),
-		Blocks:           uint64(st.Blocks),
-		ATimeSeconds:     uint64(st.Atim.Sec),
-		ATimeNanoSeconds: uint64(st.Atim.Nsec),
-		MTimeSeconds:     uint64(st.Mtim.Sec),
-		MTimeNanoSeconds: uint64(st.Mtim.Nsec),
-		CTimeSeconds:     uint64(st.Ctim.Sec),
-		CTimeNanoSeconds: uint64(st.Ctim.Nsec),
-	}
+// statTimes are a stat's access, modification and change times.
+func statTimes(st *syscall.Stat_t) (a, m, c syscall.Timespec) {
+	return st.Atim, st.Mtim, st.Ctim
 }

@@ -22,6 +22,31 @@ func fileID(fi os.FileInfo) (uint64, bool) {
 	return uint64(st.Ino), true
 }
 
+// attrOf is what the guest sees of fi. macOS numbers file types as Linux does.
+func attrOf(fi os.FileInfo) (p9.AttrMask, p9.Attr) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return basicAttr(fi)
+	}
+	a, m, c := statTimes(st)
+	return statMask, p9.Attr{
+		Mode:             p9.FileMode(st.Mode),
+		UID:              p9.UID(st.Uid),
+		GID:              p9.GID(st.Gid),
+		NLink:            p9.NLink(st.Nlink),
+		RDev:             p9.Dev(st.Rdev),
+		Size:             uint64(st.Size),
+		BlockSize:        uint64(st.Blksize),
+		Blocks:           uint64(st.Blocks),
+		ATimeSeconds:     uint64(a.Sec),
+		ATimeNanoSeconds: uint64(a.Nsec),
+		MTimeSeconds:     uint64(m.Sec),
+		MTimeNanoSeconds: uint64(m.Nsec),
+		CTimeSeconds:     uint64(c.Sec),
+		CTimeNanoSeconds: uint64(c.Nsec),
+	}
+}
+
 // withDirFD runs fn with a descriptor of folder h, for the *at calls os.Root lacks.
 func withDirFD(h *os.Root, fn func(fd int) error) error {
 	f, err := h.Open(".")
@@ -104,10 +129,7 @@ func lock(f *os.File, lt p9.LockType) (p9.LockStatus, error) {
 }
 
 // errnos pairs the host's errnos with Linux's (the same numbers on Linux, not on macOS).
-var errnos = []struct {
-	host  syscall.Errno
-	guest linux.Errno
-}{
+var errnos = []errnoPair{
 	{syscall.EPERM, linux.EPERM}, {syscall.ENOENT, linux.ENOENT}, {syscall.EINTR, linux.EINTR},
 	{syscall.EIO, linux.EIO}, {syscall.ENXIO, linux.ENXIO}, {syscall.EBADF, linux.EBADF},
 	{syscall.EAGAIN, linux.EAGAIN}, {syscall.ENOMEM, linux.ENOMEM}, {syscall.EACCES, linux.EACCES},
@@ -120,17 +142,4 @@ var errnos = []struct {
 	{syscall.ELOOP, linux.ELOOP}, {syscall.EDQUOT, linux.EDQUOT}, {syscall.ESTALE, linux.ESTALE},
 	{syscall.EOPNOTSUPP, linux.EOPNOTSUPP}, {syscall.ENOTSUP, linux.EOPNOTSUPP},
 	{syscall.EOVERFLOW, linux.EOVERFLOW}, {syscall.ENOSYS, linux.ENOSYS},
-}
-
-func hostErrno(err error) (linux.Errno, bool) {
-	var e syscall.Errno
-	if !errors.As(err, &e) {
-		return 0, false
-	}
-	for _, p := range errnos {
-		if p.host == e {
-			return p.guest, true
-		}
-	}
-	return 0, false
 }

@@ -1,7 +1,6 @@
 package share9p
 
 import (
-	"errors"
 	"os"
 	"path"
 	"time"
@@ -45,10 +44,7 @@ func chtimesAt(h *os.Root, name string, at, mt time.Time) error {
 // programs on the host too.
 func lock(*os.File, p9.LockType) (p9.LockStatus, error) { return p9.LockStatusOK, linux.ENOSYS }
 
-var errnos = []struct {
-	host  windows.Errno
-	guest linux.Errno
-}{
+var errnos = []errnoPair{
 	{windows.ERROR_FILE_NOT_FOUND, linux.ENOENT}, {windows.ERROR_PATH_NOT_FOUND, linux.ENOENT},
 	{windows.ERROR_ACCESS_DENIED, linux.EACCES}, {windows.ERROR_FILE_EXISTS, linux.EEXIST},
 	{windows.ERROR_ALREADY_EXISTS, linux.EEXIST}, {windows.ERROR_DIR_NOT_EMPTY, linux.ENOTEMPTY},
@@ -58,17 +54,4 @@ var errnos = []struct {
 	{windows.ERROR_FILENAME_EXCED_RANGE, linux.ENAMETOOLONG}, {windows.ERROR_INVALID_NAME, linux.EINVAL},
 	{windows.ERROR_NOT_SUPPORTED, linux.EOPNOTSUPP}, {windows.ERROR_PRIVILEGE_NOT_HELD, linux.EPERM},
 	{windows.ERROR_CANT_RESOLVE_FILENAME, linux.ELOOP}, {windows.ERROR_WRITE_PROTECT, linux.EROFS},
-}
-
-func hostErrno(err error) (linux.Errno, bool) {
-	var e windows.Errno
-	if !errors.As(err, &e) {
-		return 0, false
-	}
-	for _, p := range errnos {
-		if p.host == e {
-			return p.guest, true
-		}
-	}
-	return 0, false
 }
