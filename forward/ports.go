@@ -172,3 +172,12 @@ func scanProcNet() []Listener {
 	}
 	return all
 }
+
+// Forward is one published port as the host sees it: where its host end is bound, the
+// guest listener it reaches, and why it could not be bound.
+type Forward struct {
+	Proto     string `json:"proto"`
+	HostAddr  string `json:"hostAddr"`  // e.g. 127.0.0.1:8080
+	GuestAddr string `json:"guestAddr"` // where the guest listener is bound
+	Error     string `json:"error,omitempty"`
+}

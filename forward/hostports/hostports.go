@@ -15,7 +15,6 @@ import (
 
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/transport"
-	"github.com/skiff-dev/skiff/machine/agentapi"
 )
 
 // Manager keeps the host listeners in step with the guest's. It has two sources: the
@@ -27,7 +26,7 @@ type Manager struct {
 	BindAddr string // default 127.0.0.1
 	Logf     func(string, ...any)
 	// OnChange is called after each reconcile, for the events stream.
-	OnChange func([]agentapi.Forward)
+	OnChange func([]forward.Forward)
 
 	mu        sync.Mutex
 	active    map[string]*forwarder
@@ -143,12 +142,12 @@ func (m *Manager) reconcile(ctx context.Context) {
 }
 
 // Status lists the forwards, including those whose host port could not be bound.
-func (m *Manager) Status() []agentapi.Forward {
+func (m *Manager) Status() []forward.Forward {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := []agentapi.Forward{}
+	out := []forward.Forward{}
 	for _, f := range m.active {
-		fw := agentapi.Forward{Proto: f.w.proto, HostAddr: f.host, GuestAddr: f.w.guest}
+		fw := forward.Forward{Proto: f.w.proto, HostAddr: f.host, GuestAddr: f.w.guest}
 		if f.err != nil {
 			fw.Error = f.err.Error()
 		}

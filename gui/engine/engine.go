@@ -124,19 +124,11 @@ type Client struct {
 // New returns a client for the engine at endpoint: a unix socket, or on Windows a named
 // pipe (\\.\pipe\NAME). The API version is negotiated on the first request.
 func New(endpoint string) *Client {
-	api, err := client.New(client.WithHost(hostURL(endpoint)))
+	api, err := client.New(client.WithHost(hostenv.EngineHost(endpoint)))
 	if err != nil {
 		return &Client{err: fmt.Errorf("engine at %s: %w", endpoint, err)}
 	}
 	return &Client{api: api}
-}
-
-// hostURL is the client's host for an endpoint (as DOCKER_HOST spells it).
-func hostURL(endpoint string) string {
-	if strings.HasPrefix(endpoint, `\\.\pipe\`) {
-		return "npipe://" + strings.ReplaceAll(endpoint, `\`, "/")
-	}
-	return "unix://" + endpoint
 }
 
 // Close drops the client's idle connections.

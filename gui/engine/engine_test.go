@@ -48,17 +48,6 @@ func TestReadLinesRejectsGarbage(t *testing.T) {
 	}
 }
 
-func TestHostURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"/home/u/.skiff/default/engine.sock": "unix:///home/u/.skiff/default/engine.sock",
-		`\\.\pipe\skiff-default-1a2b3c4d`:    "npipe:////./pipe/skiff-default-1a2b3c4d",
-	} {
-		if got := hostURL(in); got != want {
-			t.Errorf("hostURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestPublishedDedupesAndSorts(t *testing.T) {
 	c := Container{Ports: []Port{
 		{IP: "::", PrivatePort: 80, PublicPort: 8080, Type: "tcp"},

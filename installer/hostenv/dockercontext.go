@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 )
 
@@ -44,8 +43,9 @@ func contextDir(name string) (string, error) {
 
 // EngineHost is the DOCKER_HOST value of an engine endpoint.
 func EngineHost(endpoint string) string {
-	if runtime.GOOS == "windows" && strings.HasPrefix(endpoint, `\\.\pipe\`) {
-		return "npipe:" + strings.ReplaceAll(endpoint, `\`, "/")
+	if strings.HasPrefix(endpoint, `\\.\pipe\`) {
+		// npipe:////./pipe/NAME: what the docker CLI and its Go client parse as a pipe.
+		return "npipe://" + strings.ReplaceAll(endpoint, `\`, "/")
 	}
 	return "unix://" + filepath.ToSlash(endpoint)
 }

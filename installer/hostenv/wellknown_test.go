@@ -139,3 +139,14 @@ func TestDecidePipe(t *testing.T) {
 		t.Fatalf("probe error not wrapped: %v", err)
 	}
 }
+
+func TestEngineHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"/home/u/.skiff/default/engine.sock": "unix:///home/u/.skiff/default/engine.sock",
+		`\\.\pipe\skiff-default-1a2b3c4d`:    "npipe:////./pipe/skiff-default-1a2b3c4d",
+	} {
+		if got := EngineHost(in); got != want {
+			t.Errorf("EngineHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

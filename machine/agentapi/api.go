@@ -5,6 +5,7 @@ package agentapi
 import (
 	"time"
 
+	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/vmm"
 )
 
@@ -28,12 +29,7 @@ const (
 )
 
 // Forward is one published port and whether its host end is bound.
-type Forward struct {
-	Proto     string `json:"proto"`
-	HostAddr  string `json:"hostAddr"`  // e.g. 127.0.0.1:8080
-	GuestAddr string `json:"guestAddr"` // where the guest listener is bound
-	Error     string `json:"error,omitempty"`
-}
+type Forward = forward.Forward
 
 // State is the agent's answer to GET /v1/state. It is computed on each request.
 type State struct {

@@ -32,7 +32,9 @@ import (
 	"github.com/skiff-dev/skiff/images/seed"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
+	"github.com/skiff-dev/skiff/machine/errdefs"
 	"github.com/skiff-dev/skiff/vmm"
+	"golang.org/x/sync/errgroup"
 )
 
 // Ports of the transport on the virtual network.
@@ -46,37 +48,82 @@ const (
 var ReadyTimeout = 5 * time.Minute
 
 // Agent runs one machine.
+//
+// Concurrency: the fields up to mu are set by Run before the control server starts and
+// never written again. vm, guest and ports are written only by Run's goroutine, always
+// under mu; other goroutines (the control API, time sync) read them through current and
+// portManager. Everything else below mu is read and written under it. Every goroutine the
+// agent starts belongs to its group, which Run waits for before it returns.
 type Agent struct {
 	Dir     machine.Dir
 	Spec    *machine.Spec
 	Backend vmm.Backend
 	Log     *log.Logger
 
-	secret      []byte
-	net         *usernet.Network
+	secret    []byte
+	net       *usernet.Network
+	startedAt time.Time
+	cfg       vmm.Config
+	group     *errgroup.Group
+	readySig  chan struct{} // closed when ready is first set
+	stopReq   chan agentapi.StopRequest
+	stopped   chan struct{} // closed once the machine is down, however it ended
+	stopOnce  sync.Once
+
+	mu          sync.Mutex
 	vm          vmm.VM
 	guest       transport.Dialer
 	ports       *hostports.Manager
-	startedAt   time.Time
 	vmStartedAt *time.Time
-
-	cfg vmm.Config
-
-	mu         sync.Mutex
-	boot       *agentapi.Boot
-	stopResult agentapi.StopResult
-	phase      agentapi.Phase
-	ready      *forward.Ready
-	readyAt    *time.Time
-	readySig   chan struct{} // closed when ready is first set
-	warnings   []string
-	subs       map[chan agentapi.Event]bool
-	stopOnce   sync.Once
-	stopReq    chan agentapi.StopRequest
-	stopped    chan struct{}
+	boot        *agentapi.Boot
+	stopResult  agentapi.StopResult
+	phase       agentapi.Phase
+	ready       *forward.Ready
+	readyAt     *time.Time
+	warnings    []string
+	subs        map[chan agentapi.Event]bool
 }
 
 func (a *Agent) logf(format string, args ...any) { a.Log.Printf(format, args...) }
+
+// goAgent runs fn in the agent's group: Run does not return before fn has. An error fn
+// returns while the agent is still running is logged; it does not stop the machine.
+func (a *Agent) goAgent(ctx context.Context, what string, fn func(context.Context) error) {
+	a.group.Go(func() error {
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			a.logf("%s: %v", what, err)
+		}
+		return nil
+	})
+}
+
+// current is the running VM and the dialer of its guest agent (nil before the boot).
+func (a *Agent) current() (vmm.VM, transport.Dialer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.vm, a.guest
+}
+
+// setVM records the VM Run booted and how to reach its guest.
+func (a *Agent) setVM(vm vmm.VM, guest transport.Dialer) {
+	a.mu.Lock()
+	a.vm, a.guest = vm, guest
+	a.mu.Unlock()
+}
+
+// portManager is the published-port manager, nil until the machine runs.
+func (a *Agent) portManager() *hostports.Manager {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ports
+}
+
+// killVM stops the VM at once, if there is one.
+func (a *Agent) killVM() {
+	if vm, _ := a.current(); vm != nil {
+		vm.Kill(context.Background())
+	}
+}
 
 func (a *Agent) setPhase(p agentapi.Phase) {
 	a.mu.Lock()
@@ -90,6 +137,9 @@ func (a *Agent) publish(e agentapi.Event) {
 	e.Time = time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if e.Phase == "" {
+		e.Phase = a.phase
+	}
 	for ch := range a.subs {
 		select {
 		case ch <- e:
@@ -118,6 +168,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.stopped = make(chan struct{})
 	a.readySig = make(chan struct{})
 	a.phase = agentapi.PhaseStarting
+	ctx, cancel := context.WithCancel(ctx)
+	a.group = &errgroup.Group{}
+	// Last on every path: nothing the agent started outlives Run, the VM included.
+	defer func() {
+		cancel()
+		a.killVM()
+		a.group.Wait()
+	}()
 
 	lock, err := machine.TryLock(a.Dir.File(machine.FileAgentLock))
 	if err != nil {
@@ -158,8 +216,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	// Let the callers of stop get their answer before the process exits; event streams
-	// end once the machine is marked stopped, however it ended.
+	// end once the machine is marked stopped, however it ended, after the reason.
 	defer func() {
+		if err != nil {
+			a.publish(agentapi.Event{Type: agentapi.EventError, Message: err.Error()})
+		}
 		a.markStopped()
 		c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
@@ -199,7 +260,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			}
 			return fmt.Errorf("%w during boot: %v", ErrCrashed, err)
 		case <-timeout.C:
-			a.vm.Kill(context.Background())
 			return fmt.Errorf("the guest did not signal ready within %s", ReadyTimeout)
 		case req := <-a.stopReq:
 			clean = true
@@ -214,14 +274,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.setPhase(agentapi.PhaseRunning)
 	// Boot's garbage (seed, probes, first streams) goes back to the OS: the agent idles
 	// for hours next to a VM and should not sit on it.
-	go func() { time.Sleep(5 * time.Second); debug.FreeOSMemory() }()
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	a.goAgent(ctx, "free memory", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+			debug.FreeOSMemory()
+		}
+		return nil
+	})
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
 	if err := a.startForwarders(runCtx); err != nil {
-		a.vm.Kill(context.Background())
 		return err
 	}
-	go a.timeSync(runCtx)
+	a.goAgent(runCtx, "time sync", func(ctx context.Context) error { a.timeSync(ctx); return nil })
 
 	select {
 	case err := <-vmDone:
@@ -231,11 +297,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("%w: %v", ErrCrashed, err)
 	case req := <-a.stopReq:
 		clean = true
-		cancel()
+		cancelRun()
 		return a.shutdown(req, vmDone)
 	case s := <-sigs:
 		clean = true
-		cancel()
+		cancelRun()
 		// SIGTERM comes from the OS going down (logout, reboot): save the machine then too.
 		return a.shutdown(agentapi.StopRequest{Cold: s != syscall.SIGTERM}, vmDone)
 	}
@@ -247,9 +313,8 @@ func (a *Agent) startVM(ctx context.Context) error {
 	vm, why := a.restore(ctx, a.cfg)
 	if vm != nil {
 		restored := time.Now()
-		a.vm = vm
-		a.serveHostVsock(ctx, a.vm)
-		a.guest = a.guestDialer()
+		a.setVM(vm, a.guestDialer(vm))
+		a.serveHostVsock(ctx, vm)
 		err := a.resumeGuest(ctx)
 		if err == nil {
 			a.logf("VM restored in %s, guest resumed in %s (agent up %s before)", restored.Sub(began).Round(time.Millisecond),
@@ -272,12 +337,12 @@ func (a *Agent) startVM(ctx context.Context) error {
 	if err := a.writeSeed(); err != nil {
 		return err
 	}
-	var err error
-	if a.vm, err = a.Backend.Start(ctx, a.cfg); err != nil {
+	vm, err := a.Backend.Start(ctx, a.cfg)
+	if err != nil {
 		return fmt.Errorf("start VM: %w", err)
 	}
-	a.serveHostVsock(ctx, a.vm)
-	a.guest = a.guestDialer()
+	a.setVM(vm, a.guestDialer(vm))
+	a.serveHostVsock(ctx, vm)
 	return nil
 }
 
@@ -294,7 +359,9 @@ func (a *Agent) bootVM(ctx context.Context) (chan error, error) {
 		a.logf("VM started: %v", d.Describe())
 	}
 	vmDone := make(chan error, 1)
-	go func(vm vmm.VM) { vmDone <- vm.Wait(context.Background()) }(a.vm)
+	vm := a.vm
+	// Ends when the VM does; Run kills the VM on every way out.
+	a.group.Go(func() error { vmDone <- vm.Wait(context.Background()); return nil })
 	return vmDone, nil
 }
 
@@ -314,8 +381,8 @@ func (a *Agent) keptPanic() string {
 // VM off when that does not finish in time.
 func (a *Agent) shutdown(req agentapi.StopRequest, vmDone chan error) error {
 	a.setPhase(agentapi.PhaseStopping)
-	if a.ports != nil {
-		a.ports.Close()
+	if p := a.portManager(); p != nil {
+		p.Close()
 	}
 	if req.Timeout == 0 {
 		req.Timeout = 60 * time.Second
@@ -386,8 +453,9 @@ func medium(vm vmm.VM) string {
 	return mediumNetwork
 }
 
-func (a *Agent) guestDialer() transport.Dialer {
-	if gd, ok := a.vm.(vmm.GuestDialer); ok {
+// guestDialer reaches vm's guest agent: over its socket device where it has one.
+func (a *Agent) guestDialer(vm vmm.VM) transport.Dialer {
+	if gd, ok := vm.(vmm.GuestDialer); ok {
 		return &transport.Client{Secret: a.secret, Raw: func(ctx context.Context) (net.Conn, error) {
 			return gd.DialGuest(ctx, VsockPort)
 		}}
@@ -403,7 +471,9 @@ func (a *Agent) serveHost(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("host transport: %w", err)
 	}
-	go transport.Serve(ctx, ln, a.secret, a.hostRoute, a.logf)
+	a.goAgent(ctx, "host transport", func(ctx context.Context) error {
+		return transport.Serve(ctx, ln, a.secret, a.hostRoute, a.logf)
+	})
 	return nil
 }
 
@@ -425,7 +495,9 @@ func (a *Agent) serveHostVsock(ctx context.Context, vm vmm.VM) {
 		a.warn("host transport on vsock port %d: %v", port, err)
 		return
 	}
-	go transport.Serve(ctx, ln, a.secret, a.hostRoute, a.logf)
+	a.goAgent(ctx, "host transport on vsock", func(ctx context.Context) error {
+		return transport.Serve(ctx, ln, a.secret, a.hostRoute, a.logf)
+	})
 }
 
 // hostStreamPort is the host vsock port b's guests open their streams to; 0 for the network.
@@ -491,22 +563,29 @@ func (a *Agent) startForwarders(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	proxy := &engineproxy.Proxy{Dial: engineproxy.GuestDialer(a.guest, forward.ServiceEngine), Paths: paths, Logf: a.logf}
+	guest := a.guest
+	proxy := &engineproxy.Proxy{Dial: engineproxy.GuestDialer(guest, forward.ServiceEngine), Paths: paths, Logf: a.logf}
 	if err := a.serveEngine(ctx, proxy); err != nil {
 		return fmt.Errorf("engine endpoint: %w", err)
 	}
 
-	a.ports = &hostports.Manager{Guest: a.guest, BindAddr: a.Spec.PortBindAddress, Logf: a.logf,
-		OnChange: func(f []agentapi.Forward) { a.publish(agentapi.Event{Type: "forwards", Forwards: f}) }}
-	go a.watchPorts(ctx)
-	go a.ports.WatchEngine(ctx, engineproxy.GuestDialer(a.guest, forward.ServiceEngine))
+	ports := &hostports.Manager{Guest: guest, BindAddr: a.Spec.PortBindAddress, Logf: a.logf,
+		OnChange: func(f []agentapi.Forward) { a.publish(agentapi.Event{Type: agentapi.EventForwards, Forwards: f}) }}
+	a.mu.Lock()
+	a.ports = ports
+	a.mu.Unlock()
+	a.goAgent(ctx, "ports", func(ctx context.Context) error { a.watchPorts(ctx, guest, ports); return nil })
+	a.goAgent(ctx, "engine events", func(ctx context.Context) error {
+		ports.WatchEngine(ctx, engineproxy.GuestDialer(guest, forward.ServiceEngine))
+		return nil
+	})
 	return nil
 }
 
 // watchPorts follows the guest's listener stream, reconnecting if it drops.
-func (a *Agent) watchPorts(ctx context.Context) {
+func (a *Agent) watchPorts(ctx context.Context, guest transport.Dialer, ports *hostports.Manager) {
 	for ctx.Err() == nil {
-		conn, err := a.guest.Dial(ctx, forward.ServicePorts)
+		conn, err := guest.Dial(ctx, forward.ServicePorts)
 		if err != nil {
 			a.logf("ports: %v", err)
 			select {
@@ -523,7 +602,7 @@ func (a *Agent) watchPorts(ctx context.Context) {
 			if err := dec.Decode(&ls); err != nil {
 				break
 			}
-			a.ports.Update(ctx, ls)
+			ports.Update(ctx, ls)
 		}
 		stop()
 		conn.Close()
@@ -568,10 +647,11 @@ func (a *Agent) timeSync(ctx context.Context) {
 
 // control sends one request to the guest agent's control service.
 func (a *Agent) control(ctx context.Context, req forward.ControlRequest) (*forward.ControlResponse, error) {
-	if a.guest == nil {
-		return nil, errors.New("the VM is not running")
+	_, guest := a.current()
+	if guest == nil {
+		return nil, errdefs.Errorf(errdefs.ErrState, "the VM is not running")
 	}
-	conn, err := a.guest.Dial(ctx, forward.ServiceControl)
+	conn, err := guest.Dial(ctx, forward.ServiceControl)
 	if err != nil {
 		return nil, err
 	}
@@ -587,7 +667,7 @@ func (a *Agent) control(ctx context.Context, req forward.ControlRequest) (*forwa
 	}
 	var resp forward.ControlResponse
 	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
-		return nil, fmt.Errorf("guest control %s: %w", req.Op, err)
+		return nil, fmt.Errorf("guest control %s: %w: %w", req.Op, errdefs.ErrUnavailable, err)
 	}
 	return &resp, nil
 }

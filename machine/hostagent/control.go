@@ -3,6 +3,7 @@ package hostagent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/skiff-dev/skiff/forward/transport"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
+	"github.com/skiff-dev/skiff/machine/errdefs"
 	"github.com/skiff-dev/skiff/vmm"
 )
 
@@ -46,19 +48,30 @@ func (a *Agent) serveControl(ctx context.Context) (*http.Server, error) {
 	mux.HandleFunc("POST "+agentapi.PathControl, func(w http.ResponseWriter, r *http.Request) {
 		var req forward.ControlRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			httpError(w, errdefs.As(errdefs.ErrInvalid, err))
 			return
 		}
 		resp, err := a.control(r.Context(), req)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
+			httpError(w, err)
 			return
 		}
 		writeJSON(w, resp)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
+	a.goAgent(ctx, "control API", func(context.Context) error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
 	return srv, nil
+}
+
+// httpError answers with err's class as the status (errdefs), which the client turns
+// back into the same class.
+func httpError(w http.ResponseWriter, err error) {
+	http.Error(w, err.Error(), errdefs.ToHTTP(err))
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -89,8 +102,8 @@ func (a *Agent) State() agentapi.State {
 		s.Transport = medium(vm)
 	}
 	s.Features = vmm.Features(a.Backend, vm)
-	if a.ports != nil {
-		s.Forwards = a.ports.Status()
+	if p := a.portManager(); p != nil {
+		s.Forwards = p.Status()
 	} else {
 		s.Forwards = []agentapi.Forward{}
 	}
@@ -140,12 +153,12 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	}
-	first := agentapi.Event{Time: time.Now(), Type: "phase", Phase: phase}
+	first := agentapi.Event{Time: time.Now(), Type: agentapi.EventPhase, Phase: phase}
 	if !send(first) {
 		return
 	}
-	if a.ports != nil {
-		send(agentapi.Event{Time: time.Now(), Type: "forwards", Forwards: a.ports.Status()})
+	if p := a.portManager(); p != nil {
+		send(agentapi.Event{Time: time.Now(), Type: agentapi.EventForwards, Phase: phase, Forwards: p.Status()})
 	}
 	for {
 		select {
@@ -166,20 +179,21 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handleConnect(w http.ResponseWriter, r *http.Request) {
 	service := r.URL.Query().Get("service")
 	if service != forward.ServiceSSH && service != forward.ServiceEngine && !strings.HasPrefix(service, forward.PrefixTCP) {
-		http.Error(w, fmt.Sprintf("service %q cannot be connected", service), http.StatusBadRequest)
+		httpError(w, errdefs.Errorf(errdefs.ErrInvalid, "service %q cannot be connected", service))
 		return
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), agentapi.UpgradeProto) {
 		http.Error(w, "upgrade required", http.StatusUpgradeRequired)
 		return
 	}
-	if a.guest == nil {
-		http.Error(w, "the machine is not running", http.StatusServiceUnavailable)
+	_, guest := a.current()
+	if guest == nil {
+		httpError(w, errdefs.Errorf(errdefs.ErrState, "the machine is not running"))
 		return
 	}
-	g, err := a.guest.Dial(r.Context(), service)
+	g, err := guest.Dial(r.Context(), service)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		httpError(w, fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err))
 		return
 	}
 	hj, ok := w.(http.Hijacker)

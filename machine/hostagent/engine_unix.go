@@ -17,6 +17,6 @@ func (a *Agent) serveEngine(ctx context.Context, p *engineproxy.Proxy) error {
 	if err != nil {
 		return err
 	}
-	go p.Serve(ctx, ln)
+	a.goAgent(ctx, "engine endpoint", func(ctx context.Context) error { return p.Serve(ctx, ln) })
 	return nil
 }

@@ -17,8 +17,8 @@ func (a *Agent) serveEngine(ctx context.Context, p *engineproxy.Proxy) error {
 	if err != nil {
 		return err
 	}
-	go p.Serve(ctx, ln)
-	go func() {
+	a.goAgent(ctx, "engine endpoint", func(ctx context.Context) error { return p.Serve(ctx, ln) })
+	a.goAgent(ctx, "docker_engine pipe", func(ctx context.Context) error {
 		err := hostenv.ClaimPipe(ctx, hostenv.PipeOptions{Serve: func(ctx context.Context, name string) error {
 			wl, err := winpipe.Listen(name)
 			if err != nil {
@@ -29,6 +29,7 @@ func (a *Agent) serveEngine(ctx context.Context, p *engineproxy.Proxy) error {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			a.warn("%s not served: %v", hostenv.DockerEnginePipe, err)
 		}
-	}()
+		return nil
+	})
 	return nil
 }

@@ -1,0 +1,214 @@
+package hostagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/forward/guest"
+	"github.com/skiff-dev/skiff/forward/transport"
+	"github.com/skiff-dev/skiff/vmm"
+)
+
+// fakeBackend boots fakeVMs: in-process "guests" that run the real guest agent's
+// transport server (forward/guest) on a unix socket the host dials as the VM's socket
+// device, and announce readiness to the host agent the way a WSL guest does, through a
+// listener the VM offers the host (vmm.HostStreamer, vmm.HostListener). No QEMU: the
+// host agent's own logic runs for real against it.
+type fakeBackend struct {
+	logf func(string, ...any)
+	dir  string // short: the VMs' sockets live here
+
+	// NoReady makes guests never announce readiness (a boot that hangs).
+	NoReady bool
+	// ReadyAfter delays the announcement, as a real boot takes a while.
+	ReadyAfter time.Duration
+	// StartErr fails Start.
+	StartErr error
+
+	mu  sync.Mutex
+	vms []*fakeVM
+}
+
+func newFakeBackend(t *testing.T) *fakeBackend {
+	dir, err := os.MkdirTemp("", "skha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return &fakeBackend{logf: t.Logf, dir: dir}
+}
+
+func (b *fakeBackend) Name() string                   { return "fake" }
+func (b *fakeBackend) Check(ctx context.Context) error { return nil }
+func (b *fakeBackend) HostStreamPort() uint32         { return 1026 }
+
+func (b *fakeBackend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
+	if b.StartErr != nil {
+		return nil, b.StartErr
+	}
+	secret, err := os.ReadFile(filepath.Join(cfg.Dir, "secret"))
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	n := len(b.vms)
+	b.mu.Unlock()
+	vm := &fakeVM{done: make(chan struct{}), guestSock: filepath.Join(b.dir, fmt.Sprintf("g%d", n)),
+		hostSock: filepath.Join(b.dir, fmt.Sprintf("h%d", n)), secret: secret, logf: b.logf}
+	if err := vm.boot(!b.NoReady, b.ReadyAfter); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.vms = append(b.vms, vm)
+	b.mu.Unlock()
+	return vm, nil
+}
+
+// last is the VM booted last.
+func (b *fakeBackend) last() *fakeVM {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.vms) == 0 {
+		return nil
+	}
+	return b.vms[len(b.vms)-1]
+}
+
+type fakeVM struct {
+	guestSock, hostSock string
+	secret              []byte
+	logf                func(string, ...any)
+
+	cancel context.CancelFunc
+	once   sync.Once
+	done   chan struct{}
+	err    error // why it ended; set before done closes
+}
+
+// boot starts the guest's transport server and, if ready, its announcement. The host
+// listener is made first: the agent asks for it right after Start.
+func (v *fakeVM) boot(ready bool, after time.Duration) error {
+	gl, err := net.Listen("unix", v.guestSock)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	v.cancel = cancel
+	eng, err := fakeEngine(ctx, v.guestSock+".engine")
+	if err != nil {
+		cancel()
+		return err
+	}
+	agent := &guest.Agent{EngineSocket: eng, System: v, Logf: v.logf}
+	route := func(service string) (transport.Handler, error) {
+		if service == forward.ServicePorts {
+			// The real scanner reads this host's socket tables, whose listeners are not
+			// the guest's: report none and hold the stream.
+			return func(ctx context.Context, _ string, c net.Conn) {
+				defer c.Close()
+				c.Write([]byte("[]\n"))
+				<-ctx.Done()
+			}, nil
+		}
+		return agent.Route(service)
+	}
+	go guest.ServeTransport(ctx, []net.Listener{gl}, v.secret, route, v.logf)
+	if ready {
+		host := &transport.Client{Secret: v.secret, Raw: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", v.hostSock)
+		}}
+		go func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(after):
+			}
+			guest.AnnounceReady(ctx, host, forward.Ready{EngineAPI: "1.47", BootMillis: 42}, v.logf)
+		}()
+	}
+	return nil
+}
+
+func (v *fakeVM) end(err error) {
+	v.once.Do(func() {
+		v.err = err
+		v.cancel()
+		close(v.done)
+	})
+}
+
+// Crash ends the VM as a hypervisor that died would.
+func (v *fakeVM) Crash() { v.end(errors.New("exit status 1")) }
+
+func (v *fakeVM) Wait(ctx context.Context) error {
+	select {
+	case <-v.done:
+		return v.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (v *fakeVM) Kill(ctx context.Context) error { v.end(errors.New("killed")); return nil }
+
+func (v *fakeVM) DialGuest(ctx context.Context, port uint32) (net.Conn, error) {
+	select {
+	case <-v.done:
+		return nil, errors.New("the VM is off")
+	default:
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", v.guestSock)
+}
+
+func (v *fakeVM) ListenGuest(port uint32) (net.Listener, error) {
+	return net.Listen("unix", v.hostSock)
+}
+
+// The guest system (guest.System): a shutdown powers the VM off.
+func (v *fakeVM) SetClock(t time.Time) time.Duration { return time.Since(t) }
+func (v *fakeVM) Shutdown()                          { go v.end(nil) }
+func (v *fakeVM) Trim() (string, error)              { return "", nil }
+func (v *fakeVM) Info(ctx context.Context) forward.GuestInfo {
+	return forward.GuestInfo{EngineAPI: "1.47"}
+}
+
+// fakeEngine answers the little of the Engine API the host agent's watchers ask for, on
+// a unix socket at path, until ctx ends.
+func fakeEngine(ctx context.Context, path string) (string, error) {
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			w.Header().Set("Api-Version", "1.47")
+			w.Write([]byte("OK"))
+		case strings.HasSuffix(r.URL.Path, "/events"):
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		case strings.HasSuffix(r.URL.Path, "/containers/json"):
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte("[]"))
+		default:
+			http.NotFound(w, r)
+		}
+	})}
+	go srv.Serve(ln)
+	context.AfterFunc(ctx, func() { srv.Close() })
+	return path, nil
+}
