@@ -17,6 +17,8 @@ import (
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
+
+	"github.com/skiff-dev/skiff/installer/hostenv"
 )
 
 // Port is one port of a container as /containers/json reports it.
