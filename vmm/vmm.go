@@ -231,6 +231,10 @@ var ErrNotOwned = errors.New("not created by this machine; left in place")
 // ErrNotSupported marks a capability a backend does not have yet.
 var ErrNotSupported = errors.New("not supported on this backend yet")
 
+// ErrNeedAdmin marks a step that needs administrator rights the user does not have; the
+// backend's error says how to get them.
+var ErrNeedAdmin = errors.New("administrator rights needed")
+
 // CheckImage says which of the image's boot files is missing, so that a backend fails
 // with the file's name before it touches its hypervisor.
 func CheckImage(cfg Config) error {

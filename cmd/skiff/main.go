@@ -56,6 +56,8 @@ func exitCode(err error) int {
 		return 5
 	case errors.Is(err, vmm.ErrNotSupported):
 		return 6
+	case errors.Is(err, vmm.ErrNeedAdmin):
+		return 7
 	}
 	return 1
 }

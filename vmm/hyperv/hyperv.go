@@ -120,7 +120,7 @@ func comPipe(name string) string { return `\\.\pipe\` + name + "-com1" }
 // Errors a caller may test for with errors.Is. Each message says what to do.
 var (
 	ErrHyperVMissing = errors.New("Hyper-V is not enabled: open PowerShell with \"Run as administrator\", run `Enable-WindowsOptionalFeature -Online -FeatureName Microsoft-Hyper-V -All` and restart Windows (Hyper-V needs Windows Pro, Enterprise or Education; on Home use --backend wsl2)")
-	ErrNeedAdmin     = errors.New("no permission to manage Hyper-V VMs: add your user to the \"Hyper-V Administrators\" group (administrator PowerShell: `Add-LocalGroupMember -Group 'Hyper-V Administrators' -Member $env:USERNAME`, then sign out and back in), or run Skiff from a terminal opened with \"Run as administrator\"")
+	ErrNeedAdmin     = vmm.ErrNeedAdmin
 	ErrVMExists      = errors.New("a Hyper-V VM with this machine's name already exists")
 	errNoVM          = errors.New("no such VM")
 )
@@ -142,7 +142,7 @@ func classify(err error, out string) error {
 		return fmt.Errorf("hyperv: %w", ErrHyperVMissing)
 	case strings.Contains(lo, "do not have the required permission") || strings.Contains(lo, "access is denied") ||
 		strings.Contains(lo, "unauthorizedaccess"):
-		return fmt.Errorf("hyperv: %w", ErrNeedAdmin)
+		return fmt.Errorf("hyperv: %w: no permission to manage Hyper-V VMs: add your user to the \"Hyper-V Administrators\" group (administrator PowerShell: `Add-LocalGroupMember -Group 'Hyper-V Administrators' -Member $env:USERNAME`, then sign out and back in), or run Skiff from a terminal opened with \"Run as administrator\"", ErrNeedAdmin)
 	case strings.Contains(lo, "vmms.exe") && strings.Contains(lo, "does not exist"):
 		// The Hyper-V management service is not installed (StateKey reads its version).
 		return fmt.Errorf("hyperv: %w", ErrHyperVMissing)

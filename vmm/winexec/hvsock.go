@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/skiff-dev/skiff/vmm"
 )
 
 // GCSRoot is where Hyper-V looks up which hvsock services may talk to the host. A host
@@ -24,7 +26,7 @@ type Service struct {
 }
 
 // ErrNeedAdmin means a step has to run from an elevated (administrator) terminal.
-var ErrNeedAdmin = errors.New("administrator rights needed")
+var ErrNeedAdmin = vmm.ErrNeedAdmin
 
 // MissingServices returns the services that have no registry entry yet.
 func MissingServices(reg Registry, services []Service) ([]Service, error) {

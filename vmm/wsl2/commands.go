@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/skiff-dev/skiff/vmm"
 	"github.com/skiff-dev/skiff/vmm/winexec"
 )
 
@@ -67,7 +68,7 @@ var (
 	ErrNotInstalled = errors.New("WSL is not installed: open a terminal with \"Run as administrator\", run `wsl --install --no-distribution`, and restart Windows")
 	ErrWSL1Only     = errors.New("WSL 2 is not available on this computer, only WSL 1: enable the \"Virtual Machine Platform\" Windows feature (administrator terminal: `wsl --install --no-distribution`, or `dism.exe /online /enable-feature /featurename:VirtualMachinePlatform /all /norestart`), turn on virtualization (VT-x/AMD-V/SVM) in the firmware settings, restart Windows, then run `wsl --update`")
 	ErrDistroExists = errors.New("a WSL distro with this machine's name already exists")
-	ErrNeedAdmin    = errors.New("administrator rights needed")
+	ErrNeedAdmin    = vmm.ErrNeedAdmin
 )
 
 func distroExistsError(name string) error {
