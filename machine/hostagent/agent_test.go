@@ -19,6 +19,7 @@ import (
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
 	"github.com/skiff-dev/skiff/machine/errdefs"
+	"github.com/skiff-dev/skiff/vmm"
 )
 
 // fakeImage writes a tiny image (kernel, initrd, root) into dir: what the agent's VM
@@ -62,7 +63,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // startAgent runs an agent for d in the background; its Run's result arrives on the channel.
-func startAgent(t *testing.T, d machine.Dir, spec *machine.Spec, b *fakeBackend) (*Agent, <-chan error) {
+func startAgent(t *testing.T, d machine.Dir, spec *machine.Spec, b vmm.Backend) (*Agent, <-chan error) {
 	t.Helper()
 	a := &Agent{Dir: d, Spec: spec, Backend: b, Log: log.New(testWriter{t}, "", log.Lmicroseconds)}
 	done := make(chan error, 1)
@@ -270,5 +271,59 @@ func TestAgentControlErrors(t *testing.T) {
 	_, err := agentapi.NewClient(d.Sock(machine.SockControl)).Connect(context.Background(), "nonsense")
 	if !errors.Is(err, errdefs.ErrInvalid) {
 		t.Fatalf("connect to an unknown service: %v, want ErrInvalid", err)
+	}
+}
+
+// TestAgentSuspendFails: a save that fails after the guest prepared for it resumes the
+// guest and shuts the machine down cold, saying why; nothing is kept for a warm start.
+func TestAgentSuspendFails(t *testing.T) {
+	d, spec := testMachine(t)
+	b := &warmBackend{fakeBackend: newFakeBackend(t), SuspendErr: errors.New("the disk is full")}
+	_, done := startAgent(t, d, spec, b)
+	waitPhase(t, d, done, agentapi.PhaseRunning)
+	vm := b.last()
+	res, err := agentapi.NewClient(d.Sock(machine.SockControl)).Stop(context.Background(), agentapi.StopRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Suspended || !strings.Contains(res.NotSuspended, "the disk is full") {
+		t.Fatalf("stop: %+v, want not suspended because the disk is full", res)
+	}
+	if err := wait(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if vm.resumes.Load() != 1 {
+		t.Fatalf("the guest was told to carry on %d times, want 1", vm.resumes.Load())
+	}
+	if d.SavedStateInfo() != nil {
+		t.Fatal("a failed suspend left a saved state")
+	}
+}
+
+// TestAgentWarmStart: a stop saves the VM, and the next agent resumes it instead of
+// booting.
+func TestAgentWarmStart(t *testing.T) {
+	d, spec := testMachine(t)
+	b := &warmBackend{fakeBackend: newFakeBackend(t)}
+	_, first := startAgent(t, d, spec, b)
+	waitPhase(t, d, first, agentapi.PhaseRunning)
+	res, err := agentapi.NewClient(d.Sock(machine.SockControl)).Stop(context.Background(), agentapi.StopRequest{})
+	if err != nil || !res.Suspended {
+		t.Fatalf("stop: %+v %v, want suspended", res, err)
+	}
+	if err := wait(t, first); err != nil {
+		t.Fatal(err)
+	}
+	if d.SavedStateInfo() == nil {
+		t.Fatal("no saved state after a suspend")
+	}
+	_, second := startAgent(t, d, spec, b)
+	waitPhase(t, d, second, agentapi.PhaseRunning)
+	st := d.Status(context.Background())
+	if st.Agent == nil || st.Agent.Boot == nil || !st.Agent.Boot.Warm {
+		t.Fatalf("second start: %+v, want a warm start", st.Agent)
+	}
+	if b.last().resumes.Load() != 1 {
+		t.Fatal("the restored guest was not told to resume")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,6 +89,9 @@ type fakeVM struct {
 	guestSock, hostSock string
 	secret              []byte
 	logf                func(string, ...any)
+
+	quiesced atomic.Bool  // the guest prepared for a suspend
+	resumes  atomic.Int32 // how often it was told to carry on
 
 	cancel context.CancelFunc
 	once   sync.Once
@@ -211,4 +215,60 @@ func fakeEngine(ctx context.Context, path string) (string, error) {
 	go srv.Serve(ln)
 	context.AfterFunc(ctx, func() { srv.Close() })
 	return path, nil
+}
+
+// warmBackend is a fakeBackend that can suspend its VMs and restore them (vmm.Warm).
+type warmBackend struct {
+	*fakeBackend
+	// SuspendErr fails the save, after the guest has prepared for it.
+	SuspendErr error
+}
+
+func (w *warmBackend) StateKey(ctx context.Context, cfg vmm.Config) (string, error) {
+	return "fake-1", nil
+}
+
+func (w *warmBackend) CanSuspend(vm vmm.VM) error {
+	_, err := vmm.Own[*fakeVM]("fake", vm)
+	return err
+}
+
+func (w *warmBackend) Suspend(ctx context.Context, vm vmm.VM, dir string) error {
+	v, err := vmm.Own[*fakeVM]("fake", vm)
+	if err != nil {
+		return err
+	}
+	if !v.quiesced.Load() {
+		return errors.New("the guest was not told to prepare")
+	}
+	if w.SuspendErr != nil {
+		return w.SuspendErr
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ram"), []byte("saved"), 0o600); err != nil {
+		return err
+	}
+	v.end(nil)
+	return nil
+}
+
+func (w *warmBackend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.VM, error) {
+	if _, err := os.Stat(filepath.Join(dir, "ram")); err != nil {
+		return nil, err
+	}
+	// A resumed guest announces nothing: the agent asks it to resume instead.
+	saved := w.NoReady
+	w.NoReady = true
+	defer func() { w.NoReady = saved }()
+	return w.Start(ctx, cfg)
+}
+
+func (w *warmBackend) DiscardState(ctx context.Context, cfg vmm.Config) error { return nil }
+func (w *warmBackend) DiskFiles(cfg vmm.Config) []string                     { return cfg.DiskPaths() }
+
+// The guest's side of a suspend (guest.Suspender).
+func (v *fakeVM) Quiesce() error { v.quiesced.Store(true); return nil }
+func (v *fakeVM) Resume(now time.Time) (time.Duration, error) {
+	v.quiesced.Store(false)
+	v.resumes.Add(1)
+	return 0, nil
 }
