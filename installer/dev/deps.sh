@@ -5,10 +5,11 @@ set -euo pipefail
 # qemu-system-arm and qemu-user-static: the arm64 image is built (package scripts under
 # binfmt) and booted (qemu-system-aarch64, direct kernel boot needs no firmware) here too.
 # ovmf boots the Hyper-V boot disk under QEMU (backend qemu-hyperv); gdisk, mtools,
-# systemd-boot-efi (the EFI stub) and python3-pefile (for ukify) make that disk.
+# systemd-boot-efi (the EFI stub) and python3-pefile (for ukify) make that disk. gcc: the
+# race detector (go test -race) needs cgo.
 pkgs=(qemu-system-x86 qemu-system-arm qemu-user-static binfmt-support qemu-utils mmdebstrap squashfs-tools
 	cpio zstd xz-utils e2fsprogs busybox-static tmux curl iproute2 docker-compose
-	ovmf gdisk mtools systemd-boot-efi python3-pefile)
+	ovmf gdisk mtools systemd-boot-efi python3-pefile gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
