@@ -113,7 +113,7 @@ func (s *Source) List(ctx context.Context) ([]string, error) {
 func (s *Source) Spec(name string) (*machine.Spec, error) {
 	m := s.get(name)
 	if m == nil {
-		return nil, fmt.Errorf("machine %q does not exist", name)
+		return nil, machine.NotFound(name)
 	}
 	sp := m.Spec
 	return &sp, nil
@@ -182,7 +182,7 @@ func (f *Starter) Start(ctx context.Context, name string) error {
 	}
 	m := f.Src.get(name)
 	if m == nil {
-		return fmt.Errorf("machine %q does not exist", name)
+		return machine.NotFound(name)
 	}
 	f.Src.SetCrashed(name, false)
 	m.Agent.SetPhase(agentapi.PhaseRunning)
