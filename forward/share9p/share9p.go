@@ -61,7 +61,8 @@ func Serve(ctx context.Context, conn net.Conn, opt Options) error {
 	defer s.root.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	return p9.NewServer(s).Handle(conn, conn)
+	xc := newXattrConn(conn)
+	return p9.NewServer(s).Handle(xc, xc)
 }
 
 // share is one served folder: its root handle and the rules every node follows.

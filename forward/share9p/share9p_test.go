@@ -4,8 +4,10 @@ package share9p
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -741,5 +743,78 @@ func TestNoDescriptorLeak(t *testing.T) {
 	}
 	if after := fds(); after > before {
 		t.Fatalf("%d descriptors before, %d after five connections", before, after)
+	}
+}
+
+// raw9P speaks 9P2000.L on c by hand, for the requests the p9 client cannot send.
+type raw9P struct {
+	t *testing.T
+	c net.Conn
+}
+
+func (r raw9P) call(typ byte, tag uint16, body ...any) (byte, []byte) {
+	r.t.Helper()
+	var b []byte
+	for _, v := range body {
+		switch v := v.(type) {
+		case uint32:
+			b = binary.LittleEndian.AppendUint32(b, v)
+		case uint16:
+			b = binary.LittleEndian.AppendUint16(b, v)
+		case string:
+			b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
+			b = append(b, v...)
+		}
+	}
+	msg := binary.LittleEndian.AppendUint32(nil, uint32(7+len(b)))
+	msg = append(msg, typ)
+	msg = binary.LittleEndian.AppendUint16(msg, tag)
+	// Two writes, split inside the header, so the connection's framing is exercised.
+	r.c.Write(msg[:3])
+	r.c.Write(append(msg[3:], b...))
+	var hdr [7]byte
+	if _, err := io.ReadFull(r.c, hdr[:]); err != nil {
+		r.t.Fatal(err)
+	}
+	resp := make([]byte, binary.LittleEndian.Uint32(hdr[:4])-7)
+	if _, err := io.ReadFull(r.c, resp); err != nil {
+		r.t.Fatal(err)
+	}
+	if got := binary.LittleEndian.Uint16(hdr[5:]); got != tag {
+		r.t.Fatalf("answer to tag %d came for tag %d", tag, got)
+	}
+	return hdr[4], resp
+}
+
+// The guest's kernel reads security.capability before it runs a file; the lookup must
+// fail with ENODATA (no such attribute), not EINVAL, which stops the exec.
+func TestXattrLookupFailsWithENODATA(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "prog"), []byte("#!/bin/sh\n"), 0o755))
+	a, b := net.Pipe()
+	done := make(chan struct{})
+	go func() { Serve(context.Background(), a, Options{Root: dir}); close(done) }()
+	defer hangUp(func() { b.Close() }, done)
+	r := raw9P{t, b}
+	const noFID = ^uint32(0)
+	if typ, _ := r.call(100, 0xffff, uint32(65536), "9P2000.L"); typ != 101 {
+		t.Fatalf("Tversion answered with type %d", typ)
+	}
+	if typ, _ := r.call(104, 1, uint32(1), noFID, "root", "", uint32(0)); typ != 105 {
+		t.Fatalf("Tattach answered with type %d", typ)
+	}
+	if typ, _ := r.call(110, 2, uint32(1), uint32(2), uint16(1), "prog"); typ != 111 { // Twalk
+		t.Fatalf("Twalk answered with type %d", typ)
+	}
+	for i, name := range []string{"security.capability", "user.x"} {
+		typ, body := r.call(30, uint16(3+i), uint32(2), uint32(10+i), name)
+		if typ != msgRlerror || linux.Errno(binary.LittleEndian.Uint32(body)) != linux.ENODATA {
+			t.Fatalf("xattr lookup of %s: type %d errno %v, want Rlerror ENODATA", name, typ, body)
+		}
+	}
+	// Other errors are left alone.
+	if typ, body := r.call(110, 5, uint32(1), uint32(3), uint16(1), "missing"); typ != msgRlerror ||
+		linux.Errno(binary.LittleEndian.Uint32(body)) != linux.ENOENT {
+		t.Fatalf("walk to a missing file: type %d %v", typ, body)
 	}
 }
