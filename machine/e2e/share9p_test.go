@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/skiff-dev/skiff/machine/machinetest"
@@ -27,10 +28,56 @@ func TestShareOverTransport(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "back")); strings.TrimSpace(string(b)) != "from-guest" {
 		t.Fatalf("the host did not see the guest's write: %q", b)
 	}
+	// What the host agent's 9p server does to host files, as a guest's tools ask.
+	e.Must("machine", "ssh", "--", strings.Join([]string{
+		"set -e", "cd /mnt/s9",
+		"echo moved > r1", "mv r1 r2", "mkdir sub", "mv r2 sub/r3", // rename, across folders
+		"ln sub/r3 hard",                                       // link
+		"echo x > gone", "rm gone", "mkdir sub2", "rmdir sub2", // unlink
+		"chmod 600 sub/r3", "touch -m -d @981173106 sub/r3", // chmod, utimes
+		"chown 12345:12345 hard", // accepted, records nothing
+		"cp /bin/true t", "./t",  // exec from the share
+		"umask 0; echo m > wide", // the guest asks 0666, the host umask applies
+	}, "\n"))
+	st, err := os.Stat(filepath.Join(dir, "sub", "r3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "sub", "r3")); string(b) != "moved\n" || st.Mode().Perm() != 0o600 || st.ModTime().Unix() != 981173106 {
+		t.Fatalf("sub/r3: %q %v %v", b, st.Mode(), st.ModTime())
+	}
+	if hard, err := os.Stat(filepath.Join(dir, "hard")); err != nil || !os.SameFile(st, hard) {
+		t.Fatalf("hard is not a link of sub/r3: %v", err)
+	}
+	for _, gone := range []string{"r1", "r2", "gone", "sub2"} {
+		if _, err := os.Lstat(filepath.Join(dir, gone)); err == nil {
+			t.Errorf("%s is still on the host", gone)
+		}
+	}
+	umask := syscall.Umask(0o022) // this test's process; the agent's is its own
+	syscall.Umask(umask)
+	if fi, err := os.Stat(filepath.Join(dir, "wide")); err != nil || fi.Mode().Perm() != 0o666&^os.FileMode(umask) {
+		t.Errorf("a file the guest made 0666: %v (umask %03o)", fi.Mode(), umask)
+	}
+
 	if out, err := e.Run("machine", "ssh", "--", "touch /mnt/s9ro/x"); err == nil {
 		t.Fatalf("wrote through a read-only share: %s", out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x")); err == nil {
 		t.Fatal("a file appeared through the read-only share")
+	}
+	// Read-only holds at the server, whatever the guest's root does to its mount.
+	out, _ = e.Run("machine", "ssh", "--", "mount -o remount,rw /mnt/s9ro && grep -c ' /mnt/s9ro 9p rw,' /proc/mounts; "+
+		": > /mnt/s9ro/hello; truncate -s 0 /mnt/s9ro/back; rm -f /mnt/s9ro/t; mv /mnt/s9ro/hard /mnt/s9ro/h2")
+	if !strings.HasPrefix(strings.TrimSpace(out), "1") {
+		t.Fatalf("could not remount the read-only share rw in the guest, so the server's refusals went untested:\n%s", out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "hello")); string(b) != "over the go 9p server\n" {
+		t.Fatalf("hello through a read-only share is now %q", b)
+	}
+	for _, p := range []string{"back", "t", "hard"} {
+		if fi, err := os.Stat(filepath.Join(dir, p)); err != nil || fi.Size() == 0 {
+			t.Fatalf("%s changed through a read-only share: %v", p, err)
+		}
 	}
 }
