@@ -28,6 +28,8 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// A bad flag is bad input, like a bad value: the same exit status.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return machine.ErrInvalidf("%v", err) })
 	opts := hostcmd.Options{}
 	system := &cobra.Command{Use: "system", Short: "Host integration: well-known engine endpoints"}
 	system.AddCommand(hostcmd.NewSocket(opts))
