@@ -52,13 +52,19 @@ func (o Options) exe() (string, error) {
 	return installer.StableExecutable()
 }
 
-// ApplyAutostart turns a machine's login hook on or off with o's environment.
-func (o Options) ApplyAutostart(ctx context.Context, name string, enabled bool) error {
+// homeAndExe are the home and the executable the login hooks of o are made for.
+func (o Options) homeAndExe() (machine.Home, string, error) {
 	home, err := o.HomeDir()
 	if err != nil {
-		return err
+		return home, "", err
 	}
 	exe, err := o.exe()
+	return home, exe, err
+}
+
+// ApplyAutostart turns a machine's login hook on or off with o's environment.
+func (o Options) ApplyAutostart(ctx context.Context, name string, enabled bool) error {
+	home, exe, err := o.homeAndExe()
 	if err != nil {
 		return err
 	}
@@ -100,15 +106,11 @@ func NewAutostart(o Options) *cobra.Command {
 		Short: "Say whether the machine starts at login",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			home, err := o.HomeDir()
-			if err != nil {
-				return err
-			}
-			exe, err := o.exe()
-			if err != nil {
-				return err
-			}
 			name := machineArg(args)
+			home, exe, err := o.homeAndExe()
+			if err != nil {
+				return err
+			}
 			on, err := installer.MachineAutostart(home, name, exe).Enabled(cmd.Context(), o.Autostart)
 			if err != nil {
 				return err
