@@ -13,15 +13,16 @@
 //     setattr and xattrs. The guest's mount flags alone could be undone by its root.
 //   - Deny names host paths (Skiff's own data) that the guest never reaches, even when
 //     they sit inside Root: they are recognised by identity (device and inode), so no
-//     other name or link leads to them.
+//     other name or link leads to them. The folders above them cannot be moved, removed
+//     or chmodded either: a guest that moved Skiff's data aside could put its own there.
 //   - Files and folders the guest creates get the mode it asks for, without set-id or
 //     sticky bits, masked by the umask the host agent started with; the process umask is
 //     never changed.
 //   - chown is accepted and records nothing: the guest's user and group ids mean nothing
 //     on the host, where files belong to the user running Skiff. Refusing would break the
 //     chown that many container entrypoints run on their bind mounts.
-//   - Extended attributes are not stored on the host (EOPNOTSUPP), device nodes, FIFOs and
-//     sockets cannot be made (EPERM).
+//   - Extended attributes are not stored on the host (setting one is EOPNOTSUPP, reading
+//     one ENODATA); device nodes, FIFOs and sockets cannot be made (EPERM).
 package share9p
 
 import (
@@ -44,7 +45,8 @@ type Options struct {
 	// Root: Skiff's own data directory. A path that does not exist is skipped. A Root
 	// that is a denied path or inside one is refused by Serve.
 	Deny []string
-	// Logf, when set, gets one line the first time the guest is refused a denied path.
+	// Logf, when set, gets one line the first time (per connection) the guest is refused
+	// a denied path.
 	Logf func(format string, args ...any)
 }
 
