@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/skiff-dev/skiff/machine"
+	"github.com/skiff-dev/skiff/machine/atomicfile"
 )
 
 // Autostart describes starting one machine when the user logs in. It is the one
@@ -159,7 +160,7 @@ func writeGenerated(path string, f GeneratedFile) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	if err := machine.WriteFileAtomic(path, f.Content, f.Mode); err != nil {
+	if err := atomicfile.Write(path, f.Content, f.Mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

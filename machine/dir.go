@@ -120,6 +120,9 @@ type Dir struct {
 // File returns the path of a file in the machine directory.
 func (d Dir) File(name string) string { return filepath.Join(d.Path, name) }
 
+// HomeRoot is the Skiff home the machine belongs to.
+func (d Dir) HomeRoot() string { return filepath.Dir(filepath.Dir(d.Path)) }
+
 // Sock returns the path of a socket of this machine.
 func (d Dir) Sock(name string) string { return filepath.Join(d.Run, name) }
 
@@ -138,10 +141,20 @@ func (d Dir) Spec() (*Spec, error) {
 	return s, err
 }
 
-// EnsureRun creates the socket directory, private to the user.
+// EnsureRun creates the socket directory, private to the user. In the short fallback
+// under the shared temp folder, every folder Skiff makes there must be the user's own and
+// private: another user could otherwise make it first and read or swap the sockets.
 func (d Dir) EnsureRun() error {
+	if parent := filepath.Dir(d.Run); filepath.Dir(parent) == filepath.Clean(os.TempDir()) {
+		if err := privateDir(parent); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(d.Run, 0o700); err != nil {
 		return err
 	}
-	return os.Chmod(d.Run, 0o700)
+	if err := os.Chmod(d.Run, 0o700); err != nil {
+		return err
+	}
+	return privateDir(d.Run)
 }

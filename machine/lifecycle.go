@@ -26,7 +26,15 @@ func (h Home) Create(s *Spec) (err error) {
 	if d.Exists() {
 		return exists(s.Name)
 	}
-	if err := os.MkdirAll(d.Path, 0o700); err != nil {
+	if err := os.MkdirAll(h.machinesDir(), 0o700); err != nil {
+		return err
+	}
+	// Mkdir, not MkdirAll: of two inits at once only one makes the folder, and the
+	// clean-up below only ever removes a folder this call made.
+	if err := os.Mkdir(d.Path, 0o700); errors.Is(err, fs.ErrExist) {
+		return &Error{Name: s.Name, Class: ErrExists, Detail: "is being created by another command, or a failed init left its folder",
+			Hint: "if no init is running, remove it with: skiff machine rm" + nameSuffix(s.Name)}
+	} else if err != nil {
 		return err
 	}
 	defer func() {

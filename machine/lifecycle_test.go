@@ -3,8 +3,10 @@ package machine
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -69,5 +71,62 @@ func TestRunDirStaysShort(t *testing.T) {
 	d := h.Dir("a-fairly-long-machine-name")
 	if n := len(d.Sock(SockEngine)); n > maxSockPath {
 		t.Fatalf("socket path of %d bytes exceeds %d", n, maxSockPath)
+	}
+}
+
+func TestRunDirFallbackIsPrivate(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows' temp folder is per user")
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	// A home so deep that its sockets move to the short fallback under the temp folder.
+	h := Home{Root: filepath.Join(tmp, strings.Repeat("d", 90))}
+	d := h.Dir("dev")
+	if !strings.HasPrefix(d.Run, tmp) {
+		t.Fatalf("run dir %s is not the fallback", d.Run)
+	}
+	if err := d.EnsureRun(); err != nil {
+		t.Fatal(err)
+	}
+	// Someone else's folder (here: one open to all) in its place is refused.
+	parent := filepath.Dir(d.Run)
+	os.RemoveAll(parent)
+	os.Mkdir(parent, 0o777)
+	os.Chmod(parent, 0o777)
+	if err := d.EnsureRun(); err == nil || !strings.Contains(err.Error(), "open to other users") {
+		t.Fatalf("a world-writable parent: %v", err)
+	}
+	os.RemoveAll(parent)
+	os.Symlink(t.TempDir(), parent)
+	if err := d.EnsureRun(); err == nil || !strings.Contains(err.Error(), "not a folder") {
+		t.Fatalf("a symlinked parent: %v", err)
+	}
+}
+
+// TestLockSurvivesProbes: status probes take the agent's lock for an instant; an agent
+// starting at that instant still gets it (with TryLock alone, about 1% of starts failed).
+func TestLockSurvivesProbes(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "agent.lock")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				Held(p)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for i := 0; i < 500; i++ {
+		l, err := TryLockFor(p, 500*time.Millisecond)
+		if err != nil {
+			t.Fatalf("take %d: %v", i, err)
+		}
+		l.Unlock()
 	}
 }

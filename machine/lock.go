@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 )
 
 // ErrLocked means another process holds the lock.
@@ -27,6 +28,20 @@ func TryLock(path string) (*Lock, error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return &Lock{f: f}, nil
+}
+
+// TryLockFor takes the lock at path, waiting up to d while someone else holds it: status
+// probes (Held) take the agent's lock for an instant, which must not make an agent that
+// starts at that instant give up.
+func TryLockFor(path string, d time.Duration) (*Lock, error) {
+	deadline := time.Now().Add(d)
+	for {
+		l, err := TryLock(path)
+		if !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Unlock releases the lock.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/skiff-dev/skiff/machine/atomicfile"
 	"github.com/skiff-dev/skiff/vmm"
 )
 
@@ -82,7 +83,7 @@ func (d Dir) CommitSavedState(s *SavedState) error {
 		return err
 	}
 	tmp := d.File(dirSavingState)
-	if err := WriteFileAtomic(filepath.Join(tmp, fileSavedRecord), b, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, fileSavedRecord), b, 0o600); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(d.File(DirSavedState)); err != nil {

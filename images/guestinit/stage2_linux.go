@@ -496,7 +496,10 @@ func (s *System) startSSHD() error {
 	if err := os.WriteFile("/run/skiff/authorized_keys", []byte(s.Seed.AuthorizedKeys), 0o600); err != nil {
 		return err
 	}
-	if err := s.startDaemon(&s.sshd, exec.Command("/usr/sbin/sshd", "-D", "-e"), "/var/log/sshd.log"); err != nil {
+	// Loopback only: the host reaches sshd through the agent's authenticated transport
+	// (service ssh dials 127.0.0.1:22), and nothing on the VM's networks needs it.
+	sshd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-o", "ListenAddress=127.0.0.1")
+	if err := s.startDaemon(&s.sshd, sshd, "/var/log/sshd.log"); err != nil {
 		return err
 	}
 	// Nobody logs in before the engine answers, and sshd's own start (~0.4 s of emulated

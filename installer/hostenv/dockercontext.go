@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/skiff-dev/skiff/machine/atomicfile"
 )
 
 // ContextName is the docker context of a machine: "skiff" for the default machine,
@@ -69,7 +71,8 @@ func CreateContext(machine, endpoint string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("docker context: %w", err)
 	}
-	return os.WriteFile(filepath.Join(dir, "meta.json"), b, 0o644)
+	// Atomic: a docker CLI reading the context as it is written never sees half of it.
+	return atomicfile.Write(filepath.Join(dir, "meta.json"), b, 0o644)
 }
 
 // RemoveContext deletes the machine's docker context, if any.

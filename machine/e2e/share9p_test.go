@@ -81,3 +81,35 @@ func TestShareOverTransport(t *testing.T) {
 		}
 	}
 }
+
+// TestShareKeepsSkiffData shares Skiff's own home with the VM, as a home share does: the
+// share goes through Skiff's 9p server instead of QEMU's, which refuses that data, and
+// the engine proxy refuses to bind-mount it; a share without Skiff's data stays on QEMU's
+// 9p.
+func TestShareKeepsSkiffData(t *testing.T) {
+	e := machinetest.New(t)
+	plain := t.TempDir()
+	os.WriteFile(filepath.Join(plain, "hello"), []byte("plain share\n"), 0o644)
+	e.Must("machine", "init", "--share-type", "9p", "--no-home-share", "--cpus", "2", "--memory", "1G", "--disk-size", "4G",
+		"--mount", e.Home+":/mnt/skiffhome", "--mount", plain+":/mnt/plain")
+	e.Must("machine", "start")
+	mounts := e.Must("machine", "ssh", "--", "grep ' 9p ' /proc/mounts || true")
+	for _, l := range strings.Split(mounts, "\n") {
+		if strings.Contains(l, "/mnt/plain") && strings.Contains(l, "trans=fd") {
+			t.Fatalf("a share without Skiff's data left QEMU's 9p: %s", l)
+		}
+	}
+	if out := e.Must("machine", "ssh", "--", "cat /mnt/plain/hello"); !strings.Contains(out, "plain share") {
+		t.Fatalf("plain share: %q", out)
+	}
+	// However the guest asks, Skiff's home is not there: no secret, no disk, no image.
+	out, err := e.Run("machine", "ssh", "--", "cat /mnt/skiffhome/machines/default/secret || ls /mnt/skiffhome/machines/default/")
+	if err == nil {
+		t.Fatalf("the guest reached Skiff's home through a share:\n%s", out)
+	}
+	e.LoadBusybox("default")
+	out, err = e.DockerRun("default", "run", "--rm", "-v", filepath.Join(e.Home, "machines")+":/x", machinetest.TestImage, "ls", "/x")
+	if err == nil || !strings.Contains(err.Error()+out, "Skiff's own data") {
+		t.Fatalf("a container bind-mounted Skiff's home: %v\n%s", err, out)
+	}
+}

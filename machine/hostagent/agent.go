@@ -32,6 +32,7 @@ import (
 	"github.com/skiff-dev/skiff/images/seed"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
+	"github.com/skiff-dev/skiff/machine/atomicfile"
 	"github.com/skiff-dev/skiff/machine/errdefs"
 	"github.com/skiff-dev/skiff/vmm"
 	"golang.org/x/sync/errgroup"
@@ -177,7 +178,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.group.Wait()
 	}()
 
-	lock, err := machine.TryLock(a.Dir.File(machine.FileAgentLock))
+	lock, err := machine.TryLockFor(a.Dir.File(machine.FileAgentLock), 500*time.Millisecond)
 	if err != nil {
 		if errors.Is(err, machine.ErrLocked) {
 			return fmt.Errorf("machine %q already has a running agent", a.Dir.Name)
@@ -513,10 +514,10 @@ func (a *Agent) hostRoute(service string) (transport.Handler, error) {
 	if service == forward.HostServiceReady {
 		return a.onReady, nil
 	}
-	if tag, ok := strings.CutPrefix(service, forward.HostPrefix9P); ok && a.shareType() == shareOverTransport {
+	if tag, ok := strings.CutPrefix(service, forward.HostPrefix9P); ok {
 		for i, m := range a.Spec.Mounts {
-			if shareTag(i) == tag {
-				opt := share9p.Options{Root: m.HostPath, ReadOnly: m.ReadOnly}
+			if shareTag(i) == tag && a.mountShareType(m) == shareOverTransport {
+				opt := share9p.Options{Root: m.HostPath, ReadOnly: m.ReadOnly, Deny: a.skiffData(), Logf: a.logf}
 				return func(ctx context.Context, _ string, conn net.Conn) {
 					if err := share9p.Serve(ctx, conn, opt); err != nil {
 						a.logf("share %s: %v", m.HostPath, err)
@@ -562,6 +563,12 @@ func (a *Agent) startForwarders(ctx context.Context) error {
 	paths, err := pathmap.New(shares, pathmap.DefaultPassthrough)
 	if err != nil {
 		return err
+	}
+	// No container bind-mounts Skiff's own data, whatever the shares hold.
+	for _, p := range a.skiffData() {
+		if err := paths.Deny(p); err != nil {
+			return err
+		}
 	}
 	guest := a.guest
 	proxy := &engineproxy.Proxy{Dial: engineproxy.GuestDialer(guest, forward.ServiceEngine), Paths: paths, Logf: a.logf}
@@ -696,24 +703,14 @@ func (a *Agent) vmConfig() (vmm.Config, error) {
 		Network:   a.net,
 		MAC:       usernet.GuestMAC,
 	}
-	if typ := a.shareType(); typ != shareOverTransport {
-		for i, m := range a.Spec.Mounts {
+	for i, m := range a.Spec.Mounts {
+		if typ := a.mountShareType(m); typ != shareOverTransport {
 			cfg.Shares = append(cfg.Shares, vmm.Share{Tag: shareTag(i), HostPath: m.HostPath, ReadOnly: m.ReadOnly, Type: typ})
+		} else if typ != a.shareType() {
+			a.logf("share %s holds Skiff's own data: it is served by Skiff's 9p server, which keeps that data out of the VM's reach, instead of %s", m.HostPath, a.shareType())
 		}
 	}
 	return cfg, nil
-}
-
-func shareTag(i int) string { return "skiff" + strconv.Itoa(i) }
-
-// shareOverTransport is the share type served by the agent's own 9p server.
-const shareOverTransport = "9p-transport"
-
-func (a *Agent) shareType() string {
-	if a.Spec.ShareType != "" {
-		return a.Spec.ShareType
-	}
-	return vmm.ShareTypeOf(a.Backend)
 }
 
 func (a *Agent) writeSeed() error {
@@ -721,7 +718,7 @@ func (a *Agent) writeSeed() error {
 	if err != nil {
 		return err
 	}
-	return machine.WriteFileAtomic(a.Dir.File(machine.FileSeedDisk), b, 0o600)
+	return atomicfile.Write(a.Dir.File(machine.FileSeedDisk), b, 0o600)
 }
 
 // seedBytes is the seed disk for a boot at now.
@@ -752,22 +749,10 @@ func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 		sd.Network.VsockPort = n.NetworkVsockPort()
 	}
 	sd.HostVsockPort = hostStreamPort(a.Backend)
-	shareType := a.shareType()
 	for i, m := range a.Spec.Mounts {
-		sd.Shares = append(sd.Shares, seedShare(i, m, shareType))
+		sd.Shares = append(sd.Shares, seedShare(i, m, a.mountShareType(m)))
 	}
 	return sd.Marshal()
-}
-
-// seedShare is mount i as the guest mounts it. A drvfs share (WSL) is tagged with its
-// Windows folder, which the guest mounts itself (`mount -t drvfs`): the distro automounts
-// no drive.
-func seedShare(i int, m machine.Mount, shareType string) seed.Share {
-	tag := shareTag(i)
-	if shareType == "drvfs" {
-		tag = m.HostPath
-	}
-	return seed.Share{Tag: tag, GuestPath: m.GuestPath, ReadOnly: m.ReadOnly, Type: shareType}
 }
 
 // readManifest reads the manifest of the installed image in dir.

@@ -1,6 +1,7 @@
 package hostagent
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/skiff-dev/skiff/images/seed"
@@ -19,6 +20,26 @@ func TestSeedShare(t *testing.T) {
 	} {
 		if got := seedShare(2, m, c.typ); got != c.want {
 			t.Errorf("seedShare(%s) = %+v, want %+v", c.typ, got, c.want)
+		}
+	}
+}
+
+func TestMountShareType(t *testing.T) {
+	h := machine.Home{Root: filepath.Join(t.TempDir(), "home", ".local", "share", "skiff")}
+	userHome := filepath.Dir(filepath.Dir(filepath.Dir(h.Root)))
+	other := t.TempDir()
+	for _, c := range []struct {
+		typ, mount, want string
+	}{
+		{"9p", userHome, shareOverTransport}, // the default home share holds Skiff's home
+		{"virtiofs", h.Root, shareOverTransport},
+		{"9p", other, "9p"},
+		{"virtiofs", filepath.Join(userHome, "src"), "virtiofs"},
+		{"drvfs", userHome, "drvfs"}, // WSL's root can mount any drive anyway
+	} {
+		a := &Agent{Dir: h.Dir("dev"), Spec: &machine.Spec{ShareType: c.typ}}
+		if got := a.mountShareType(machine.Mount{HostPath: c.mount}); got != c.want {
+			t.Errorf("%s share of %s: %s, want %s", c.typ, c.mount, got, c.want)
 		}
 	}
 }

@@ -22,7 +22,8 @@ var layers = []struct {
 	prefixes []string
 }{
 	{"protocols and primitives: the wire formats, the authenticated transport, path rules", []string{
-		"forward", "forward/transport", "forward/pathmap", "forward/winpipe", "images/seed", "installer/internal/probe"}},
+		"forward", "forward/transport", "forward/pathmap", "forward/winpipe", "images/seed", "installer/internal/probe",
+		"machine/atomicfile"}},
 	{"the data plane and the guest image", []string{
 		"forward/usernet", "forward/guest", "forward/engineproxy", "forward/share9p", "forward/hostports",
 		"images", "images/guestinit"}},
