@@ -49,9 +49,9 @@ func newFakeBackend(t *testing.T) *fakeBackend {
 	return &fakeBackend{logf: t.Logf, dir: dir}
 }
 
-func (b *fakeBackend) Name() string                   { return "fake" }
+func (b *fakeBackend) Name() string                    { return "fake" }
 func (b *fakeBackend) Check(ctx context.Context) error { return nil }
-func (b *fakeBackend) HostStreamPort() uint32         { return 1026 }
+func (b *fakeBackend) HostStreamPort() uint32          { return 1026 }
 
 func (b *fakeBackend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error) {
 	if b.StartErr != nil {
@@ -263,7 +263,7 @@ func (w *warmBackend) Restore(ctx context.Context, cfg vmm.Config, dir string) (
 }
 
 func (w *warmBackend) DiscardState(ctx context.Context, cfg vmm.Config) error { return nil }
-func (w *warmBackend) DiskFiles(cfg vmm.Config) []string                     { return cfg.DiskPaths() }
+func (w *warmBackend) DiskFiles(cfg vmm.Config) []string                      { return cfg.DiskPaths() }
 
 // The guest's side of a suspend (guest.Suspender).
 func (v *fakeVM) Quiesce() error { v.quiesced.Store(true); return nil }
