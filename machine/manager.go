@@ -32,8 +32,8 @@ type Manager struct {
 	Autostart func(ctx context.Context, name string, enabled bool) error
 }
 
-// existing is the directory and spec of a machine that exists.
-func (m *Manager) existing(name string) (Dir, *Spec, error) {
+// Machine is the directory and spec of the machine called name, which must exist.
+func (m *Manager) Machine(name string) (Dir, *Spec, error) {
 	if err := ValidateName(name); err != nil {
 		return Dir{}, nil, ErrInvalidf("%v", err)
 	}
@@ -146,7 +146,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 // agent's event stream until the engine answers or the agent exits. Starting a running
 // machine succeeds, so that login autostart and scripts can start unconditionally.
 func (m *Manager) Start(ctx context.Context, name string, o StartOptions) (*StartResult, error) {
-	d, _, err := m.existing(name)
+	d, _, err := m.Machine(name)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +275,7 @@ type StopResult struct {
 // Stop stops a machine as req asks: suspended for a warm start by default, shut down
 // with Cold, powered off with Force.
 func (m *Manager) Stop(ctx context.Context, name string, req agentapi.StopRequest) (*StopResult, error) {
-	d, _, err := m.existing(name)
+	d, _, err := m.Machine(name)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +376,7 @@ type SetResult struct {
 
 // Set changes a stopped machine's hardware, or any machine's autostart.
 func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, error) {
-	d, spec, err := m.existing(name)
+	d, spec, err := m.Machine(name)
 	if err != nil {
 		return nil, err
 	}
@@ -448,7 +448,7 @@ type View struct {
 
 // Inspect computes one machine's view now.
 func (m *Manager) Inspect(ctx context.Context, name string) (*View, error) {
-	d, s, err := m.existing(name)
+	d, s, err := m.Machine(name)
 	if err != nil {
 		return nil, err
 	}

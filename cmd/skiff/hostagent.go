@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-dev/skiff/cmd/internal/hostcmd"
 	"github.com/skiff-dev/skiff/machine/backends"
 	"github.com/skiff-dev/skiff/machine/hostagent"
 )
@@ -18,7 +19,11 @@ func hostAgentCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, spec, err := existing(args[0])
+			m, err := manager(hostcmd.Options{})
+			if err != nil {
+				return err
+			}
+			d, spec, err := m.Machine(args[0])
 			if err != nil {
 				return err
 			}

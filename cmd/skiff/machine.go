@@ -66,18 +66,19 @@ func completeMachines(cmd *cobra.Command, args []string, _ string) ([]string, co
 	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
-// existing is the directory and spec of the machine a command names.
-func existing(name string) (machine.Dir, *machine.Spec, error) {
-	h, err := machine.DefaultHome()
-	if err != nil {
-		return machine.Dir{}, nil, err
+// perMachine makes c a `machine VERB [NAME]` command: run gets the lifecycle and the
+// machine named (the default one without a name).
+func perMachine(c *cobra.Command, opts hostcmd.Options, run func(cmd *cobra.Command, m *machine.Manager, name string) error) *cobra.Command {
+	c.Args = cobra.MaximumNArgs(1)
+	c.ValidArgsFunction = completeMachines
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		m, err := manager(opts)
+		if err != nil {
+			return err
+		}
+		return run(cmd, m, nameArg(args))
 	}
-	if err := machine.ValidateName(name); err != nil {
-		return machine.Dir{}, nil, machine.ErrInvalidf("%v", err)
-	}
-	d := h.Dir(name)
-	s, err := d.Spec()
-	return d, s, err
+	return c
 }
 
 func initCmd() *cobra.Command {
@@ -169,19 +170,10 @@ func defaultImage() string {
 }
 
 func startCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:               "start [NAME]",
-		Short:             "Start a machine; returns when its engine answers",
-		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: completeMachines,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := manager(hostcmd.Options{})
-			if err != nil {
-				return err
-			}
-			return startMachine(cmd.Context(), cmd.OutOrStdout(), m, nameArg(args))
-		},
-	}
+	c := &cobra.Command{Use: "start [NAME]", Short: "Start a machine; returns when its engine answers"}
+	return perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
+		return startMachine(cmd.Context(), cmd.OutOrStdout(), m, name)
+	})
 }
 
 // startMachine starts a machine and says how it went.
@@ -237,37 +229,30 @@ func stopCmd() *cobra.Command {
 VM's memory and devices are saved next to them, so that the next start resumes in about a
 second with containers still running. --cold shuts the guest down (engine stop, sync,
 power off) and discards any saved state; so does --force, without asking the guest.`,
-		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: completeMachines,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := manager(hostcmd.Options{})
-			if err != nil {
-				return err
-			}
-			name := nameArg(args)
-			res, err := m.Stop(cmd.Context(), name, agentapi.StopRequest{Force: force, Cold: cold || force, Timeout: timeout})
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			switch {
-			case res.Discarded:
-				fmt.Fprintf(out, "Machine %q was suspended; its saved state is discarded and the next start boots.\n", name)
-			case res.AlreadyStopped:
-				fmt.Fprintf(out, "Machine %q is already stopped.\n", name)
-			case res.Recovered:
-				fmt.Fprintf(out, "Machine %q had crashed; marked stopped.\n", name)
-			case res.Saved != nil:
-				fmt.Fprintf(out, "Machine %q suspended (saved state: %s); start resumes it, stop --cold discards it.\n", name, humanBytes(res.Saved.SizeBytes))
-			default:
-				if res.NotSuspended != "" {
-					fmt.Fprintf(out, "Could not suspend: %s.\n", res.NotSuspended)
-				}
-				fmt.Fprintf(out, "Machine %q stopped.\n", name)
-			}
-			return nil
-		},
 	}
+	perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
+		res, err := m.Stop(cmd.Context(), name, agentapi.StopRequest{Force: force, Cold: cold || force, Timeout: timeout})
+		if err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		switch {
+		case res.Discarded:
+			fmt.Fprintf(out, "Machine %q was suspended; its saved state is discarded and the next start boots.\n", name)
+		case res.AlreadyStopped:
+			fmt.Fprintf(out, "Machine %q is already stopped.\n", name)
+		case res.Recovered:
+			fmt.Fprintf(out, "Machine %q had crashed; marked stopped.\n", name)
+		case res.Saved != nil:
+			fmt.Fprintf(out, "Machine %q suspended (saved state: %s); start resumes it, stop --cold discards it.\n", name, humanBytes(res.Saved.SizeBytes))
+		default:
+			if res.NotSuspended != "" {
+				fmt.Fprintf(out, "Could not suspend: %s.\n", res.NotSuspended)
+			}
+			fmt.Fprintf(out, "Machine %q stopped.\n", name)
+		}
+		return nil
+	})
 	c.Flags().BoolVarP(&force, "force", "f", false, "power off at once, without asking the guest")
 	c.Flags().BoolVar(&cold, "cold", false, "shut the guest down instead of suspending it; the next start boots")
 	c.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long the guest may take before it is forced off")
@@ -284,24 +269,17 @@ func humanBytes(n int64) string {
 func rmCmd() *cobra.Command {
 	var force bool
 	c := &cobra.Command{
-		Use:               "rm [NAME]",
-		Short:             "Remove a machine and its disks",
-		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: completeMachines,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := manager(hostcmd.Options{})
-			if err != nil {
-				return err
-			}
-			name := nameArg(args)
-			warn := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), "warning:", s) }
-			if err := m.Remove(cmd.Context(), name, machine.RmOptions{Force: force, Warn: warn}); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Machine %q removed.\n", name)
-			return nil
-		},
+		Use:   "rm [NAME]",
+		Short: "Remove a machine and its disks",
 	}
+	perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
+		warn := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), "warning:", s) }
+		if err := m.Remove(cmd.Context(), name, machine.RmOptions{Force: force, Warn: warn}); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "Machine %q removed.\n", name)
+		return nil
+	})
 	c.Flags().BoolVarP(&force, "force", "f", false, "stop the machine first if it runs")
 	return c
 }
@@ -377,25 +355,19 @@ func listCmd() *cobra.Command {
 func inspectCmd() *cobra.Command {
 	var format string
 	c := &cobra.Command{
-		Use:               "inspect [NAME]",
-		Short:             "Show a machine's configuration and live status",
-		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: completeMachines,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := manager(hostcmd.Options{})
-			if err != nil {
-				return err
-			}
-			v, err := m.Inspect(cmd.Context(), nameArg(args))
-			if err != nil {
-				return err
-			}
-			if format == "table" {
-				format = "json" // inspect's natural form is the whole document
-			}
-			return render(cmd.OutOrStdout(), format, v, nil)
-		},
+		Use:   "inspect [NAME]",
+		Short: "Show a machine's configuration and live status",
 	}
+	perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
+		v, err := m.Inspect(cmd.Context(), name)
+		if err != nil {
+			return err
+		}
+		if format == "table" {
+			format = "json" // inspect's natural form is the whole document
+		}
+		return render(cmd.OutOrStdout(), format, v, nil)
+	})
 	c.Flags().StringVar(&format, "format", "json", "json, table, or a Go template")
 	return c
 }
@@ -403,26 +375,24 @@ func inspectCmd() *cobra.Command {
 func envCmd() *cobra.Command {
 	var shell string
 	c := &cobra.Command{
-		Use:               "env [NAME]",
-		Short:             "Print the shell commands that point docker at a machine",
-		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: completeMachines,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, _, err := existing(nameArg(args))
-			if err != nil {
-				return err
-			}
-			if shell == "" {
-				shell = detectShell()
-			}
-			s, err := hostenv.EnvLines(hostenv.Shell(shell), d.EngineEndpoint())
-			if err != nil {
-				return machine.ErrInvalidf("%v", err)
-			}
-			fmt.Fprint(cmd.OutOrStdout(), s)
-			return nil
-		},
+		Use:   "env [NAME]",
+		Short: "Print the shell commands that point docker at a machine",
 	}
+	perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
+		d, _, err := m.Machine(name)
+		if err != nil {
+			return err
+		}
+		if shell == "" {
+			shell = detectShell()
+		}
+		s, err := hostenv.EnvLines(hostenv.Shell(shell), d.EngineEndpoint())
+		if err != nil {
+			return machine.ErrInvalidf("%v", err)
+		}
+		fmt.Fprint(cmd.OutOrStdout(), s)
+		return nil
+	})
 	c.Flags().StringVar(&shell, "shell", "", "bash, zsh, fish, powershell or cmd (default: detected)")
 	return c
 }
@@ -450,51 +420,44 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	var memory, disk string
 	var autostart bool
 	c := &cobra.Command{
-		Use:               "set [NAME]",
-		Short:             "Change a stopped machine's CPUs, memory or disk size",
-		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: completeMachines,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := manager(opts)
-			if err != nil {
-				return err
-			}
-			var ch machine.Changes
-			flags := cmd.Flags()
-			if flags.Changed("cpus") {
-				ch.CPUs = &cpus
-			}
-			if flags.Changed("memory") {
-				mib, err := machine.ParseSize(memory)
-				if err != nil {
-					return machine.ErrInvalidf("--memory: %v", err)
-				}
-				ch.MemoryMiB = &mib
-			}
-			if flags.Changed("disk-size") {
-				mib, err := machine.ParseSize(disk)
-				if err != nil {
-					return machine.ErrInvalidf("--disk-size: %v", err)
-				}
-				gib := mib / 1024
-				ch.DiskGiB = &gib
-			}
-			if flags.Changed("autostart") {
-				ch.Autostart = &autostart
-			}
-			name := nameArg(args)
-			res, err := m.Set(cmd.Context(), name, ch)
-			if err != nil {
-				return err
-			}
-			if res.Discarded {
-				fmt.Fprintf(cmd.OutOrStdout(), "The machine's saved state is discarded: the next start boots.\n")
-			}
-			s := res.Spec
-			fmt.Fprintf(cmd.OutOrStdout(), "Machine %q: %d CPUs, %dMiB memory, %dGiB disk.\n", name, s.CPUs, s.MemoryMiB, s.DiskGiB)
-			return nil
-		},
+		Use:   "set [NAME]",
+		Short: "Change a stopped machine's CPUs, memory or disk size",
 	}
+	perMachine(c, opts, func(cmd *cobra.Command, m *machine.Manager, name string) error {
+		var ch machine.Changes
+		flags := cmd.Flags()
+		if flags.Changed("cpus") {
+			ch.CPUs = &cpus
+		}
+		if flags.Changed("memory") {
+			mib, err := machine.ParseSize(memory)
+			if err != nil {
+				return machine.ErrInvalidf("--memory: %v", err)
+			}
+			ch.MemoryMiB = &mib
+		}
+		if flags.Changed("disk-size") {
+			mib, err := machine.ParseSize(disk)
+			if err != nil {
+				return machine.ErrInvalidf("--disk-size: %v", err)
+			}
+			gib := mib / 1024
+			ch.DiskGiB = &gib
+		}
+		if flags.Changed("autostart") {
+			ch.Autostart = &autostart
+		}
+		res, err := m.Set(cmd.Context(), name, ch)
+		if err != nil {
+			return err
+		}
+		if res.Discarded {
+			fmt.Fprintf(cmd.OutOrStdout(), "The machine's saved state is discarded: the next start boots.\n")
+		}
+		s := res.Spec
+		fmt.Fprintf(cmd.OutOrStdout(), "Machine %q: %d CPUs, %dMiB memory, %dGiB disk.\n", name, s.CPUs, s.MemoryMiB, s.DiskGiB)
+		return nil
+	})
 	c.Flags().IntVar(&cpus, "cpus", 0, "number of virtual CPUs")
 	c.Flags().StringVar(&memory, "memory", "", "memory, e.g. 4G")
 	c.Flags().StringVar(&disk, "disk-size", "", "grow the data disk to this size")
@@ -505,22 +468,20 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 func logsCmd() *cobra.Command {
 	var serial, follow bool
 	c := &cobra.Command{
-		Use:               "logs [NAME]",
-		Short:             "Show the host agent log (or the guest's serial console with --serial)",
-		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: completeMachines,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, _, err := existing(nameArg(args))
-			if err != nil {
-				return err
-			}
-			p := d.File(machine.FileAgentLog)
-			if serial {
-				p = d.File(machine.FileSerialLog)
-			}
-			return followFile(cmd.Context(), cmd.OutOrStdout(), p, follow)
-		},
+		Use:   "logs [NAME]",
+		Short: "Show the host agent log (or the guest's serial console with --serial)",
 	}
+	perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
+		d, _, err := m.Machine(name)
+		if err != nil {
+			return err
+		}
+		p := d.File(machine.FileAgentLog)
+		if serial {
+			p = d.File(machine.FileSerialLog)
+		}
+		return followFile(cmd.Context(), cmd.OutOrStdout(), p, follow)
+	})
 	c.Flags().BoolVar(&serial, "serial", false, "show the guest's serial console")
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing as the log grows")
 	return c

@@ -3,14 +3,14 @@
 package main
 
 import (
-	"github.com/skiff-dev/skiff/cmd/internal/hostcmd"
-
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-dev/skiff/cmd/internal/hostcmd"
 	"github.com/skiff-dev/skiff/installer"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/vmm"
@@ -21,7 +21,10 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-func main() {
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run runs the CLI with args and returns its exit status.
+func run(args []string, stdout, stderr io.Writer) int {
 	root := &cobra.Command{
 		Use:           "skiff",
 		Short:         "Run containers in a small Linux VM, with the engine brought to your host",
@@ -34,14 +37,18 @@ func main() {
 	system := &cobra.Command{Use: "system", Short: "Host integration: well-known engine endpoints"}
 	system.AddCommand(hostcmd.NewSocket(opts))
 	root.AddCommand(machineCmd(opts), versionCmd(), hostAgentCmd(), hostcmd.NewDoctor(opts), system)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
-			os.Exit(ee.code)
+			return ee.code
 		}
-		fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
-		os.Exit(exitCode(err))
+		fmt.Fprintf(stderr, "skiff: %v\n", err)
+		return exitCode(err)
 	}
+	return 0
 }
 
 // exitCode is the one place a failure's class becomes the exit status, so that scripts

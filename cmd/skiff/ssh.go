@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 
+	"github.com/skiff-dev/skiff/cmd/internal/hostcmd"
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
@@ -31,13 +32,13 @@ func sshCmd() *cobra.Command {
 				name = args[0]
 			}
 			if err := machine.ValidateName(name); err != nil {
-				return err
+				return machine.ErrInvalidf("%v", err)
 			}
 			var command []string
 			if dash >= 0 {
 				command = args[dash:]
 			} else if len(args) > 1 {
-				return errors.New("put the command after --: skiff machine ssh NAME -- COMMAND")
+				return machine.ErrInvalidf("put the command after --: skiff machine ssh NAME -- COMMAND")
 			}
 			code, err := runSSH(cmd, name, command)
 			if err != nil {
@@ -77,12 +78,16 @@ func sshClientConfig(d machine.Dir) (*ssh.ClientConfig, error) {
 }
 
 func runSSH(cmd *cobra.Command, name string, command []string) (int, error) {
-	d, _, err := existing(name)
+	m, err := manager(hostcmd.Options{})
+	if err != nil {
+		return 0, err
+	}
+	d, _, err := m.Machine(name)
 	if err != nil {
 		return 0, err
 	}
 	if st := d.Status(cmd.Context()); st.State != machine.StateRunning {
-		return 0, fmt.Errorf("machine %q is %s: start it with `skiff machine start%s`", name, st.State, nameSuffix(name))
+		return 0, &machine.Error{Name: name, Class: machine.ErrState, Detail: "is " + string(st.State), Hint: "start it with: skiff machine start" + nameSuffix(name)}
 	}
 	cfg, err := sshClientConfig(d)
 	if err != nil {
