@@ -1,6 +1,11 @@
 // Package hostports mirrors the guest's listening sockets on the host: each guest listener
 // gets a host listener on the same port, bound to 127.0.0.1 unless the user chose another
 // address, and every accepted connection becomes a transport stream to the guest.
+//
+// Any process in the VM's network namespace can open a listener, so what is mirrored is
+// bounded: at most MaxForwards host ports, never a listener bound to the guest's own
+// loopback (only the engine may ask for those, by publishing them), and never a host port
+// that something on the host already serves.
 package hostports
 
 import (
@@ -8,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
-	"time"
 
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/transport"
@@ -27,12 +34,36 @@ type Manager struct {
 	Logf     func(string, ...any)
 	// OnChange is called after each reconcile, for the events stream.
 	OnChange func([]forward.Forward)
+	// MaxForwards bounds the host ports one machine holds; 0 means DefaultMaxForwards.
+	// Forwards beyond it are listed by Status with ErrTooManyForwards.
+	MaxForwards int
+	// MaxUDPFlows bounds the host clients one UDP forward serves at once; 0 means
+	// DefaultMaxUDPFlows. A new client beyond it replaces the least recently active one.
+	MaxUDPFlows int
 
 	mu        sync.Mutex
 	active    map[string]*forwarder
 	listeners []forward.Listener
 	published []Published
+	// atLimit and loopback remember what was last logged, so that a refusal that stands
+	// is logged once, not on every reconcile.
+	atLimit  bool
+	loopback map[string]bool
 }
+
+// Defaults for the Manager's bounds.
+const (
+	DefaultMaxForwards = 256
+	DefaultMaxUDPFlows = 256
+)
+
+var (
+	// ErrPortInUse is why a forward is not bound: a program on the host already serves
+	// the port, and its clients must keep reaching it, not the VM.
+	ErrPortInUse = errors.New("in use on the host")
+	// ErrTooManyForwards is why a forward is not bound: the machine holds MaxForwards.
+	ErrTooManyForwards = errors.New("limit of forwards per machine reached")
+)
 
 // Published is a port that the engine says a container publishes.
 type Published struct {
@@ -96,18 +127,52 @@ func (m *Manager) UpdatePublished(ctx context.Context, ps []Published) {
 	m.reconcile(ctx)
 }
 
-// wants merges both sources, the engine's last so that it wins.
-func (m *Manager) wants() map[string]want {
+// wants merges both sources, the engine's last so that it wins, and returns the keys in
+// the order slots are given under the limit: the engine's ports (asked for by the user)
+// first, then the socket table's, each by key.
+func (m *Manager) wants() (map[string]want, []string) {
 	ws := map[string]want{}
+	loopback := map[string]bool{}
 	for _, l := range m.listeners {
-		w := want{proto: l.Proto, port: l.Port, bind: m.bind(), target: l.GuestTarget(), guest: net.JoinHostPort(l.IP, strconv.Itoa(l.Port))}
+		guest := net.JoinHostPort(l.IP, strconv.Itoa(l.Port))
+		// Checked here, not only in the guest's scan: a process that bound the guest's
+		// loopback meant nobody outside the VM to reach it.
+		if ip := net.ParseIP(l.IP); ip == nil || ip.IsLoopback() {
+			loopback[l.Proto+" "+guest] = true
+			continue
+		}
+		w := want{proto: l.Proto, port: l.Port, bind: m.bind(), target: l.GuestTarget(), guest: guest}
 		ws[w.key()] = w
 	}
+	engine := map[string]bool{}
 	for _, p := range m.published {
 		w := want{proto: p.Proto, port: p.HostPort, bind: m.hostBind(p.HostIP), target: p.Target, guest: p.Target}
+		engine[w.key()] = true
 		ws[w.key()] = w
 	}
-	return ws
+	for k := range loopback {
+		if !m.loopback[k] {
+			m.Logf("ports: not forwarding guest listener %s: bound to the guest's loopback", k)
+		}
+	}
+	m.loopback = loopback
+	order := slices.SortedFunc(maps.Keys(ws), func(a, b string) int {
+		if engine[a] != engine[b] {
+			if engine[a] {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	return ws, order
+}
+
+func (m *Manager) maxForwards() int {
+	if m.MaxForwards <= 0 {
+		return DefaultMaxForwards
+	}
+	return m.MaxForwards
 }
 
 func (m *Manager) reconcile(ctx context.Context) {
@@ -115,31 +180,59 @@ func (m *Manager) reconcile(ctx context.Context) {
 	if m.active == nil {
 		m.active = map[string]*forwarder{}
 	}
-	ws := m.wants()
+	ws, order := m.wants()
+	bound := 0
 	for k, f := range m.active {
 		if w, ok := ws[k]; !ok || w != f.w {
 			f.close()
 			delete(m.active, k)
-			m.Logf("ports: removed %s", f.host)
+			if f.err == nil {
+				m.Logf("ports: removed %s", f.host)
+			}
+		} else if f.err == nil {
+			bound++
 		}
 	}
-	for k, w := range ws {
-		if _, ok := m.active[k]; ok {
+	// Forwards refused before are tried again: the host program may have let the port go,
+	// or a slot under the limit may have come free.
+	var overLimit []string
+	for _, k := range order {
+		w := ws[k]
+		old, ok := m.active[k]
+		if ok && old.err == nil {
 			continue
 		}
-		f := m.open(ctx, w)
-		m.active[k] = f
-		if f.err != nil {
-			m.Logf("ports: cannot forward %s %s: %v", w.proto, f.host, f.err)
-		} else {
+		var f *forwarder
+		if bound >= m.maxForwards() {
+			f = &forwarder{w: w, host: hostAddr(w), err: fmt.Errorf("%w (%d)", ErrTooManyForwards, m.maxForwards()), close: func() {}}
+			overLimit = append(overLimit, w.proto+" "+f.host)
+		} else if f = m.open(ctx, w); f.err == nil {
+			bound++
 			m.Logf("ports: forwarding %s %s -> guest %s", w.proto, f.host, w.target)
+		} else if !ok || old.err.Error() != f.err.Error() {
+			m.Logf("ports: not forwarding %s %s: %v", w.proto, f.host, f.err)
 		}
+		m.active[k] = f
 	}
+	if len(overLimit) > 0 && !m.atLimit {
+		m.Logf("ports: not forwarding %s: limit of %d forwards per machine reached", summary(overLimit, 5), m.maxForwards())
+	}
+	m.atLimit = len(overLimit) > 0
 	m.mu.Unlock()
 	if m.OnChange != nil {
 		m.OnChange(m.Status())
 	}
 }
+
+// summary names the first n items of list and how many more there are.
+func summary(list []string, n int) string {
+	if len(list) <= n {
+		return strings.Join(list, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(list[:n], ", "), len(list)-n)
+}
+
+func hostAddr(w want) string { return net.JoinHostPort(w.bind, strconv.Itoa(w.port)) }
 
 // Status lists the forwards, including those whose host port could not be bound.
 func (m *Manager) Status() []forward.Forward {
@@ -166,12 +259,18 @@ func (m *Manager) Close() {
 }
 
 func (m *Manager) open(ctx context.Context, w want) *forwarder {
-	f := &forwarder{w: w, host: net.JoinHostPort(w.bind, strconv.Itoa(w.port)), close: func() {}}
+	f := &forwarder{w: w, host: hostAddr(w), close: func() {}}
+	if w.proto == "tcp" || w.proto == "udp" {
+		if held(w.proto, w.port) {
+			f.err = fmt.Errorf("host port %d is %w", w.port, ErrPortInUse)
+			return f
+		}
+	}
 	switch w.proto {
 	case "tcp":
 		ln, err := net.Listen(family("tcp", w.bind), f.host)
 		if err != nil {
-			f.err = describeBindError(err)
+			f.err = describeBindError(w.port, err)
 			return f
 		}
 		f.close = func() { ln.Close() }
@@ -179,7 +278,7 @@ func (m *Manager) open(ctx context.Context, w want) *forwarder {
 	case "udp":
 		pc, err := net.ListenPacket(family("udp", w.bind), f.host)
 		if err != nil {
-			f.err = describeBindError(err)
+			f.err = describeBindError(w.port, err)
 			return f
 		}
 		f.close = func() { pc.Close() }
@@ -199,9 +298,9 @@ func family(proto, bind string) string {
 	return proto + "4"
 }
 
-func describeBindError(err error) error {
+func describeBindError(port int, err error) error {
 	if errors.Is(err, errAddrInUse) {
-		return fmt.Errorf("host port already in use by another program: %w", err)
+		return fmt.Errorf("host port %d is %w (%w)", port, ErrPortInUse, err)
 	}
 	return err
 }
@@ -225,57 +324,5 @@ func (m *Manager) serveTCP(ctx context.Context, ln net.Listener, w want) {
 			}
 			transport.Splice(c, g)
 		}()
-	}
-}
-
-// udpIdle is how long a UDP flow lives without traffic before its stream is closed.
-const udpIdle = 2 * time.Minute
-
-// serveUDP gives each host client address its own stream, so replies find their way back.
-func (m *Manager) serveUDP(ctx context.Context, pc net.PacketConn, w want) {
-	var mu sync.Mutex
-	flows := map[string]net.Conn{}
-	buf := make([]byte, 65535)
-	for {
-		n, addr, err := pc.ReadFrom(buf)
-		if err != nil {
-			mu.Lock()
-			for _, c := range flows {
-				c.Close()
-			}
-			mu.Unlock()
-			return
-		}
-		mu.Lock()
-		g, ok := flows[addr.String()]
-		mu.Unlock()
-		if !ok {
-			g, err = m.Guest.Dial(ctx, forward.PrefixUDP+w.target)
-			if err != nil {
-				m.Logf("ports: %s: %v", w.key(), err)
-				continue
-			}
-			mu.Lock()
-			flows[addr.String()] = g
-			mu.Unlock()
-			go func(g net.Conn, addr net.Addr) {
-				defer func() {
-					mu.Lock()
-					delete(flows, addr.String())
-					mu.Unlock()
-					g.Close()
-				}()
-				rb := make([]byte, 65535)
-				for {
-					g.SetReadDeadline(time.Now().Add(udpIdle))
-					n, err := forward.ReadDatagram(g, rb)
-					if err != nil {
-						return
-					}
-					pc.WriteTo(rb[:n], addr)
-				}
-			}(g, addr)
-		}
-		forward.WriteDatagram(g, buf[:n])
 	}
 }
