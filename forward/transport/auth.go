@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -181,8 +182,19 @@ type Router func(service string) (Handler, error)
 // AcceptLoop hands each connection on ln to handle, in its own goroutine, until ctx ends
 // (then it returns nil) or the listener fails.
 func AcceptLoop(ctx context.Context, ln net.Listener, handle func(net.Conn)) error {
+	return acceptLoop(ctx, ln, func() bool { return true }, handle)
+}
+
+// acceptLoop is AcceptLoop that accepts only once admit allows (false: ctx ended). A slot
+// admitted for an accept that timed out is kept for the next accept.
+func acceptLoop(ctx context.Context, ln net.Listener, admit func() bool, handle func(net.Conn)) error {
 	go func() { <-ctx.Done(); ln.Close() }()
+	admitted := false
 	for {
+		if !admitted && !admit() {
+			return nil
+		}
+		admitted = true
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -194,16 +206,68 @@ func AcceptLoop(ctx context.Context, ln net.Listener, handle func(net.Conn)) err
 			}
 			return err
 		}
+		admitted = false
 		go handle(conn)
 	}
 }
 
-// Serve accepts streams on ln until ctx ends. Unauthenticated peers are refused and logged.
+// Serve accepts streams on ln until ctx ends, with the default ServeOptions.
 func Serve(ctx context.Context, ln net.Listener, secret []byte, route Router, logf func(string, ...any)) error {
-	return AcceptLoop(ctx, ln, func(conn net.Conn) {
+	return ServeWith(ctx, ln, secret, route, logf, ServeOptions{})
+}
+
+// ServeOptions bound what peers that never authenticate can cost a server: anything in the
+// VM can reach its port.
+type ServeOptions struct {
+	// MaxPending bounds the handshakes in progress at once (DefaultMaxPending). Beyond it
+	// new connections wait in the listener's backlog, costing the server nothing, until a
+	// handshake ends (each within handshakeTimeout): a burst of real streams is slowed,
+	// not refused.
+	MaxPending int
+	// LogEvery is how often refused connections are logged (DefaultLogEvery): the first
+	// at once, the rest summed up in one line per period.
+	LogEvery time.Duration
+}
+
+// Defaults for ServeOptions.
+const (
+	DefaultMaxPending = 128
+	DefaultLogEvery   = 10 * time.Second
+)
+
+// ServeWith accepts streams on ln until ctx ends. Unauthenticated peers are refused and
+// logged.
+func ServeWith(ctx context.Context, ln net.Listener, secret []byte, route Router, logf func(string, ...any), o ServeOptions) error {
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.LogEvery <= 0 {
+		o.LogEvery = DefaultLogEvery
+	}
+	refused := &refusalLog{logf: logf, every: o.LogEvery}
+	pending := make(chan struct{}, o.MaxPending)
+	var fullLogged time.Time
+	return acceptLoop(ctx, ln, func() bool {
+		select {
+		case pending <- struct{}{}:
+			return true
+		default:
+		}
+		if time.Since(fullLogged) > o.LogEvery {
+			logf("transport: %d handshakes pending; new connections wait for one to end", o.MaxPending)
+			fullLogged = time.Now()
+		}
+		select {
+		case pending <- struct{}{}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}, func(conn net.Conn) {
 		service, err := Accept(conn, secret)
+		<-pending
 		if err != nil {
-			logf("transport: refused connection from %s: %v", conn.RemoteAddr(), err)
+			refused.add(fmt.Sprintf("connection from %s: %v", conn.RemoteAddr(), err))
 			conn.Close()
 			return
 		}
@@ -219,4 +283,46 @@ func Serve(ctx context.Context, ln net.Listener, secret []byte, route Router, lo
 		}
 		h(ctx, service, conn)
 	})
+}
+
+// refusalLog logs the first refusal of a period as it happens and sums up the rest in one
+// line at the period's end, so that a peer retrying without end cannot grow the log
+// without end.
+type refusalLog struct {
+	logf  func(string, ...any)
+	every time.Duration
+
+	mu    sync.Mutex
+	quiet time.Time // refusals before this are held for the summary
+	held  int
+	last  string
+	timer *time.Timer
+}
+
+func (r *refusalLog) add(what string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.held == 0 && now.After(r.quiet) {
+		r.logf("transport: refused %s", what)
+		r.quiet = now.Add(r.every)
+		return
+	}
+	r.held++
+	r.last = what
+	if r.timer == nil {
+		r.timer = time.AfterFunc(time.Until(r.quiet), r.flush)
+	}
+}
+
+func (r *refusalLog) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timer = nil
+	if r.held == 0 {
+		return
+	}
+	r.logf("transport: refused %d more connections in the last %s, the last %s", r.held, r.every, r.last)
+	r.held, r.last = 0, ""
+	r.quiet = time.Now().Add(r.every)
 }
