@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
@@ -44,11 +45,29 @@ type Options struct {
 	// Secret is the machine's: a guest that opens its own stream to the network
 	// (ServeGuestStream) must prove it. Without one such streams are refused.
 	Secret []byte
+	// NoHostLoopback cuts the VM off from the host's loopback services: HostIP
+	// (host.docker.internal) no longer leads to the host's 127.0.0.1, nor answers at all.
+	// The host's other addresses stay reachable as from any program on the host.
+	NoHostLoopback bool
 }
 
 // New builds the network: DHCP with a static lease for the guest, DNS through the host's
 // resolver, and host.docker.internal / host.containers.internal pointing at the host.
 func New(o Options) (*Network, error) {
+	vn, err := virtualnetwork.New(configuration(o))
+	if err != nil {
+		return nil, fmt.Errorf("user-mode network: %w", err)
+	}
+	n := &Network{vn: vn, secret: o.Secret}
+	if p := os.Getenv(ServicesEnv); p != "" {
+		if err := n.serveServices(p); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func configuration(o Options) *types.Configuration {
 	hostRecord := []types.Record{{Name: "host", IP: net.ParseIP(HostIP)}, {Name: "gateway", IP: net.ParseIP(GatewayIP)}}
 	cfg := &types.Configuration{
 		MTU:               MTU,
@@ -65,17 +84,15 @@ func New(o Options) (*Network, error) {
 		Forwards:          map[string]string{},
 		Protocol:          types.QemuProtocol,
 	}
-	vn, err := virtualnetwork.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("user-mode network: %w", err)
+	if o.NoHostLoopback {
+		// Without the translation a connection to HostIP would be dialled on the host as
+		// is, to whatever that address means on the host's own networks; without the
+		// virtual address nothing answers for it in the VM. The netstack itself drops
+		// frames addressed to 127.0.0.0/8, so this was the only way to the host's loopback.
+		delete(cfg.NAT, HostIP)
+		cfg.GatewayVirtualIPs = slices.DeleteFunc(cfg.GatewayVirtualIPs, func(ip string) bool { return ip == HostIP })
 	}
-	n := &Network{vn: vn, secret: o.Secret}
-	if p := os.Getenv(ServicesEnv); p != "" {
-		if err := n.serveServices(p); err != nil {
-			return nil, err
-		}
-	}
-	return n, nil
+	return cfg
 }
 
 // ServeStream implements vmm.Network for QEMU's -netdev stream.

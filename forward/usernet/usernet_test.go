@@ -1,0 +1,123 @@
+package usernet
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/link/ethernet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+)
+
+// guestStack is a stand-in for the VM: a netstack at GuestIP whose Ethernet frames go to
+// the network over QEMU's stream framing (a 4-byte big-endian length, then the frame).
+func guestStack(t *testing.T, n *Network) *stack.Stack {
+	ctx, cancel := context.WithCancel(context.Background())
+	hostEnd, guestEnd := net.Pipe()
+	go n.ServeStream(ctx, hostEnd)
+	mac, _ := net.ParseMAC(GuestMAC)
+	link := channel.New(256, 1500, tcpip.LinkAddress(mac))
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+	})
+	t.Cleanup(func() { cancel(); guestEnd.Close(); s.Close() })
+	if err := s.CreateNIC(1, ethernet.New(link)); err != nil {
+		t.Fatal(err)
+	}
+	addr := tcpip.AddrFrom4Slice(net.ParseIP(GuestIP).To4())
+	if err := s.AddProtocolAddress(1, tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr, PrefixLen: 24}}, stack.AddressProperties{}); err != nil {
+		t.Fatal(err)
+	}
+	subnet := tcpip.AddressWithPrefix{Address: addr, PrefixLen: 24}.Subnet()
+	s.SetRouteTable([]tcpip.Route{{Destination: subnet, NIC: 1}})
+	go func() { // guest -> network
+		for {
+			pkt := link.ReadContext(ctx)
+			if pkt == nil {
+				return
+			}
+			frame := pkt.ToView().AsSlice()
+			pkt.DecRef()
+			msg := binary.BigEndian.AppendUint32(nil, uint32(len(frame)))
+			if _, err := guestEnd.Write(append(msg, frame...)); err != nil {
+				return
+			}
+		}
+	}()
+	go func() { // network -> guest
+		var h [4]byte
+		for {
+			if _, err := io.ReadFull(guestEnd, h[:]); err != nil {
+				return
+			}
+			frame := make([]byte, binary.BigEndian.Uint32(h[:]))
+			if _, err := io.ReadFull(guestEnd, frame); err != nil {
+				return
+			}
+			link.InjectInbound(0, stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)}))
+		}
+	}()
+	return s
+}
+
+// dialHostLoopback reports whether the guest reaches a host listener on 127.0.0.1 through
+// HostIP, as a container does through host.docker.internal.
+func dialHostLoopback(t *testing.T, o Options) bool {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "host")
+			c.Close()
+		}
+	}()
+	n, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := guestStack(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	port := ln.Addr().(*net.TCPAddr).Port
+	to := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4Slice(net.ParseIP(HostIP).To4()), Port: uint16(port)}
+	c, err := gonet.DialContextTCP(ctx, s, to, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Logf("dial %s:%s from the guest: %v", HostIP, strconv.Itoa(port), err)
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(c)
+	return string(b) == "host"
+}
+
+func TestHostLoopbackThroughHostIP(t *testing.T) {
+	if !dialHostLoopback(t, Options{}) {
+		t.Fatal("the host's loopback is not reachable at HostIP by default")
+	}
+}
+
+func TestNoHostLoopback(t *testing.T) {
+	if dialHostLoopback(t, Options{NoHostLoopback: true}) {
+		t.Fatal("NoHostLoopback: the host's loopback still answers at HostIP")
+	}
+}
