@@ -144,7 +144,8 @@ func (s *Spec) Validate(l Limits) error {
 }
 
 func isWindowsAbs(p string) bool {
-	return len(p) >= 3 && p[1] == ':' && (p[2] == '\\' || p[2] == '/')
+	letter := len(p) >= 3 && ('a' <= p[0]|0x20 && p[0]|0x20 <= 'z')
+	return letter && p[1] == ':' && (p[2] == '\\' || p[2] == '/')
 }
 
 // ParseMount parses HOST[:GUEST][:ro]. A Windows drive letter is part of HOST.
@@ -172,7 +173,22 @@ func ParseMount(s string) (Mount, error) {
 		return Mount{}, fmt.Errorf("invalid --mount %q: the host path is empty", s)
 	}
 	if drive == "" {
-		m.HostPath = filepath.Clean(m.HostPath)
+		// ~/src and ./src mean what the shell would make of them.
+		if rest, ok := strings.CutPrefix(m.HostPath, "~/"); ok || m.HostPath == "~" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return Mount{}, fmt.Errorf("invalid --mount %q: %w", s, err)
+			}
+			m.HostPath = filepath.Join(home, rest)
+		}
+		abs, err := filepath.Abs(m.HostPath)
+		if err != nil {
+			return Mount{}, fmt.Errorf("invalid --mount %q: %w", s, err)
+		}
+		m.HostPath = abs
+		if len(rest) == 0 {
+			m.GuestPath = GuestPathFor(m.HostPath)
+		}
 	}
 	return m, nil
 }
