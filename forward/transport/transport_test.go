@@ -14,29 +14,16 @@ import (
 )
 
 func serve(t *testing.T, secret []byte) (addr string, refused func() int) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	var mu sync.Mutex
-	n := 0
-	route := func(service string) (Handler, error) {
-		if service != "echo" {
-			return nil, errors.New("no such service")
+	addr, lines := serveWith(t, secret, ServeOptions{})
+	return addr, func() int {
+		n := 0
+		for _, l := range lines() {
+			if strings.Contains(l, "refused") {
+				n++
+			}
 		}
-		return func(_ context.Context, _ string, c net.Conn) { io.Copy(c, c); c.Close() }, nil
+		return n
 	}
-	logf := func(f string, a ...any) {
-		if strings.Contains(f, "refused") {
-			mu.Lock()
-			n++
-			mu.Unlock()
-		}
-	}
-	go Serve(ctx, ln, secret, route, logf)
-	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
 }
 
 func dialer(addr string, secret []byte) *Client {
@@ -107,7 +94,10 @@ func serveWith(t *testing.T, secret []byte, o ServeOptions) (addr string, lines 
 		log = append(log, fmt.Sprintf(f, a...))
 		mu.Unlock()
 	}
-	route := func(string) (Handler, error) {
+	route := func(service string) (Handler, error) {
+		if service != "echo" {
+			return nil, errors.New("no such service")
+		}
 		return func(_ context.Context, _ string, c net.Conn) { io.Copy(c, c); c.Close() }, nil
 	}
 	go ServeWith(ctx, ln, secret, route, logf, o)
