@@ -46,6 +46,7 @@ type System struct {
 	sshd       *exec.Cmd
 	pid1       bool
 	bootEnded  bool
+	stopping   bool // Shutdown began: daemons exiting now were asked to
 	// recording is the boot's end writing for the next boot (recordRuncProbes), which a
 	// stop right after a start should not cut short.
 	recording sync.WaitGroup
@@ -445,7 +446,7 @@ func (s *System) startEngine() error {
 	default:
 		// containerd starts at the same time as dockerd rather than after dockerd's own
 		// initialisation, which is how it runs when dockerd spawns it.
-		if err := s.startDaemon(&s.containerd, exec.Command("containerd"), "/var/log/containerd.log"); err != nil {
+		if err := s.startDaemon(&s.containerd, exec.Command("containerd"), "/var/log/containerd.log", nil); err != nil {
 			return err
 		}
 		if forgot, err := ForgetDefaultBridge(DockerNetworkDB, DockerConfig); err != nil {
@@ -460,7 +461,23 @@ func (s *System) startEngine() error {
 		}
 	}
 	os.Symlink(EngineSocket, "/var/run/docker.sock")
-	return s.startDaemon(&s.engine, cmd, "/var/log/engine.log")
+	return s.startDaemon(&s.engine, cmd, "/var/log/engine.log", s.engineExited)
+}
+
+// watchEngine stops a VM whose engine died unasked: a machine that reads "running" with
+// no engine would fail every client while saying all is well. Stopped cleanly (disks
+// synced), it reads "crashed" on the host with this reason on the console, and a start
+// boots it again with everything it kept. Under WSL the distro cannot power off; the
+// engine's end is only logged there.
+func (s *System) engineExited(engine *exec.Cmd, status syscall.WaitStatus) {
+	s.mu.Lock()
+	stopping, wsl := s.stopping, s.wsl
+	s.mu.Unlock()
+	if stopping || wsl {
+		return
+	}
+	s.Log("the engine (%s) exited unexpectedly (status %d, signal %v): stopping the machine", engine.Args[0], status.ExitStatus(), status.Signal())
+	s.Shutdown(true)
 }
 
 // DockerConfig is the image's dockerd configuration.
@@ -471,7 +488,9 @@ const ContainerdSocket = "/run/containerd/containerd.sock"
 
 // startDaemon starts a long-running process with its output appended to logPath, records
 // it in slot (one of s's process fields, for Shutdown) and logs its exit.
-func (s *System) startDaemon(slot **exec.Cmd, cmd *exec.Cmd, logPath string) error {
+// startDaemon starts cmd, logging to logPath, and records it in slot; exited, when set,
+// hears how it ended.
+func (s *System) startDaemon(slot **exec.Cmd, cmd *exec.Cmd, logPath string, exited func(*exec.Cmd, syscall.WaitStatus)) error {
 	if f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 		defer f.Close() // the child has its own copy once started
 		cmd.Stdout, cmd.Stderr = f, f
@@ -483,7 +502,13 @@ func (s *System) startDaemon(slot **exec.Cmd, cmd *exec.Cmd, logPath string) err
 	s.mu.Lock()
 	*slot = cmd
 	s.mu.Unlock()
-	go func() { s.Log("%s exited: %v", cmd.Args[0], <-ch) }()
+	go func() {
+		status := <-ch
+		s.Log("%s exited: %v", cmd.Args[0], status)
+		if exited != nil {
+			exited(cmd, status)
+		}
+	}()
 	return nil
 }
 
@@ -499,7 +524,7 @@ func (s *System) startSSHD() error {
 	// Loopback only: the host reaches sshd through the agent's authenticated transport
 	// (service ssh dials 127.0.0.1:22), and nothing on the VM's networks needs it.
 	sshd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-o", "ListenAddress=127.0.0.1")
-	if err := s.startDaemon(&s.sshd, sshd, "/var/log/sshd.log"); err != nil {
+	if err := s.startDaemon(&s.sshd, sshd, "/var/log/sshd.log", nil); err != nil {
 		return err
 	}
 	// Nobody logs in before the engine answers, and sshd's own start (~0.4 s of emulated
@@ -697,6 +722,9 @@ func (s *System) Trim() (string, error) {
 // Shutdown stops the engine cleanly, flushes the disks and powers off. It does not return
 // when it succeeds.
 func (s *System) Shutdown(poweroff bool) {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
 	recorded := make(chan struct{})
 	go func() { s.recording.Wait(); close(recorded) }()
 	select {

@@ -119,6 +119,20 @@ func TestLifecycle(t *testing.T) {
 	e.Must("machine", "start")
 	checkKept("after VM crash")
 
+	// kill -9 of the guest's engine: the guest stops the machine cleanly, which reads as
+	// crashed with the reason, and start recovers it with nothing lost.
+	killed := time.Now()
+	e.Must("machine", "ssh", "--", "pkill -9 -x dockerd")
+	machinetest.Eventually(t, 60*time.Second, "crashed after kill -9 of the engine", func() bool { return state(e, "default") == "crashed" })
+	t.Logf("figure: kill -9 of the guest engine -> crashed in %s", time.Since(killed).Round(100*time.Millisecond))
+	if log, _ := os.ReadFile(filepath.Join(dir, "agent.log")); !strings.Contains(string(log), "the engine (dockerd) exited unexpectedly") {
+		t.Errorf("the agent log does not say the engine died:\n%s", log)
+	}
+	if out := e.Must("machine", "start"); !strings.Contains(out, "crashed") {
+		t.Errorf("start after the engine died did not say it recovered: %s", out)
+	}
+	checkKept("after the engine was killed")
+
 	// rm refuses a running machine without -f; rm -f removes everything.
 	if out, err := e.Run("machine", "rm"); err == nil || !strings.Contains(out, "stop it first") {
 		t.Fatalf("rm of a running machine: err=%v out=%s", err, out)

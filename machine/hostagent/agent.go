@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -259,7 +260,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 				}
 				continue
 			}
-			return fmt.Errorf("%w during boot: %v", ErrCrashed, err)
+			return fmt.Errorf("%w during boot: %s", ErrCrashed, a.vmEnd(err))
 		case <-timeout.C:
 			return fmt.Errorf("the guest did not signal ready within %s", ReadyTimeout)
 		case req := <-a.stopReq:
@@ -295,7 +296,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if kept := a.keptPanic(); kept != "" {
 			return fmt.Errorf("%w: the guest kernel panicked (its console is kept in %s)", ErrCrashed, kept)
 		}
-		return fmt.Errorf("%w: %v", ErrCrashed, err)
+		return fmt.Errorf("%w: %s", ErrCrashed, a.vmEnd(err))
 	case req := <-a.stopReq:
 		clean = true
 		cancelRun()
@@ -364,6 +365,40 @@ func (a *Agent) bootVM(ctx context.Context) (chan error, error) {
 	// Ends when the VM does; Run kills the VM on every way out.
 	a.group.Go(func() error { vmDone <- vm.Wait(context.Background()); return nil })
 	return vmDone, nil
+}
+
+// vmEnd says how a VM that ended unasked ended: the hypervisor's error, or, when the guest
+// powered off by itself, the guest agent's last word on the console (why it stopped).
+func (a *Agent) vmEnd(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	why := "the guest powered off by itself"
+	if last := lastAgentLine(a.Dir.File(machine.FileSerialLog)); last != "" {
+		why += ": " + last
+	}
+	return why
+}
+
+// lastAgentLine is the guest agent's last line in the console log at path.
+func lastAgentLine(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const tailBytes = 16 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > tailBytes {
+		f.Seek(st.Size()-tailBytes, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	last := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if _, after, ok := strings.Cut(l, "skiff-agent: "); ok {
+			last = strings.TrimSpace(after)
+		}
+	}
+	return last
 }
 
 // keptPanic checks the console of a VM that ended unasked for a kernel panic and, if there

@@ -1,7 +1,9 @@
 package hostagent
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/skiff-dev/skiff/images/seed"
@@ -41,5 +43,19 @@ func TestMountShareType(t *testing.T) {
 		if got := a.mountShareType(machine.Mount{HostPath: c.mount}); got != c.want {
 			t.Errorf("%s share of %s: %s, want %s", c.typ, c.mount, got, c.want)
 		}
+	}
+}
+
+func TestVMEnd(t *testing.T) {
+	h := machine.Home{Root: t.TempDir()}
+	d := h.Dir("dev")
+	os.MkdirAll(d.Path, 0o700)
+	a := &Agent{Dir: d}
+	if got := a.vmEnd(nil); got != "the guest powered off by itself" {
+		t.Fatalf("no console: %q", got)
+	}
+	os.WriteFile(d.File(machine.FileSerialLog), []byte("[ 1.0] skiff-agent: engine docker answers\n[ 9.5] skiff-agent: the engine (dockerd) exited unexpectedly (status -1, signal killed): stopping the machine\n[ 9.9] reboot: Power down\n"), 0o600)
+	if got := a.vmEnd(nil); !strings.Contains(got, "the engine (dockerd) exited unexpectedly") {
+		t.Fatalf("with a console: %q", got)
 	}
 }
