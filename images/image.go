@@ -157,6 +157,9 @@ type Installed struct {
 	Digest   string // sha256:<hex> of the manifest
 	Manifest *Manifest
 	CacheHit bool
+	// Unpinned: the manifest came over https without @sha256:DIGEST, so its digest is
+	// whatever the server sent. The caller should warn and show Digest to pin it.
+	Unpinned bool
 }
 
 // Options tune an install.
@@ -213,6 +216,10 @@ func (s source) location(name string) string {
 	return filepath.Join(s.base, name)
 }
 
+// ErrUnpinnedHTTP refuses an image over plain http without a pinned digest: anyone on
+// the path could swap the manifest and with it every digest it lists.
+var ErrUnpinnedHTTP = errors.New("plain http without @sha256:DIGEST can be altered in transit")
+
 // parseRef splits REF[@sha256:HEX].
 func parseRef(ref string) (loc, pinned string, err error) {
 	if i := strings.LastIndex(ref, "@sha256:"); i >= 0 {
@@ -220,14 +227,19 @@ func parseRef(ref string) (loc, pinned string, err error) {
 		if len(pinned) != 64 {
 			return "", "", fmt.Errorf("image reference %q: the pinned digest must be 64 hex digits", ref)
 		}
-		return loc, pinned, nil
+		return loc, strings.ToLower(pinned), nil
 	}
 	return ref, "", nil
 }
 
 // Install makes the image at ref available in cacheDir and returns where. ref is a
 // directory holding manifest.json, a manifest path, or an http(s) URL of a manifest,
-// optionally pinned with @sha256:HEX.
+// optionally pinned with @sha256:HEX (required over plain http).
+//
+// Installs of one image wait for each other; each downloads into a folder of its own
+// that is renamed into the cache, synced, only when every digest checked out. A cached
+// image is verified (cheaply, see Verify) and, if it was changed, installed again beside
+// the changed copy, which is kept.
 func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed, error) {
 	if ref == "" {
 		return nil, errors.New("no guest image: pass --image PATH|URL (build one with `make image`)")
@@ -241,9 +253,18 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 	}
 	src := source{base: loc}
 	var raw []byte
+	unpinned := false
 	if u, err := url.Parse(loc); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		if u.Scheme == "http" && pinned == "" {
+			return nil, fmt.Errorf("refusing image %s: %w: add @sha256:DIGEST or use https", loc, ErrUnpinnedHTTP)
+		}
 		src.remote = true
-		raw, err = fetchSmall(ctx, opt.Client, loc)
+		client := opt.Client
+		if pinned == "" {
+			unpinned = true
+			client = httpsOnly(client)
+		}
+		raw, err = fetchSmall(ctx, client, loc)
 		if err != nil {
 			return nil, err
 		}
@@ -260,7 +281,7 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 	}
 	sum := sha256.Sum256(raw)
 	digest := hex.EncodeToString(sum[:])
-	if pinned != "" && !strings.EqualFold(pinned, digest) {
+	if pinned != "" && pinned != digest {
 		return nil, &DigestMismatchError{File: "manifest.json", Expected: pinned, Actual: digest}
 	}
 	man, err := ParseManifest(raw)
@@ -268,42 +289,250 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 		return nil, err
 	}
 	imagesDir := filepath.Join(cacheDir, "images")
-	final := filepath.Join(imagesDir, "sha256-"+digest)
-	inst := &Installed{Dir: final, Digest: "sha256:" + digest, Manifest: man}
-	if _, err := os.Stat(filepath.Join(final, "manifest.json")); err == nil {
-		inst.CacheHit = true
-		// What an earlier install left out is fetched and verified now; what it installed
-		// was verified then.
-		for _, f := range man.Files {
-			if _, err := os.Stat(filepath.Join(final, f.InstalledName())); err == nil || !opt.wanted(f) {
-				continue
-			}
-			if err := fetchFile(ctx, opt, src, f, final); err != nil {
-				return nil, err
-			}
-		}
-		return inst, nil
+	if err := os.MkdirAll(imagesDir, 0o755); err != nil {
+		return nil, fmt.Errorf("install image: %w", err)
 	}
-	partial := filepath.Join(imagesDir, ".partial-"+digest)
-	if err := os.MkdirAll(partial, 0o755); err != nil {
+	unlock, locked, err := lockImage(ctx, imagesDir, digest, opt.Progress)
+	if err != nil {
 		return nil, err
 	}
-	for _, f := range man.Files {
+	defer unlock()
+	in := &installer{opt: opt, src: src, man: man, raw: raw, imagesDir: imagesDir, digest: digest, locked: locked,
+		inst: &Installed{Dir: filepath.Join(imagesDir, "sha256-"+digest), Digest: "sha256:" + digest, Manifest: man, Unpinned: unpinned}}
+	if _, err := os.Stat(filepath.Join(in.inst.Dir, "manifest.json")); err == nil {
+		return in.cached(ctx, ref)
+	}
+	return in.inst, in.fresh(ctx, nil)
+}
+
+// httpsOnly is c refusing redirects off https: an unpinned manifest is only as good as
+// the channel it came over.
+func httpsOnly(c *http.Client) *http.Client {
+	cc := *c
+	next := c.CheckRedirect
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.URL.Scheme != "https" {
+			return fmt.Errorf("refusing redirect to %s: an image without @sha256:DIGEST is fetched over https only", req.URL)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cc
+}
+
+// installer is one install of one image, holding its lock where the OS has locks.
+type installer struct {
+	opt       Options
+	src       source
+	man       *Manifest
+	raw       []byte
+	imagesDir string
+	digest    string
+	locked    bool
+	inst      *Installed
+}
+
+// cached finishes an install the cache already holds: it verifies the image and adds the
+// optional files the install wants that an earlier one left out.
+func (in *installer) cached(ctx context.Context, ref string) (*Installed, error) {
+	final := in.inst.Dir
+	in.inst.CacheHit = true
+	_, err := Verify(ctx, final, VerifyOptions{Digest: in.inst.Digest, Source: ref})
+	if ce := (*ChangedError)(nil); errors.As(err, &ce) {
+		// Install it again; machines find the image by its folder, which gets the good copy.
+		if in.opt.Progress != nil {
+			fmt.Fprintf(in.opt.Progress, "image file %s in %s %s; installing the image again\n", ce.File, ce.Dir, ce.Why)
+		}
+		in.inst.CacheHit = false
+		return in.inst, in.fresh(ctx, in.presentRoles(final))
+	}
+	if err != nil {
+		return nil, err
+	}
+	var missing []File
+	for _, f := range in.man.Files {
+		if _, err := os.Stat(filepath.Join(final, f.InstalledName())); err != nil && in.opt.wanted(f) {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) == 0 {
+		return in.inst, nil
+	}
+	partial, err := in.partialDir()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, f := range missing {
+		if err := fetchFile(ctx, in.opt, in.src, f, partial); err != nil {
+			return nil, err
+		}
+		names = append(names, f.InstalledName())
+	}
+	if err := syncFiles(partial); err != nil {
+		return nil, fmt.Errorf("install image: %w", err)
+	}
+	for _, name := range names {
+		if err := os.Rename(filepath.Join(partial, name), filepath.Join(final, name)); err != nil {
+			return nil, fmt.Errorf("install image: %w", err)
+		}
+	}
+	if err := syncDir(final); err != nil {
+		return nil, fmt.Errorf("install image: %w", err)
+	}
+	os.Remove(partial) // empty now; after a failure it stays, to be resumed from
+	noteInstalled(final, in.inst.Digest, names, true)
+	return in.inst, nil
+}
+
+// presentRoles are the optional roles whose files an installed image in dir holds.
+func (in *installer) presentRoles(dir string) []string {
+	var roles []string
+	for _, f := range in.man.Files {
+		if _, err := os.Lstat(filepath.Join(dir, f.InstalledName())); err == nil && !in.opt.wanted(f) {
+			roles = append(roles, f.Role)
+		}
+	}
+	return roles
+}
+
+// fresh installs the image into a folder of its own and renames that into the cache;
+// a changed copy already there is moved aside, not deleted. extra are optional roles to
+// install besides the wanted ones.
+func (in *installer) fresh(ctx context.Context, extra []string) error {
+	partial, err := in.partialDir()
+	if err != nil {
+		return err
+	}
+	opt := in.opt
+	opt.Roles = append(slices.Clip(opt.Roles), extra...)
+	var names []string
+	for _, f := range in.man.Files {
 		if !opt.wanted(f) {
 			continue
 		}
-		if err := fetchFile(ctx, opt, src, f, partial); err != nil {
-			return nil, err
+		if err := fetchFile(ctx, opt, in.src, f, partial); err != nil {
+			return err // the partial folder stays, to be resumed from
+		}
+		names = append(names, f.InstalledName())
+	}
+	deriveVMLinux(partial, in.man)
+	if _, err := os.Stat(filepath.Join(partial, VMLinuxName)); err == nil {
+		names = append(names, VMLinuxName)
+	}
+	if err := os.WriteFile(filepath.Join(partial, "manifest.json"), in.raw, 0o644); err != nil {
+		return fmt.Errorf("install image: %w", err)
+	}
+	// Every byte is on disk before the folder gets its final name, so a crash cannot
+	// leave a half-written image under it.
+	if err := syncFiles(partial); err != nil {
+		return fmt.Errorf("install image: %w", err)
+	}
+	final := in.inst.Dir
+	if _, err := os.Stat(final); err == nil {
+		aside := filepath.Join(in.imagesDir, fmt.Sprintf(".changed-sha256-%s-%d", in.digest, time.Now().UnixNano()))
+		if err := os.Rename(final, aside); err != nil {
+			return fmt.Errorf("install image: move the changed copy aside: %w", err)
+		}
+		if in.opt.Progress != nil {
+			fmt.Fprintf(in.opt.Progress, "the changed copy is kept in %s\n", aside)
 		}
 	}
-	deriveVMLinux(partial, man)
-	if err := os.WriteFile(filepath.Join(partial, "manifest.json"), raw, 0o644); err != nil {
-		return nil, err
+	if err := publish(partial, final); err != nil {
+		return err
 	}
+	noteInstalled(final, in.inst.Digest, names, false)
+	return nil
+}
+
+// publish renames a complete, synced partial folder to its final name and syncs the
+// cache folder. Where another install got there first (no lock on this OS or file
+// system), its image is the same by digest and ours is dropped.
+func publish(partial, final string) error {
 	if err := os.Rename(partial, final); err != nil {
-		return nil, fmt.Errorf("install image: %w", err)
+		if _, serr := os.Stat(filepath.Join(final, "manifest.json")); serr != nil {
+			return fmt.Errorf("install image: %w", err)
+		}
+		os.RemoveAll(partial)
 	}
-	return inst, nil
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("install image: %w", err)
+	}
+	return nil
+}
+
+// partialDir makes this install's download folder. Under the image's lock, a folder an
+// interrupted install left is taken over, so its downloads resume.
+func (in *installer) partialDir() (string, error) {
+	prefix := ".partial-" + in.digest + "-"
+	if in.locked {
+		if left, _ := filepath.Glob(filepath.Join(in.imagesDir, prefix+"*")); len(left) > 0 {
+			return left[0], nil
+		}
+	}
+	dir, err := os.MkdirTemp(in.imagesDir, prefix)
+	if err != nil {
+		return "", fmt.Errorf("install image: %w", err)
+	}
+	return dir, nil
+}
+
+// syncFiles flushes every file in dir, then dir itself.
+func syncFiles(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		// Writable: Windows flushes only a handle opened for writing.
+		f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return syncDir(dir)
+}
+
+// lockImage takes the install lock of one image, waiting while another install holds it.
+// Where the file system has no locks, installs go on unlocked (locked false): their
+// folders are their own and the final rename is atomic.
+func lockImage(ctx context.Context, imagesDir, digest string, progress io.Writer) (unlock func(), locked bool, err error) {
+	f, err := os.OpenFile(filepath.Join(imagesDir, ".lock-"+digest), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return func() {}, false, nil
+	}
+	for said := false; ; said = true {
+		busy, err := tryLock(f)
+		if err != nil || !busy {
+			// Closing the file releases the lock; the file stays, as removing it would
+			// let a waiter lock a file no longer there.
+			return func() { f.Close() }, err == nil, nil
+		}
+		if !said && progress != nil {
+			fmt.Fprintln(progress, "waiting for another install of this image to finish")
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, false, fmt.Errorf("install image: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func fetchSmall(ctx context.Context, c *http.Client, u string) ([]byte, error) {
@@ -379,12 +608,10 @@ func verify(p string, f File) error {
 		return err
 	}
 	defer fh.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, fh)
+	n, got, err := sha256Of(fh)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", f.Name, err)
 	}
-	got := hex.EncodeToString(h.Sum(nil))
 	if n != f.Size && got != f.SHA256 {
 		return fmt.Errorf("image file %s is truncated or wrong: expected %d bytes with sha256:%s, got %d bytes with sha256:%s", f.Name, f.Size, f.SHA256, n, got)
 	}
@@ -392,6 +619,13 @@ func verify(p string, f File) error {
 		return &DigestMismatchError{File: f.Name, Expected: f.SHA256, Actual: got}
 	}
 	return nil
+}
+
+// sha256Of reads r to its end and returns how much it read and its sha256 in hex.
+func sha256Of(r io.Reader) (int64, string, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	return n, hex.EncodeToString(h.Sum(nil)), err
 }
 
 // unpack decompresses the verified file at p into dir under its unpacked name, checks

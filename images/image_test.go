@@ -149,12 +149,12 @@ func TestDownloadResumesAfterDrop(t *testing.T) {
 }
 
 func TestDownloadCorruptFile(t *testing.T) {
-	src, _, _ := fixture(t)
+	src, _, digest := fixture(t)
 	// Serve a manifest whose root digest no longer matches the served file.
 	os.WriteFile(filepath.Join(src, "root.squashfs"), []byte(strings.Repeat("Z", 400_000)), 0o644)
 	srv, _ := flakyServer(t, src, false)
 	cache := t.TempDir()
-	_, err := Install(context.Background(), srv.URL+"/manifest.json", cache, Options{})
+	_, err := Install(context.Background(), srv.URL+"/manifest.json@sha256:"+digest, cache, Options{})
 	var dm *DigestMismatchError
 	if !errors.As(err, &dm) || dm.File != "root.squashfs" {
 		t.Fatalf("want a digest mismatch for root.squashfs, got %v", err)
