@@ -1,7 +1,8 @@
 // Package images describes, fetches, verifies and caches guest images. An image is a
 // manifest (addressed by its own sha256) listing each file with its size and sha256.
-// Installs are all-or-nothing: files land in a partial directory, every digest is
-// checked, and only then is the directory renamed into the cache.
+// Installs are all-or-nothing: files land in a partial directory of the install's own,
+// every digest is checked, and only then is the directory renamed into the cache. Verify
+// checks an installed image again before each cold boot.
 package images
 
 import (

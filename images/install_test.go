@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestInstallRefusesUnpinnedHTTP(t *testing.T) {
@@ -153,5 +154,24 @@ func TestInstallReplacesChangedCache(t *testing.T) {
 	}
 	if _, err := Verify(context.Background(), inst.Dir, VerifyOptions{Digest: again.Digest}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An install waits for another of the same image, and gives up with its context.
+func TestInstallWaitsForLock(t *testing.T) {
+	src, _, digest := fixture(t)
+	cache := t.TempDir()
+	os.MkdirAll(filepath.Join(cache, "images"), 0o755)
+	unlock, locked, err := lockImage(context.Background(), filepath.Join(cache, "images"), digest, nil)
+	if err != nil || !locked {
+		t.Skipf("no file locks here: %v", err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var progress strings.Builder
+	_, err = Install(ctx, src, cache, Options{Progress: &progress})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(progress.String(), "waiting for another install") {
+		t.Fatalf("want a wait that ends with the context, got %v (%q)", err, progress.String())
 	}
 }
