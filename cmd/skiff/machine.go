@@ -129,6 +129,9 @@ func initCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if inst.Unpinned {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: the image URL was not pinned: trusting the server's manifest %s; pin it with --image %s@%s\n", inst.Digest, imgRef, inst.Digest)
+			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Machine %q created (%d CPUs, %dMiB memory, %dGiB disk, %s, image %s).\n",
 				name, spec.CPUs, spec.MemoryMiB, spec.DiskGiB, spec.Engine, inst.Manifest.Version)

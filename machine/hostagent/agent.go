@@ -229,7 +229,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		ctl.Shutdown(c)
 	}()
 
-	if a.cfg, err = a.vmConfig(); err != nil {
+	if a.cfg, err = a.vmConfig(ctx); err != nil {
 		return err
 	}
 	vmDone, err := a.bootVM(ctx)
@@ -714,9 +714,9 @@ func (a *Agent) control(ctx context.Context, req forward.ControlRequest) (*forwa
 	return &resp, nil
 }
 
-func (a *Agent) vmConfig() (vmm.Config, error) {
+func (a *Agent) vmConfig(ctx context.Context) (vmm.Config, error) {
 	img := a.Spec.Image
-	m, err := readManifest(img.Dir)
+	m, err := a.verifyImage(ctx)
 	if err != nil {
 		return vmm.Config{}, err
 	}
@@ -790,17 +790,33 @@ func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 	return sd.Marshal()
 }
 
-// readManifest reads the manifest of the installed image in dir.
-func readManifest(dir string) (*images.Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		return nil, fmt.Errorf("guest image: %w", err)
+// verifyImage checks the machine's installed image against the digests it was installed
+// with before the VM uses it (the files whose fingerprint is unchanged are not read
+// again), and returns the manifest it checked. An image changed since (by anything: the
+// cache is shared by every machine) is installed again from its source when it can be,
+// with the changed copy kept aside, and the start fails with the reason when it cannot.
+func (a *Agent) verifyImage(ctx context.Context) (*images.Manifest, error) {
+	img := a.Spec.Image
+	opt := images.VerifyOptions{Digest: img.Digest, Source: img.Source}
+	if chk, ok := a.Backend.(vmm.ImageChecker); ok {
+		opt.Roles = chk.ImageRoles()
 	}
-	m, err := images.ParseManifest(b)
-	if err != nil {
-		return nil, fmt.Errorf("guest image in %s: %w", dir, err)
+	v, err := images.Verify(ctx, img.Dir, opt)
+	if errors.Is(err, images.ErrImageChanged) && img.Source != "" {
+		a.warn("%v; installing it again from %s", err, img.Source)
+		home := machine.Home{Root: a.Dir.HomeRoot()}
+		if _, ierr := images.Install(ctx, img.Source, home.CacheDir(), images.Options{Roles: opt.Roles}); ierr != nil {
+			return nil, fmt.Errorf("%w (installing it again failed: %v)", err, ierr)
+		}
+		v, err = images.Verify(ctx, img.Dir, opt)
 	}
-	return m, nil
+	if err != nil {
+		return nil, err
+	}
+	if len(v.Hashed) > 0 {
+		a.logf("image: checked %s against their digests", strings.Join(v.Hashed, ", "))
+	}
+	return v.Manifest, nil
 }
 
 // killStaleVM kills a VM left by a crashed agent on platforms where it could outlive it.

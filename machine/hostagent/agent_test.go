@@ -24,7 +24,7 @@ import (
 
 // fakeImage writes a tiny image (kernel, initrd, root) into dir: what the agent's VM
 // config and Manager.Init read. The fake backend boots none of it.
-func fakeImage(t testing.TB, dir string) {
+func fakeImage(t testing.TB, dir string) (digest string) {
 	t.Helper()
 	m := images.Manifest{SchemaVersion: 1, Name: "fake", Version: "0-test", Arch: "amd64"}
 	for _, f := range []struct{ role, name string }{{images.RoleKernel, "vmlinuz"}, {images.RoleInitrd, "initrd.img"}, {images.RoleRoot, "root.img"}} {
@@ -39,6 +39,8 @@ func fakeImage(t testing.TB, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // testMachine makes a machine "dev" in a fresh home, as init would.
@@ -46,9 +48,9 @@ func testMachine(t *testing.T) (machine.Dir, *machine.Spec) {
 	t.Helper()
 	h := machine.Home{Root: t.TempDir()}
 	img := t.TempDir()
-	fakeImage(t, img)
+	digest := fakeImage(t, img)
 	spec := &machine.Spec{SchemaVersion: 1, Name: "dev", Backend: "fake", CPUs: 1, MemoryMiB: 512, DiskGiB: 1,
-		Engine: machine.EngineDocker, Image: machine.ImageRef{Dir: img, Version: "0-test", Arch: "amd64"}}
+		Engine: machine.EngineDocker, Image: machine.ImageRef{Dir: img, Digest: digest, Version: "0-test", Arch: "amd64"}}
 	if err := h.Create(spec); err != nil {
 		t.Fatal(err)
 	}

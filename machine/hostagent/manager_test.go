@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
 	"github.com/skiff-dev/skiff/vmm"
@@ -172,5 +173,52 @@ func TestManagerStartFailure(t *testing.T) {
 	}
 	if sr, err := m.Stop(ctx, "dev", agentapi.StopRequest{}); err != nil || !sr.Recovered {
 		t.Fatalf("stop of a crashed machine: %+v %v", sr, err)
+	}
+}
+
+// TestManagerImageChanged: a cached image changed after install (by anything: the cache
+// is every machine's) is caught before the VM uses it: installed again from its source
+// when that is there, else the start fails naming the file.
+func TestManagerImageChanged(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	src := t.TempDir()
+	fakeImage(t, src)
+	if _, err := m.Init(ctx, testSpec(t, "dev", "fake"), machine.InitOptions{Image: src}); err != nil {
+		t.Fatal(err)
+	}
+	_, spec, err := m.Machine("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(spec.Image.Dir, "root.img")
+	plant := func() {
+		t.Helper()
+		os.Chmod(root, 0o644)
+		if err := os.WriteFile(root, []byte("planted root"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plant()
+	res, err := m.Start(ctx, "dev", machine.StartOptions{})
+	if err != nil {
+		t.Fatalf("start with a changed image and its source at hand: %v", err)
+	}
+	if w := strings.Join(res.State.Warnings, "\n"); !strings.Contains(w, "root.img") || !strings.Contains(w, "installing it again") {
+		t.Fatalf("no warning about the changed image: %q", w)
+	}
+	if b, _ := os.ReadFile(root); string(b) != "fake "+images.RoleRoot {
+		t.Fatalf("the root was not installed again: %q", b)
+	}
+	if _, err := m.Stop(ctx, "dev", agentapi.StopRequest{Cold: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Without its source the start fails, and says which file.
+	os.RemoveAll(src)
+	plant()
+	_, err = m.Start(ctx, "dev", machine.StartOptions{})
+	var se *machine.StartError
+	if !errors.As(err, &se) || !strings.Contains(se.Log, "root.img") {
+		t.Fatalf("start with a changed image and no source: %v", err)
 	}
 }
