@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 IMAGE_OUT := $(CURDIR)/images/out/$(ARCH)
 LDFLAGS := -s -w -X github.com/skiff-dev/skiff/installer.Version=$(VERSION) -X github.com/skiff-dev/skiff/images.DefaultRef=$(IMAGE_OUT)
 
-.PHONY: all build agent image image-systemd test test-unit bench-boot clean up
+.PHONY: all build agent image image-systemd test test-unit test-faults bench-boot clean up
 
 all: build
 
@@ -72,3 +72,12 @@ bench-vsock: build image
 # Needs the host's SFTP server for the sshfs peer: apt-get install openssh-sftp-server.
 bench-shares: build image
 	$(GO) run ./cmd/skiff-bench shares -skiff bin/skiff -image $(IMAGE_OUT)
+
+# The fault, load and bad-input suite on real VMs, with its figures: kill -9 of the host
+# agent, of QEMU and of the guest engine (crashed, then a start that keeps everything),
+# a full data disk, 1,000 concurrent API requests, 100 parallel port streams, logs -f and
+# events held 10 minutes, and the CLI's refusals. CI runs the same tests with a 30 s hold.
+test-faults: build image
+	mkdir -p artifacts; set -o pipefail; SKIFF_E2E=1 SKIFF_FAULT_HOLD=$${SKIFF_FAULT_HOLD:-10m} $(GO) test -count=1 -v -p 1 -timeout 60m \
+		-run 'TestLifecycle|TestDiskFull|TestBadInput|TestAPILoad|TestPortStreamsLoad|TestLongStreams' ./machine/e2e/ ./forward/e2e/ \
+		| tee $(CURDIR)/artifacts/faults.log | grep -E '^(--- |ok|FAIL)|figure:'

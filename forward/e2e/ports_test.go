@@ -194,6 +194,7 @@ func TestPortStreamsLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []string
+	began := time.Now()
 	for i := 0; i < 100; i++ {
 		wg.Add(1)
 		go func() {
@@ -207,6 +208,7 @@ func TestPortStreamsLoad(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	t.Logf("figure: 100 parallel port-forward streams of %d MiB: %d errors, %s", size>>20, len(errs), time.Since(began).Round(100*time.Millisecond))
 	if len(errs) > 0 {
 		t.Fatalf("%d of 100 streams failed; first: %s", len(errs), errs[0])
 	}
@@ -239,6 +241,7 @@ func TestAPILoad(t *testing.T) {
 	var mu sync.Mutex
 	failures := 0
 	var first string
+	began := time.Now()
 	for i := 0; i < 1000; i++ {
 		wg.Add(1)
 		go func() {
@@ -264,6 +267,7 @@ func TestAPILoad(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	t.Logf("figure: 1000 concurrent API requests: %d errors, %s", failures, time.Since(began).Round(100*time.Millisecond))
 	if failures > 0 {
 		t.Fatalf("%d of 1000 concurrent API requests failed; first: %s", failures, first)
 	}
