@@ -365,6 +365,9 @@ type Changes struct {
 	MemoryMiB *int64
 	DiskGiB   *int64
 	Autostart *bool
+	// HostLoopback: whether containers reach the host's loopback services (from the
+	// next start).
+	HostLoopback *bool
 }
 
 // SetResult says what Set did.
@@ -380,7 +383,7 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	if err != nil {
 		return nil, err
 	}
-	hardware := c.CPUs != nil || c.MemoryMiB != nil || c.DiskGiB != nil
+	hardware := c.CPUs != nil || c.MemoryMiB != nil || c.DiskGiB != nil || c.HostLoopback != nil
 	if st := d.Status(ctx); hardware && st.State != StateStopped && st.State != StateCrashed {
 		return nil, wrongState(name, st.State, "stop it before changing it")
 	}
@@ -393,6 +396,9 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	}
 	if c.Autostart != nil {
 		next.Autostart = *c.Autostart
+	}
+	if c.HostLoopback != nil {
+		next.NoHostLoopback = !*c.HostLoopback
 	}
 	if c.DiskGiB != nil {
 		if *c.DiskGiB < spec.DiskGiB {

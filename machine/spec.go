@@ -70,6 +70,9 @@ type Spec struct {
 	// "9p-transport" (the Go 9p server over the host<->guest transport).
 	ShareType string `json:"shareType,omitempty"`
 	Autostart bool   `json:"autostart,omitempty"`
+	// NoHostLoopback cuts containers off from the host's own loopback services, which
+	// they otherwise reach at host.docker.internal (the user-mode network's host address).
+	NoHostLoopback bool `json:"noHostLoopback,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,29}$`)

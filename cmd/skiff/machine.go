@@ -89,6 +89,7 @@ func initCmd() *cobra.Command {
 		shareType             string
 		mounts                []string
 		now, noHome           bool
+		noHostLoopback        bool
 	)
 	c := &cobra.Command{
 		Use:   "init [NAME]",
@@ -109,7 +110,8 @@ func initCmd() *cobra.Command {
 				return machine.ErrInvalidf("--disk-size: %v", err)
 			}
 			spec := &machine.Spec{Name: name, Backend: backend, CPUs: cpus, MemoryMiB: memMiB,
-				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind, ShareType: shareType}
+				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind, ShareType: shareType,
+				NoHostLoopback: noHostLoopback}
 			if !noHome {
 				if hd, err := os.UserHomeDir(); err == nil {
 					spec.Mounts = append(spec.Mounts, machine.Mount{HostPath: hd, GuestPath: machine.GuestPathFor(hd)})
@@ -154,6 +156,7 @@ func initCmd() *cobra.Command {
 	f.StringArrayVar(&mounts, "mount", nil, "share a host folder: HOST[:GUEST][:ro] (repeatable)")
 	f.BoolVar(&noHome, "no-home-share", false, "do not share the home directory")
 	f.BoolVar(&now, "now", false, "start the machine after creating it")
+	f.BoolVar(&noHostLoopback, "no-host-loopback", false, "containers cannot reach the host's loopback services (host.docker.internal)")
 	return c
 }
 
@@ -421,7 +424,7 @@ func detectShell() string {
 func setCmd(opts hostcmd.Options) *cobra.Command {
 	var cpus int
 	var memory, disk string
-	var autostart bool
+	var autostart, hostLoopback bool
 	c := &cobra.Command{
 		Use:   "set [NAME]",
 		Short: "Change a stopped machine's CPUs, memory or disk size",
@@ -450,6 +453,9 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 		if flags.Changed("autostart") {
 			ch.Autostart = &autostart
 		}
+		if flags.Changed("host-loopback") {
+			ch.HostLoopback = &hostLoopback
+		}
 		res, err := m.Set(cmd.Context(), name, ch)
 		if err != nil {
 			return err
@@ -464,6 +470,7 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	c.Flags().IntVar(&cpus, "cpus", 0, "number of virtual CPUs")
 	c.Flags().StringVar(&memory, "memory", "", "memory, e.g. 4G")
 	c.Flags().StringVar(&disk, "disk-size", "", "grow the data disk to this size")
+	c.Flags().BoolVar(&hostLoopback, "host-loopback", true, "whether containers reach the host's loopback services (host.docker.internal); from the next start")
 	c.Flags().BoolVar(&autostart, "autostart", false, "start the machine at login (systemd user unit, launchd agent or Task Scheduler)")
 	return c
 }

@@ -207,7 +207,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.secret, err = os.ReadFile(a.Dir.File(machine.FileSecret)); err != nil {
 		return fmt.Errorf("machine secret: %w", err)
 	}
-	if a.net, err = usernet.New(usernet.Options{Secret: a.secret}); err != nil {
+	if a.net, err = usernet.New(usernet.Options{Secret: a.secret, NoHostLoopback: a.Spec.NoHostLoopback}); err != nil {
 		return err
 	}
 	if err := a.serveHost(ctx); err != nil {

@@ -136,7 +136,8 @@ func TestManagerLifecycle(t *testing.T) {
 	if sr, err := m.Stop(ctx, "dev", agentapi.StopRequest{}); err != nil || !sr.AlreadyStopped {
 		t.Fatalf("stop again: %+v %v", sr, err)
 	}
-	if sr, err := m.Set(ctx, "dev", machine.Changes{CPUs: &cpus}); err != nil || sr.Spec.CPUs != 2 {
+	off := false
+	if sr, err := m.Set(ctx, "dev", machine.Changes{CPUs: &cpus, HostLoopback: &off}); err != nil || sr.Spec.CPUs != 2 || !sr.Spec.NoHostLoopback {
 		t.Fatalf("set: %+v %v", sr, err)
 	}
 	if _, err := m.Start(ctx, "dev", machine.StartOptions{}); err != nil {
