@@ -31,7 +31,7 @@ func (e errString) Error() string { return string(e) }
 // default image, or SKIFF_IMAGE. Without one only the vCPU probe runs.
 func guestKernel(home machine.Home) string {
 	var dirs []string
-	cached, _ := filepath.Glob(filepath.Join(home.CacheDir(), "images", "*"))
+	cached, _ := filepath.Glob(filepath.Join(home.CacheDir(), "images", "sha256-*")) // not .partial-* or .changed-*
 	dirs = append(dirs, cached...)
 	dirs = append(dirs, os.Getenv("SKIFF_IMAGE"), images.DefaultRef)
 	for _, d := range dirs {
