@@ -86,10 +86,18 @@ func (d Dir) CommitSavedState(s *SavedState) error {
 	if err := atomicfile.Write(filepath.Join(tmp, fileSavedRecord), b, 0o600); err != nil {
 		return err
 	}
+	// The state on disk before its name: a crash must not leave a saved state whose
+	// memory image is half written under the name a start trusts.
+	if err := atomicfile.SyncFiles(tmp); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(d.File(DirSavedState)); err != nil {
 		return err
 	}
-	return os.Rename(tmp, d.File(DirSavedState))
+	if err := os.Rename(tmp, d.File(DirSavedState)); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(d.Path)
 }
 
 // ReadSavedState returns the machine's saved state, or nil when it has none.

@@ -38,3 +38,27 @@ func Write(path string, data []byte, mode os.FileMode) error {
 	}
 	return SyncDir(filepath.Dir(path))
 }
+
+// SyncFiles makes the files directly in dir, and dir's entries, durable: a folder
+// written by another program (a hypervisor's saved state) before it is renamed into use.
+func SyncFiles(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", e.Name(), err)
+		}
+	}
+	return SyncDir(dir)
+}

@@ -29,3 +29,15 @@ func TestWrite(t *testing.T) {
 		t.Fatal("wrote into a missing folder")
 	}
 }
+
+func TestSyncFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ram"), []byte("state"), 0o600)
+	os.Mkdir(filepath.Join(dir, "sub"), 0o700)
+	if err := SyncFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncFiles(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("synced a folder that is not there")
+	}
+}
