@@ -64,6 +64,8 @@ type Ready struct {
 	EngineAPI    string `json:"engineAPI"`
 	BootMillis   int64  `json:"bootMillis"` // kernel uptime when the engine first answered
 	AgentVersion string `json:"agentVersion"`
+	// Warnings are what the guest found at boot that the user should hear.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // maxDatagram bounds a UDP payload carried over a stream.

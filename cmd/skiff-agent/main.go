@@ -152,7 +152,7 @@ func announceWhenReady(ctx context.Context, sys *guestinit.System, answered func
 	logf("engine %s answers (API %s)", sys.Seed.Engine, api)
 	answered()
 	// The host first: what EndBoot starts (bpffs) would delay the news by its CPU time.
-	guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version}, logf)
+	guest.AnnounceReady(ctx, sys.Host, forward.Ready{EngineAPI: api, BootMillis: int64(up * 1000), AgentVersion: version, Warnings: sys.Warnings()}, logf)
 	sys.EndBoot()
 }
 

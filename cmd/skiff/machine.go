@@ -213,8 +213,8 @@ func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name s
 		how = " (resumed from its saved state)"
 	}
 	fmt.Fprintf(out, "Machine %q running after %s%s.\n", name, res.Took.Round(100*time.Millisecond), how)
-	if boot != nil && boot.Reason != "" {
-		fmt.Fprintf(out, "Booted cold: %s.\n", boot.Reason)
+	for _, w := range res.State.Warnings {
+		fmt.Fprintf(out, "warning: %s\n", w)
 	}
 	if res.ContextErr != nil {
 		fmt.Fprintf(out, "warning: could not create the docker context: %v\n", res.ContextErr)

@@ -46,7 +46,8 @@ type System struct {
 	sshd       *exec.Cmd
 	pid1       bool
 	bootEnded  bool
-	stopping   bool // Shutdown began: daemons exiting now were asked to
+	stopping   bool     // Shutdown began: daemons exiting now were asked to
+	warnings   []string // for the host, with the readiness
 	// recording is the boot's end writing for the next boot (recordRuncProbes), which a
 	// stop right after a start should not cut short.
 	recording sync.WaitGroup
@@ -387,6 +388,16 @@ func (s *System) setupData() error {
 			s.Log("%v", err)
 		}
 	}
+	warning, err := keepReserve()
+	if err != nil {
+		s.Log("%v", err)
+	}
+	if warning != "" {
+		s.Log("%s", warning)
+		s.mu.Lock()
+		s.warnings = append(s.warnings, warning)
+		s.mu.Unlock()
+	}
 	return bindDataDirs()
 }
 
@@ -488,6 +499,13 @@ const ContainerdSocket = "/run/containerd/containerd.sock"
 
 // startDaemon starts a long-running process with its output appended to logPath, records
 // it in slot (one of s's process fields, for Shutdown) and logs its exit.
+// Warnings are what the boot found that the user should hear (a full data disk).
+func (s *System) Warnings() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.warnings...)
+}
+
 // startDaemon starts cmd, logging to logPath, and records it in slot; exited, when set,
 // hears how it ended.
 func (s *System) startDaemon(slot **exec.Cmd, cmd *exec.Cmd, logPath string, exited func(*exec.Cmd, syscall.WaitStatus)) error {
@@ -504,7 +522,12 @@ func (s *System) startDaemon(slot **exec.Cmd, cmd *exec.Cmd, logPath string, exi
 	s.mu.Unlock()
 	go func() {
 		status := <-ch
-		s.Log("%s exited: %v", cmd.Args[0], status)
+		s.mu.Lock()
+		asked := s.stopping
+		s.mu.Unlock()
+		if !asked { // a shutdown's own stops would bury its reason on the console
+			s.Log("%s exited: %v", cmd.Args[0], status)
+		}
 		if exited != nil {
 			exited(cmd, status)
 		}

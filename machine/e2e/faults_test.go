@@ -24,10 +24,14 @@ func TestDiskFull(t *testing.T) {
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()+out), "no space left") {
 		t.Fatalf("writing to a full disk: %v\n%s", err, out)
 	}
-	t.Logf("refused: %s", lastLine(err.Error()+out))
+	t.Logf("refused: %s", lineWith(err.Error()+out, "space"))
 	e.Must("machine", "stop", "--cold")
-	if out, err := e.Run("machine", "start"); err != nil {
+	out, err = e.Run("machine", "start")
+	if err != nil {
 		t.Fatalf("a machine with a full data disk does not start: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "data disk is full") {
+		t.Errorf("start did not say the data disk is full:\n%s", out)
 	}
 	e.Must("machine", "ssh", "--", "rm /var/lib/skiff/fill")
 	if out := e.MustDocker("default", "run", "--rm", "-v", "keepvol:/data", machinetest.TestImage, "cat", "/data/f"); strings.TrimSpace(out) != "precious" {
@@ -35,7 +39,12 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
+// lineWith is the first line of s that holds word.
+func lineWith(s, word string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(strings.ToLower(l), word) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
 }

@@ -572,6 +572,9 @@ func (a *Agent) onReady(ctx context.Context, _ string, conn net.Conn) {
 		return
 	}
 	if now, first := a.setReady(&r); first {
+		for _, w := range r.Warnings {
+			a.warn("guest: %s", w)
+		}
 		a.logf("guest ready: engine API %s, guest uptime %dms, %s after VM start", r.EngineAPI, r.BootMillis, now.Sub(a.startedAt).Round(time.Millisecond))
 	}
 }
