@@ -26,3 +26,23 @@ apt_install() {
 if ! command -v virtiofsd >/dev/null && [ ! -x /usr/libexec/virtiofsd ] && [ ! -x /usr/lib/qemu/virtiofsd ]; then
 	apt_install virtiofsd
 fi
+# The docker CLI's Compose v2 and buildx plugins (`docker compose`, `docker buildx`), as a user
+# of this host would install them: Debian trixie's docker-compose and docker-buildx packages
+# (Go binaries that need only libc6 >= 2.34, so they run on bookworm). trixie's
+# docker-compose replaces the Compose v1 package of bookworm and keeps `docker-compose` as a
+# link to the plugin. The trixie index goes to a scratch directory, not the host's apt lists.
+plugins=/usr/libexec/docker/cli-plugins
+if [ ! -x "$plugins/docker-compose" ] || [ ! -x "$plugins/docker-buildx" ]; then
+	echo "deps: installing docker-compose and docker-buildx from Debian trixie" >&2
+	trixie=$(mktemp -d)
+	mkdir -p "$trixie/lists/partial" "$trixie/archives/partial"
+	echo "deb http://deb.debian.org/debian trixie main" >"$trixie/sources.list"
+	tapt=(-o Dir::Etc::SourceList="$trixie/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o Dir::State::Lists="$trixie/lists" -o Dir::Cache::Archives="$trixie/archives"
+		-o APT::Sandbox::User=root)
+	apt-get "${tapt[@]}" update -qq
+	(cd "$trixie" && apt-get "${tapt[@]}" download -qq docker-compose docker-buildx)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$trixie"/docker-compose_*.deb "$trixie"/docker-buildx_*.deb >/dev/null
+	rm -rf "$trixie"
+fi
+docker compose version >/dev/null && docker buildx version >/dev/null
