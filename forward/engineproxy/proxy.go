@@ -4,8 +4,10 @@
 // hijack (attach, exec, BuildKit session) after which both directions become raw streams.
 // Responses are not parsed, except the head of the answer to a request that asks to
 // switch protocols: the client's bytes become a raw stream only once the engine has
-// answered 101. Long-lived streams (logs -f, events) flow as the engine writes them, and
-// half-closes pass straight through.
+// answered 101, or 200 with a stream media type and no length (what dockerd and Podman
+// answer a hijack that came without an Upgrade header, as Podman's client sends its
+// exec starts and attaches). Long-lived streams (logs -f, events) flow as the engine
+// writes them, and half-closes pass straight through.
 package engineproxy
 
 import (
@@ -18,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"regexp"
 	"strconv"
 	"strings"
@@ -46,8 +49,13 @@ const maxHeaderBytes = 1 << 20
 // bufSize is the size of the proxy's read buffers.
 const bufSize = 64 << 10
 
-// hijackRE matches endpoints that turn the connection into a raw stream.
-var hijackRE = regexp.MustCompile(`^(/v[0-9.]+)?/(containers/[^/]+/attach|exec/[^/]+/start|session|grpc)$`)
+// hijackRE matches endpoints that turn the connection into a raw stream: Docker's
+// attach and exec start (also served by Podman), Podman's own (under /libpod), and
+// BuildKit's session.
+var hijackRE = regexp.MustCompile(`^(/v[0-9.]+)?(/libpod)?/(containers/[^/]+/attach|exec/[^/]+/start|session|grpc)$`)
+
+// streamTypes are the media types of a hijacked attach or exec stream.
+var streamTypes = []string{"application/vnd.docker.raw-stream", "application/vnd.docker.multiplexed-stream"}
 
 // Serve accepts connections on ln until ctx ends.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
@@ -117,19 +125,55 @@ func responses(client io.Writer, up io.Reader, expect <-chan chan bool) error {
 }
 
 // copySwitchHead copies the head of an answer, and of any interim 1xx before it, and
-// reports whether it is 101 Switching Protocols.
+// reports whether the connection is now a raw stream.
 func copySwitchHead(w io.Writer, br *bufio.Reader) (bool, error) {
 	for {
-		code, err := copyHead(w, br)
+		head, err := copyHead(w, br)
+		code := statusOf(head)
 		if err != nil || code == http.StatusSwitchingProtocols || code < 100 || code >= 200 {
-			return code == http.StatusSwitchingProtocols, err
+			return code == http.StatusSwitchingProtocols || hijackedOK(code, head), err
 		}
 	}
 }
 
-// copyHead copies a response's status line and headers and returns its status code; 0
-// when it is not one (or is over maxHeaderBytes), and the rest flows on unread.
-func copyHead(w io.Writer, br *bufio.Reader) (int, error) {
+// hijackedOK reports whether a 2xx answer starts a hijacked stream: a stream media type
+// and neither a length nor chunking, so the body runs until the connection closes.
+func hijackedOK(code int, head []byte) bool {
+	if code < 200 || code >= 300 {
+		return false
+	}
+	_, rest, _ := bytes.Cut(head, []byte("\n"))
+	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(rest))).ReadMIMEHeader()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	if h.Get("Content-Length") != "" || h.Get("Transfer-Encoding") != "" {
+		return false
+	}
+	mt, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	for _, t := range streamTypes {
+		if strings.EqualFold(strings.TrimSpace(mt), t) {
+			return true
+		}
+	}
+	return false
+}
+
+// statusOf is the status code of a response head, 0 when it is not one.
+func statusOf(head []byte) int {
+	status, _, _ := bytes.Cut(head, []byte("\n"))
+	f := strings.Fields(string(status))
+	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
+		return 0
+	}
+	code, _ := strconv.Atoi(f[1])
+	return code
+}
+
+// copyHead copies a response's status line and headers and returns them; a head that
+// does not end (or is over maxHeaderBytes) is copied as far as read, and the rest flows
+// on unread.
+func copyHead(w io.Writer, br *bufio.Reader) ([]byte, error) {
 	var head []byte
 	for {
 		line, err := br.ReadSlice('\n')
@@ -139,22 +183,16 @@ func copyHead(w io.Writer, br *bufio.Reader) (int, error) {
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) || len(head) > maxHeaderBytes {
 			if _, werr := w.Write(head); werr != nil {
-				return 0, werr
+				return nil, werr
 			}
 			if errors.Is(err, bufio.ErrBufferFull) {
 				err = nil
 			}
-			return 0, err
+			return nil, err
 		}
 	}
 	_, err := w.Write(head)
-	status, _, _ := bytes.Cut(head, []byte("\n"))
-	f := strings.Fields(string(status))
-	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
-		return 0, err
-	}
-	code, _ := strconv.Atoi(f[1])
-	return code, err
+	return head, err
 }
 
 // headerLimit ends the client's stream (EOF) once a request's line and headers have
@@ -236,7 +274,7 @@ func (p *Proxy) requests(client, up net.Conn, expect chan<- chan bool, respDone 
 		select {
 		case switched := <-verdict:
 			if !switched {
-				continue // the engine answered without switching: still HTTP
+				continue // the engine answered without hijacking: still HTTP
 			}
 		case <-respDone:
 			return

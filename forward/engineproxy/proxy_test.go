@@ -59,8 +59,14 @@ func serveFake(c net.Conn, bodies chan string) {
 		case strings.HasSuffix(req.URL.Path, "/containers/create"):
 			bodies <- string(body)
 			io.WriteString(c, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
-		case strings.HasSuffix(req.URL.Path, "/attach"):
-			io.WriteString(c, "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+		case strings.HasSuffix(req.URL.Path, "/attach") || strings.HasSuffix(req.URL.Path, "/start") && strings.Contains(req.URL.Path, "/exec/"):
+			// As dockerd and Podman answer: 101 when asked to upgrade, else 200 with the
+			// raw stream following.
+			if req.Header.Get("Upgrade") != "" {
+				io.WriteString(c, "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+			} else {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\n\r\n")
+			}
 			// Echo the raw stream back after it ends: proves the hijack is raw both ways.
 			data, _ := io.ReadAll(br)
 			c.Write([]byte("echo:" + string(data)))
@@ -264,10 +270,16 @@ func TestBytesBeforeThe101Follow(t *testing.T) {
 
 func TestCopySwitchHead(t *testing.T) {
 	for in, want := range map[string]bool{
-		"HTTP/1.1 101 UPGRADED\r\nUpgrade: tcp\r\n\r\nraw":                           true,
-		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching\r\nA: b\r\n\r\nraw":     true,
-		"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n": false,
-		"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n":                        false,
+		"HTTP/1.1 101 UPGRADED\r\nUpgrade: tcp\r\n\r\nraw":                                                         true,
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching\r\nA: b\r\n\r\nraw":                                   true,
+		"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n":                               true,
+		"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\n\r\nraw":                    true,
+		"HTTP/1.1 200 OK\r\ncontent-type: Application/vnd.docker.raw-stream; x=y\r\n\r\n":                          true,
+		"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\nContent-Length: 0\r\n\r\n":          false,
+		"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\nTransfer-Encoding: chunked\r\n\r\n": false,
+		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n":                                                false,
+		"HTTP/1.1 404 Not Found\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n":                        false,
+		"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n":                                                      false,
 		"garbage\n\n":            false,
 		"HTTP/1.1 101 no end":    false,
 		"101 HTTP/1.1 x\r\n\r\n": false,
@@ -278,6 +290,70 @@ func TestCopySwitchHead(t *testing.T) {
 		rest, _ := io.ReadAll(br)
 		if got != want || out.String()+string(rest) != in {
 			t.Errorf("%q: switched %v, copied %q then %q", in, got, out.String(), rest)
+		}
+	}
+}
+
+// Podman's client starts exec sessions and attaches without an Upgrade header, and the
+// engine answers 200 with the stream following: the client's bytes after the request are
+// the stream (stdin), not HTTP, and its half-close reaches the engine.
+func TestHijackWithoutUpgradeHeader(t *testing.T) {
+	for _, path := range []string{
+		"/v5.4.0/libpod/exec/e1/start",
+		"/v4.3.1/libpod/containers/abc/attach?stream=true&stdin=true",
+		"/libpod/exec/e1/start",
+		"/v1.41/containers/abc/attach?stream=1&stdin=1",
+		"/v1.41/exec/e1/start",
+	} {
+		sock, _ := startProxy(t)
+		c := dialProxy(t, sock)
+		io.WriteString(c, "POST "+path+" HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", path, resp, err)
+		}
+		io.WriteString(c, "POST /containers/create HTTP/1.1\r\n is stdin\n")
+		c.(*net.UnixConn).CloseWrite()
+		if rest, _ := io.ReadAll(br); string(rest) != "echo:POST /containers/create HTTP/1.1\r\n is stdin\n" {
+			t.Fatalf("%s: after the hijack got %q", path, rest)
+		}
+	}
+}
+
+// A libpod exec start the engine refuses leaves the connection HTTP.
+func TestLibpodRefusedStaysHTTP(t *testing.T) {
+	sock, _ := startProxy(t)
+	c := dialProxy(t, sock)
+	br := bufio.NewReader(c)
+	io.WriteString(c, "POST /v5.4.0/libpod/containers/missing/attach?stream=true HTTP/1.1\r\nHost: d\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 404 {
+		t.Fatalf("attach to a missing container: %v %v", resp, err)
+	}
+	io.ReadAll(resp.Body)
+	io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("next request after a refused attach: %v %v", resp, err)
+	}
+}
+
+func TestAsksToSwitch(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/v5.4.0/libpod/exec/abc/start":        true,
+		"/libpod/containers/abc/attach":        true,
+		"/v4.3.1/libpod/containers/abc/attach": true,
+		"/v1.45/containers/abc/attach":         true,
+		"/session":                             true,
+		"/v5.4.0/libpod/containers/abc/start":  false,
+		"/v5.4.0/libpod/exec/abc/resize":       false,
+		"/v5.4.0/libpod/containers/abc/logs":   false,
+		"/v5.4.0/libpod/libpod/exec/abc/start": false,
+		"/v1.45/containers/abc/attach/ws":      false,
+	} {
+		req, _ := http.NewRequest("POST", "http://d"+path, nil)
+		if got := asksToSwitch(req); got != want {
+			t.Errorf("%s: %v, want %v", path, got, want)
 		}
 	}
 }
