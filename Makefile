@@ -1,5 +1,9 @@
 # Skiff build, image and test entry points. Everything installs what it needs.
 SHELL := /bin/bash
+# go1.27.3, fetched by the go command from the module proxy on first use: go1.26.8 has
+# reachable standard-library vulnerabilities (make vulncheck). It overrides a
+# GOTOOLCHAIN=local in the environment; go.mod's toolchain line says the same to others.
+export GOTOOLCHAIN := go1.27.3
 GO ?= go
 ARCH ?= $(shell $(GO) env GOARCH)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
