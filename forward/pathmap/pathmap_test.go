@@ -194,6 +194,67 @@ func TestRewriteAnyKeyCase(t *testing.T) {
 	}
 }
 
+// Podman's own create endpoints: a SpecGenerator's mounts, overlay volumes and named
+// volumes, and a local volume's Options; refusals as for Docker's bodies.
+func TestRewriteLibpod(t *testing.T) {
+	tb := table(t)
+	if err := tb.Deny("/Users/ann/.local/share/skiff"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/v5.4.0/libpod/containers/create", "/libpod/containers/create", "/v4.3.1/libpod/pods/create",
+		"/v5.4.0/libpod/volumes/create"} {
+		if !NeedsRewrite("POST", p) {
+			t.Errorf("NeedsRewrite(%s) is false", p)
+		}
+	}
+	if NeedsRewrite("POST", "/v5.4.0/libpod/containers/abc/start") || NeedsRewrite("GET", "/v5.4.0/libpod/containers/create") {
+		t.Error("NeedsRewrite matches the wrong libpod endpoints")
+	}
+	out, err := tb.RewriteBody("/v5.4.0/libpod/containers/create", []byte(`{"name":"c","image":"busybox",
+		"mounts":[{"destination":"/src","type":"bind","source":"/Users/ann/work/big/a","options":["rbind"]},
+			{"destination":"/t","type":"tmpfs","source":"tmpfs"},
+			{"Destination":"/g","Type":"glob","Source":"/srv/data/lib*"}],
+		"overlay_volumes":[{"destination":"/o","source":"C:\\Users\\bob\\o"}],
+		"volumes":[{"Name":"named","Dest":"/v"},{"Name":"/srv/data/v","Dest":"/w"}],
+		"future":{"n":1.000000000000000001}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"source":"/mnt/big/a"`, `"source":"tmpfs"`, `"Source":"/mnt/data/lib*"`,
+		`"source":"/mnt/c/Users/bob/o"`, `"Name":"named"`, `"Name":"/mnt/data/v"`, `1.000000000000000001`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%s not in %s", want, out)
+		}
+	}
+	for _, body := range []string{
+		`{"mounts":[{"destination":"/e","type":"bind","source":"/etc"}]}`,
+		`{"Mounts":[{"destination":"/e","source":"/etc","options":["bind"]}]}`,
+		`{"mounts":[{"destination":"/e","type":"bind","source":"/Users/ann/a","SOURCE":"/etc"}]}`,
+		`{"overlay_volumes":[{"destination":"/o","source":"/etc"}]}`,
+		`{"volumes":[{"Name":"/etc","Dest":"/e"}]}`,
+	} {
+		if out, err := tb.RewriteBody("/v5.4.0/libpod/containers/create", []byte(body)); err == nil {
+			t.Errorf("%s passed as %s", body, out)
+		}
+	}
+	_, err = tb.RewriteBody("/libpod/containers/create", []byte(`{"mounts":[{"destination":"/s","type":"bind","source":"/Users/ann/.local/share/skiff/machines"}]}`))
+	if !errors.Is(err, ErrDenied) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("a bind of the Skiff home: %v", err)
+	}
+	out, err = tb.RewriteBody("/v5.4.0/libpod/volumes/create", []byte(`{"Name":"v","Driver":"local","Options":{"type":"none","o":"bind","device":"/srv/data/x"}}`))
+	if err != nil || !strings.Contains(string(out), `"device":"/mnt/data/x"`) {
+		t.Errorf("libpod bind volume: %s %v", out, err)
+	}
+	if _, err := tb.RewriteBody("/v5.4.0/libpod/volumes/create", []byte(`{"Options":{"o":"rbind","device":"/Users/ann/.local/share/skiff"}}`)); !errors.Is(err, ErrDenied) {
+		t.Errorf("a libpod volume of the Skiff home: %v", err)
+	}
+	// Docker's option name means nothing to Podman's endpoint, and the other way round.
+	out, err = tb.RewriteBody("/v5.4.0/libpod/volumes/create", []byte(`{"DriverOpts":{"o":"bind","device":"/etc"}}`))
+	if err != nil || !strings.Contains(string(out), `"device":"/etc"`) {
+		t.Errorf("DriverOpts on libpod: %s %v", out, err)
+	}
+}
+
 func TestRewriteRefusesBadBody(t *testing.T) {
 	tb := table(t)
 	for _, body := range []string{`[{"HostConfig":{}}]`, `{"HostConfig":`, `"x"`, "\x00"} {
@@ -302,6 +363,8 @@ func FuzzRewriteBody(f *testing.F) {
 		`{"hostconfig":{"binds":["/etc:/e"]}}`,
 		`{"Binds":["C:\\Users\\bob\\x:/x"],"HostConfig":null}`,
 		`{"HostConfig":{"mounts":[{"type":"BIND","SOURCE":"/Users/ann/.local/share/skiff"}]}}`,
+		`{"mounts":[{"destination":"/a","type":"bind","source":"/Users/ann/a"}],"volumes":[{"Name":"/srv/data","Dest":"/d"}]}`,
+		`{"overlay_volumes":[{"destination":"/o","source":"C:\\Users\\bob\\..\\x"}],"Options":{"o":"bind","device":"/etc"}}`,
 	} {
 		f.Add(s)
 	}
@@ -348,5 +411,51 @@ func FuzzRewriteBody(f *testing.F) {
 			check(hc)
 			return nil
 		})
+		checkLibpod(t, tb, body, allowed, denied)
+	})
+}
+
+// checkLibpod is FuzzRewriteBody's check of Podman's create endpoints: every path
+// Podman would read from the rewritten body satisfies the safety property.
+func checkLibpod(t *testing.T, tb *Table, body string, allowed, denied []string) {
+	t.Helper()
+	out, err := tb.RewriteBody("/v5.4.0/libpod/containers/create", []byte(body))
+	if err == nil && len(bytes.TrimSpace(out)) > 0 {
+		var doc map[string]any
+		if err := json.Unmarshal(out, &doc); err != nil {
+			t.Fatalf("rewritten spec is not JSON: %v\n%s", err, out)
+		}
+		for _, f := range [][2]string{{"mounts", "source"}, {"overlay_volumes", "source"}, {"volumes", "Name"}} {
+			each(doc, f[0], func(_ string, v any) error {
+				items, _ := v.([]any)
+				for _, it := range items {
+					m, _ := it.(map[string]any)
+					each(m, f[1], func(_ string, v any) error {
+						if s, ok := v.(string); ok && IsHostPath(s) {
+							checkGuest(t, body, s, allowed, denied)
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+		}
+	}
+	out, err = tb.RewriteBody("/v5.4.0/libpod/volumes/create", []byte(body))
+	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+		return
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("rewritten volume is not JSON: %v\n%s", err, out)
+	}
+	each(doc, "Options", func(_ string, v any) error {
+		opts, _ := v.(map[string]any)
+		o, _ := opts["o"].(string)
+		dev, _ := opts["device"].(string)
+		if o = "," + o + ","; dev != "" && (strings.Contains(o, ",bind,") || strings.Contains(o, ",rbind,")) {
+			checkGuest(t, body, dev, allowed, denied)
+		}
+		return nil
 	})
 }

@@ -10,15 +10,19 @@ import (
 	"strings"
 )
 
-// Endpoints whose bodies carry host paths.
+// Endpoints whose bodies carry host paths: Docker's, and Podman's own under /libpod
+// (a SpecGenerator for containers and pods, other option names for volumes).
 var (
 	containerCreateRE = regexp.MustCompile(`^(/v[0-9.]+)?/containers/create$`)
 	volumeCreateRE    = regexp.MustCompile(`^(/v[0-9.]+)?/volumes/create$`)
+	libpodSpecRE      = regexp.MustCompile(`^(/v[0-9.]+)?/libpod/(containers|pods)/create$`)
+	libpodVolumeRE    = regexp.MustCompile(`^(/v[0-9.]+)?/libpod/volumes/create$`)
 )
 
 // NeedsRewrite reports whether a request's body may carry host paths.
 func NeedsRewrite(method, urlPath string) bool {
-	return method == "POST" && (containerCreateRE.MatchString(urlPath) || volumeCreateRE.MatchString(urlPath))
+	return method == "POST" && (containerCreateRE.MatchString(urlPath) || volumeCreateRE.MatchString(urlPath) ||
+		libpodSpecRE.MatchString(urlPath) || libpodVolumeRE.MatchString(urlPath))
 }
 
 // ErrBadBody says a body that must be read for host paths is not a JSON object.
@@ -42,9 +46,14 @@ func (t *Table) RewriteBody(urlPath string, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadBody, err)
 	}
 	var err error
-	if volumeCreateRE.MatchString(urlPath) {
-		err = t.rewriteVolume(doc)
-	} else {
+	switch {
+	case volumeCreateRE.MatchString(urlPath):
+		err = t.rewriteVolume(doc, "DriverOpts")
+	case libpodVolumeRE.MatchString(urlPath):
+		err = t.rewriteVolume(doc, "Options")
+	case libpodSpecRE.MatchString(urlPath):
+		err = t.rewriteSpec(doc)
+	default:
 		err = t.rewriteContainer(doc)
 	}
 	if err != nil {
@@ -146,9 +155,10 @@ func (t *Table) rewriteSources(m map[string]any) error {
 }
 
 // rewriteVolume handles local volumes that bind a host folder (-o bind or rbind,
-// device=PATH). The options are a map the driver reads by exact key.
-func (t *Table) rewriteVolume(doc map[string]any) error {
-	return each(doc, "DriverOpts", func(_ string, v any) error {
+// device=PATH), their options under key (DriverOpts for Docker, Options for Podman).
+// The options are a map the driver reads by exact key.
+func (t *Table) rewriteVolume(doc map[string]any, key string) error {
+	return each(doc, key, func(_ string, v any) error {
 		opts, _ := v.(map[string]any)
 		if opts == nil {
 			return nil
@@ -164,6 +174,51 @@ func (t *Table) rewriteVolume(doc map[string]any) error {
 			return err
 		}
 		opts["device"] = n
+		return nil
+	})
+}
+
+// rewriteSpec translates a Podman SpecGenerator (container or pod create). Every mount
+// source that is a path is translated, whatever the mount's type: a bind's (type "bind",
+// or none with a bind option), a glob's, and any other that podman might read as one.
+// Overlay volumes name a host folder too, and a named volume whose name is a path is
+// translated rather than trusted.
+func (t *Table) rewriteSpec(doc map[string]any) error {
+	for _, f := range []struct{ list, field string }{
+		{"mounts", "source"}, {"overlay_volumes", "source"}, {"volumes", "Name"},
+	} {
+		err := each(doc, f.list, func(_ string, v any) error {
+			items, _ := v.([]any)
+			for _, it := range items {
+				m, ok := it.(map[string]any)
+				if !ok {
+					continue
+				}
+				if err := t.rewritePaths(m, f.field); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewritePaths translates every spelling of m's field that holds a host path.
+func (t *Table) rewritePaths(m map[string]any, field string) error {
+	return each(m, field, func(k string, v any) error {
+		p, _ := v.(string)
+		if !IsHostPath(p) {
+			return nil
+		}
+		n, err := t.Translate(p)
+		if err != nil {
+			return err
+		}
+		m[k] = n
 		return nil
 	})
 }
