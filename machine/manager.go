@@ -203,7 +203,11 @@ func (m *Manager) Start(ctx context.Context, name string, o StartOptions) (*Star
 			Log: tail(d.File(FileAgentLog), 15), Console: tail(d.File(FileSerialLog), 25)}
 	}
 	res := &StartResult{Took: time.Since(began), State: st, Engine: d.EngineEndpoint(), Context: hostenv.ContextName(name)}
-	res.ContextErr = hostenv.CreateContext(name, res.Engine)
+	tg := hostenv.Target{Machine: name, Endpoint: res.Engine}
+	if s, err := d.Spec(); err == nil {
+		tg.Engine = string(s.Engine)
+	}
+	res.ContextErr = hostenv.AddAll(ctx, hostenv.Clients(), tg)
 	return res, nil
 }
 
@@ -355,7 +359,7 @@ func (m *Manager) Remove(ctx context.Context, name string, o RmOptions) error {
 	if err := m.Home.Remove(ctx, name, RemoveOptions{Backend: b, Warn: o.Warn}); err != nil {
 		return err
 	}
-	hostenv.RemoveContext(name)
+	hostenv.RemoveAll(ctx, hostenv.Clients(), name)
 	return nil
 }
 

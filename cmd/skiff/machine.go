@@ -382,17 +382,18 @@ func envCmd() *cobra.Command {
 	var shell string
 	c := &cobra.Command{
 		Use:   "env [NAME]",
-		Short: "Print the shell commands that point docker at a machine",
+		Short: "Print the shell commands that point docker (and podman, for a podman machine) at a machine",
 	}
 	perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
-		d, _, err := m.Machine(name)
+		d, spec, err := m.Machine(name)
 		if err != nil {
 			return err
 		}
 		if shell == "" {
 			shell = detectShell()
 		}
-		s, err := hostenv.EnvLines(hostenv.Shell(shell), d.EngineEndpoint())
+		tg := hostenv.Target{Machine: name, Endpoint: d.EngineEndpoint(), Engine: string(spec.Engine)}
+		s, err := hostenv.ShellLines(hostenv.Shell(shell), hostenv.EnvFor(hostenv.Clients(), tg))
 		if err != nil {
 			return machine.ErrInvalidf("%v", err)
 		}

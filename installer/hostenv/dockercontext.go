@@ -1,6 +1,7 @@
 package hostenv
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -75,6 +76,22 @@ func CreateContext(machine, endpoint string) error {
 	return atomicfile.Write(filepath.Join(dir, "meta.json"), b, 0o644)
 }
 
+// DockerContext keeps the docker CLI's context of every machine: Podman serves
+// Docker's API too, so podman machines get one as well.
+type DockerContext struct{}
+
+func (DockerContext) Kind() string { return "docker context" }
+
+func (DockerContext) Add(_ context.Context, t Target) error {
+	return CreateContext(t.Machine, t.Endpoint)
+}
+
+func (DockerContext) Remove(_ context.Context, machine string) error { return RemoveContext(machine) }
+
+func (DockerContext) Env(t Target) []EnvVar {
+	return []EnvVar{{"DOCKER_HOST", EngineHost(t.Endpoint)}}
+}
+
 // RemoveContext deletes the machine's docker context, if any.
 func RemoveContext(machine string) error {
 	dir, err := contextDir(ContextName(machine))
@@ -82,30 +99,4 @@ func RemoveContext(machine string) error {
 		return err
 	}
 	return os.RemoveAll(dir)
-}
-
-// Shell is a shell dialect for `skiff machine env`.
-type Shell string
-
-const (
-	ShellPOSIX      Shell = "bash"
-	ShellFish       Shell = "fish"
-	ShellPowerShell Shell = "powershell"
-	ShellCmd        Shell = "cmd"
-)
-
-// EnvLines prints how to point DOCKER_HOST at a machine in the given shell.
-func EnvLines(shell Shell, endpoint string) (string, error) {
-	host := EngineHost(endpoint)
-	switch shell {
-	case ShellPOSIX, "zsh", "sh":
-		return fmt.Sprintf("export DOCKER_HOST=%q\n", host), nil
-	case ShellFish:
-		return fmt.Sprintf("set -gx DOCKER_HOST %q;\n", host), nil
-	case ShellPowerShell, "pwsh":
-		return fmt.Sprintf("$Env:DOCKER_HOST = \"%s\"\n", host), nil
-	case ShellCmd:
-		return fmt.Sprintf("SET DOCKER_HOST=%s\n", host), nil
-	}
-	return "", fmt.Errorf("unknown shell %q: use bash, zsh, fish, powershell or cmd", shell)
 }

@@ -14,6 +14,8 @@ type Runner struct {
 	Calls []string
 	Fail  map[string]error
 	Hook  func(name string, args []string)
+	// Output is what a command whose line starts with a key prints.
+	Output map[string]string
 }
 
 func (f *Runner) Run(_ context.Context, name string, args ...string) ([]byte, error) {
@@ -27,6 +29,11 @@ func (f *Runner) Run(_ context.Context, name string, args ...string) ([]byte, er
 	for prefix, err := range f.Fail {
 		if strings.HasPrefix(line, prefix) {
 			return []byte("fake failure"), fmt.Errorf("%s: %w", line, err)
+		}
+	}
+	for prefix, out := range f.Output {
+		if strings.HasPrefix(line, prefix) {
+			return []byte(out), nil
 		}
 	}
 	return nil, nil
