@@ -6,10 +6,11 @@ set -euo pipefail
 # binfmt) and booted (qemu-system-aarch64, direct kernel boot needs no firmware) here too.
 # ovmf boots the Hyper-V boot disk under QEMU (backend qemu-hyperv); gdisk, mtools,
 # systemd-boot-efi (the EFI stub) and python3-pefile (for ukify) make that disk. gcc: the
-# race detector (go test -race) needs cgo.
+# race detector (go test -race) needs cgo. podman: the podman CLI (bookworm's 4.3) as a remote
+# client of podman machines (machine/e2e/podman_test.go).
 pkgs=(qemu-system-x86 qemu-system-arm qemu-user-static binfmt-support qemu-utils mmdebstrap squashfs-tools
 	cpio zstd xz-utils e2fsprogs busybox-static tmux curl iproute2 docker-compose
-	ovmf gdisk mtools systemd-boot-efi python3-pefile gcc libc6-dev)
+	ovmf gdisk mtools systemd-boot-efi python3-pefile gcc libc6-dev podman)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
