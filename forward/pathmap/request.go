@@ -140,12 +140,18 @@ func isBind(m map[string]any) bool {
 
 // rewriteSources translates every spelling of a bind mount's Source.
 func (t *Table) rewriteSources(m map[string]any) error {
-	return each(m, "Source", func(k string, v any) error {
-		src, _ := v.(string)
-		if src == "" {
+	return t.rewriteField(m, "Source", func(s string) bool { return s != "" })
+}
+
+// rewriteField translates every spelling of m's field whose value is a string that
+// take says to translate.
+func (t *Table) rewriteField(m map[string]any, field string, take func(string) bool) error {
+	return each(m, field, func(k string, v any) error {
+		p, _ := v.(string)
+		if !take(p) {
 			return nil
 		}
-		n, err := t.Translate(src)
+		n, err := t.Translate(p)
 		if err != nil {
 			return err
 		}
@@ -194,7 +200,7 @@ func (t *Table) rewriteSpec(doc map[string]any) error {
 				if !ok {
 					continue
 				}
-				if err := t.rewritePaths(m, f.field); err != nil {
+				if err := t.rewriteField(m, f.field, IsHostPath); err != nil {
 					return err
 				}
 			}
@@ -205,20 +211,4 @@ func (t *Table) rewriteSpec(doc map[string]any) error {
 		}
 	}
 	return nil
-}
-
-// rewritePaths translates every spelling of m's field that holds a host path.
-func (t *Table) rewritePaths(m map[string]any, field string) error {
-	return each(m, field, func(k string, v any) error {
-		p, _ := v.(string)
-		if !IsHostPath(p) {
-			return nil
-		}
-		n, err := t.Translate(p)
-		if err != nil {
-			return err
-		}
-		m[k] = n
-		return nil
-	})
 }

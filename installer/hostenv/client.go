@@ -44,20 +44,19 @@ func Clients() []Client {
 
 // AddAll adds the machine to every client; one failing does not stop the others.
 func AddAll(ctx context.Context, clients []Client, t Target) error {
-	var errs []error
-	for _, c := range clients {
-		if err := c.Add(ctx, t); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.Kind(), err))
-		}
-	}
-	return errors.Join(errs...)
+	return forEach(clients, func(c Client) error { return c.Add(ctx, t) })
 }
 
 // RemoveAll removes the machine from every client, whatever its engine was.
 func RemoveAll(ctx context.Context, clients []Client, machine string) error {
+	return forEach(clients, func(c Client) error { return c.Remove(ctx, machine) })
+}
+
+// forEach calls fn for every client and joins the failures, each named by its client.
+func forEach(clients []Client, fn func(Client) error) error {
 	var errs []error
 	for _, c := range clients {
-		if err := c.Remove(ctx, machine); err != nil {
+		if err := fn(c); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c.Kind(), err))
 		}
 	}
