@@ -114,7 +114,8 @@ type StartResult struct {
 	State *agentapi.State
 	// Engine is the engine's endpoint and Context the docker context made for it.
 	Engine, Context string
-	// ContextErr is why the docker context could not be written (the machine runs anyway).
+	// ContextErr is why a client connection (docker context, podman connection) could not
+	// be written; the machine runs anyway.
 	ContextErr error
 }
 

@@ -217,7 +217,7 @@ func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name s
 		fmt.Fprintf(out, "warning: %s\n", w)
 	}
 	if res.ContextErr != nil {
-		fmt.Fprintf(out, "warning: could not create the docker context: %v\n", res.ContextErr)
+		fmt.Fprintf(out, "warning: %v\n", res.ContextErr)
 	}
 	fmt.Fprintf(out, "Engine (%s) socket: %s\n", res.State.Engine, res.Engine)
 	fmt.Fprintf(out, "Use it with:  docker --context %s ps\n", res.Context)

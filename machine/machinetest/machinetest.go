@@ -114,7 +114,10 @@ func New(t testing.TB) *Env {
 // Cmd builds a skiff command in this home.
 func (e *Env) Cmd(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, e.Bin, args...)
-	cmd.Env = append(os.Environ(), "SKIFF_HOME="+e.Home, "SKIFF_IMAGE="+e.Image, "DOCKER_CONFIG="+filepath.Join(e.Home, "docker-config"))
+	// The clients' own settings stay in the test's home too: docker contexts, and the
+	// podman connections start registers (as root podman would write /etc/containers).
+	cmd.Env = append(os.Environ(), "SKIFF_HOME="+e.Home, "SKIFF_IMAGE="+e.Image, "DOCKER_CONFIG="+filepath.Join(e.Home, "docker-config"),
+		"CONTAINERS_CONF="+filepath.Join(e.Home, "containers.conf"))
 	return cmd
 }
 
