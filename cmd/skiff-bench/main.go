@@ -22,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|backends|idle|api|ports|shares|vsock [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|backends|idle|api|build|ports|shares|vsock [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -33,6 +33,8 @@ func main() {
 		err = benchBackends(os.Args[2:])
 	case "api":
 		err = benchAPI(os.Args[2:])
+	case "build":
+		err = benchBuild(os.Args[2:])
 	case "shares":
 		err = benchShares(os.Args[2:])
 	case "ports":

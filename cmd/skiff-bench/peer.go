@@ -45,8 +45,18 @@ func (b *bench) startPeerMachine(name, image, memory string, env map[string]stri
 	if err != nil {
 		return nil, nil, err
 	}
+	// The guest's own sshd listens on loopback only (the host reaches it through Skiff's
+	// transport), so the peers get a second one on the VM's network, where Lima's and podman
+	// machine's guests have theirs. Without -D it detaches, and the command returns.
+	if err := b.run(nil, "machine", "ssh", name, "--", "/usr/sbin/sshd", "-p", fmt.Sprint(peerSSHPort), "-o", "ListenAddress=0.0.0.0"); err != nil {
+		rm()
+		return nil, nil, fmt.Errorf("the peers' sshd: %w", err)
+	}
 	return &peerMachine{Dir: d, services: services}, rm, nil
 }
+
+// peerSSHPort is the guest port of the peers' sshd.
+const peerSSHPort = 2222
 
 // api is an HTTP client for the network's API.
 func (p *peerMachine) api() *http.Client {
@@ -102,7 +112,7 @@ func (p *peerMachine) sshWithBench(ctx context.Context, path string) (*ssh.Clien
 // ssh connects to the guest's sshd over the network's tunnel, as Lima and podman machine
 // reach their guests' sshd through a forwarded port.
 func (p *peerMachine) ssh(ctx context.Context) (*ssh.Client, error) {
-	conn, err := p.dialGuest(ctx, 22)
+	conn, err := p.dialGuest(ctx, peerSSHPort)
 	if err != nil {
 		return nil, err
 	}
