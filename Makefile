@@ -59,6 +59,12 @@ up:
 bench-api: build image
 	$(GO) run ./cmd/skiff-bench api -skiff bin/skiff -image $(IMAGE_OUT)
 
+# docker buildx build of a 100 MiB context through Skiff's socket against an ssh-forwarded
+# socket to the same VM (the podman machine and Lima path). Needs the buildx plugin
+# (installer/dev/deps.sh).
+bench-build: build image
+	$(GO) run ./cmd/skiff-bench build -skiff bin/skiff -image $(IMAGE_OUT)
+
 bench-idle: build image
 	$(GO) run ./cmd/skiff-bench idle -skiff bin/skiff -image $(IMAGE_OUT)
 
