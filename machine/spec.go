@@ -176,22 +176,22 @@ func ParseMount(s string) (Mount, error) {
 		return Mount{}, fmt.Errorf("invalid --mount %q: the host path is empty", s)
 	}
 	if drive == "" {
-		// ~/src and ./src mean what the shell would make of them.
-		if rest, ok := strings.CutPrefix(m.HostPath, "~/"); ok || m.HostPath == "~" {
+		// ~/src means what the shell would have made of it unquoted; a relative path is
+		// refused, since what it is relative to is not what the user sees later.
+		if sub, ok := strings.CutPrefix(m.HostPath, "~/"); ok || m.HostPath == "~" {
 			home, err := os.UserHomeDir()
 			if err != nil {
 				return Mount{}, fmt.Errorf("invalid --mount %q: %w", s, err)
 			}
-			m.HostPath = filepath.Join(home, rest)
+			m.HostPath = filepath.Join(home, sub)
+			if len(rest) == 0 { // no GUEST given: the same path in the guest
+				m.GuestPath = GuestPathFor(m.HostPath)
+			}
 		}
-		abs, err := filepath.Abs(m.HostPath)
-		if err != nil {
-			return Mount{}, fmt.Errorf("invalid --mount %q: %w", s, err)
+		if !filepath.IsAbs(m.HostPath) {
+			return Mount{}, fmt.Errorf("invalid --mount %q: the host path must be absolute", s)
 		}
-		m.HostPath = abs
-		if len(rest) == 0 {
-			m.GuestPath = GuestPathFor(m.HostPath)
-		}
+		m.HostPath = filepath.Clean(m.HostPath)
 	}
 	return m, nil
 }
