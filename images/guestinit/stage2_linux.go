@@ -47,6 +47,7 @@ type System struct {
 	pid1       bool
 	bootEnded  bool
 	stopping   bool     // Shutdown began: daemons exiting now were asked to
+	stopReason string   // why the guest stops itself, repeated last on the console
 	warnings   []string // for the host, with the readiness
 	// recording is the boot's end writing for the next boot (recordRuncProbes), which a
 	// stop right after a start should not cut short.
@@ -487,7 +488,11 @@ func (s *System) engineExited(engine *exec.Cmd, status syscall.WaitStatus) {
 	if stopping || wsl {
 		return
 	}
-	s.Log("the engine (%s) exited unexpectedly (status %d, signal %v): stopping the machine", engine.Args[0], status.ExitStatus(), status.Signal())
+	reason := fmt.Sprintf("the engine (%s) exited unexpectedly (status %d, signal %v): stopping the machine", engine.Args[0], status.ExitStatus(), status.Signal())
+	s.Log("%s", reason)
+	s.mu.Lock()
+	s.stopReason = reason
+	s.mu.Unlock()
 	s.Shutdown(true)
 }
 
@@ -522,12 +527,7 @@ func (s *System) startDaemon(slot **exec.Cmd, cmd *exec.Cmd, logPath string, exi
 	s.mu.Unlock()
 	go func() {
 		status := <-ch
-		s.mu.Lock()
-		asked := s.stopping
-		s.mu.Unlock()
-		if !asked { // a shutdown's own stops would bury its reason on the console
-			s.Log("%s exited: %v", cmd.Args[0], status)
-		}
+		s.Log("%s exited: %v", cmd.Args[0], status)
 		if exited != nil {
 			exited(cmd, status)
 		}
@@ -806,6 +806,12 @@ func (s *System) Shutdown(poweroff bool) {
 		}
 	}
 	unix.Sync()
+	s.mu.Lock()
+	reason := s.stopReason
+	s.mu.Unlock()
+	if reason != "" {
+		s.Log("%s", reason) // the host reads the console's last word as the reason
+	}
 	if poweroff {
 		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
