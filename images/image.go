@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/skiff-dev/skiff/machine/atomicfile"
 )
 
 // DefaultRef is the image `skiff machine init` uses without --image. Release builds set it
@@ -375,7 +377,7 @@ func (in *installer) cached(ctx context.Context, ref string) (*Installed, error)
 		}
 		names = append(names, f.InstalledName())
 	}
-	if err := syncFiles(partial); err != nil {
+	if err := atomicfile.SyncFiles(partial); err != nil {
 		return nil, fmt.Errorf("install image: %w", err)
 	}
 	for _, name := range names {
@@ -383,7 +385,7 @@ func (in *installer) cached(ctx context.Context, ref string) (*Installed, error)
 			return nil, fmt.Errorf("install image: %w", err)
 		}
 	}
-	if err := syncDir(final); err != nil {
+	if err := atomicfile.SyncDir(final); err != nil {
 		return nil, fmt.Errorf("install image: %w", err)
 	}
 	os.Remove(partial) // empty now; after a failure it stays, to be resumed from
@@ -431,7 +433,7 @@ func (in *installer) fresh(ctx context.Context, extra []string) error {
 	}
 	// Every byte is on disk before the folder gets its final name, so a crash cannot
 	// leave a half-written image under it.
-	if err := syncFiles(partial); err != nil {
+	if err := atomicfile.SyncFiles(partial); err != nil {
 		return fmt.Errorf("install image: %w", err)
 	}
 	final := in.inst.Dir
@@ -461,7 +463,7 @@ func publish(partial, final string) error {
 		}
 		os.RemoveAll(partial)
 	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(final)); err != nil {
 		return fmt.Errorf("install image: %w", err)
 	}
 	return nil
@@ -481,32 +483,6 @@ func (in *installer) partialDir() (string, error) {
 		return "", fmt.Errorf("install image: %w", err)
 	}
 	return dir, nil
-}
-
-// syncFiles flushes every file in dir, then dir itself.
-func syncFiles(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		// Writable: Windows flushes only a handle opened for writing.
-		f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0)
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return syncDir(dir)
 }
 
 // lockImage takes the install lock of one image, waiting while another install holds it.

@@ -8,6 +8,4 @@ import "os"
 // concurrent installs apart.
 func tryLock(*os.File) (bool, error) { return false, nil }
 
-func syncDir(string) error { return nil }
-
 func recordTrusted(os.FileInfo) bool { return false }

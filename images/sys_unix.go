@@ -18,16 +18,6 @@ func tryLock(f *os.File) (busy bool, err error) {
 	return false, err
 }
 
-// syncDir makes a directory's entries (a rename into it) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // recordTrusted says whether a fingerprint record can be believed: this user's own file
 // that no one else can write.
 func recordTrusted(st os.FileInfo) bool {

@@ -18,8 +18,5 @@ func tryLock(f *os.File) (busy bool, err error) {
 	return false, err
 }
 
-// syncDir: NTFS journals its directory entries, and a directory handle cannot be flushed.
-func syncDir(string) error { return nil }
-
 // recordTrusted: the cache under the user's profile is private to the user by its ACL.
 func recordTrusted(os.FileInfo) bool { return true }
