@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/skiff-dev/skiff/machine/atomicfile"
 )
 
 // ErrImageChanged is an installed image whose files no longer match the digests they were
@@ -283,19 +285,7 @@ func writeRecord(dir string, r record) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(filepath.Clean(dir)), ".verified-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), recordPath(dir))
+	return atomicfile.Write(recordPath(dir), b, 0o600)
 }
 
 // noteInstalled records the fingerprints of files an install has just verified in dir, so
