@@ -21,12 +21,13 @@ const udpQueue = 64
 type udpFlow struct {
 	queue chan []byte
 	last  atomic.Int64 // unix nanoseconds of the last datagram either way
-	done  chan struct{}
+	done  chan struct{} // closed by stop: the flow is to end
+	ended chan struct{} // closed when the flow's stream is closed
 	stop  func()
 }
 
 func newUDPFlow() *udpFlow {
-	f := &udpFlow{queue: make(chan []byte, udpQueue), done: make(chan struct{})}
+	f := &udpFlow{queue: make(chan []byte, udpQueue), done: make(chan struct{}), ended: make(chan struct{})}
 	f.stop = sync.OnceFunc(func() { close(f.done) })
 	f.touch()
 	return f
@@ -66,6 +67,7 @@ func (m *Manager) serveUDP(ctx context.Context, pc net.PacketConn, w want) {
 		mu.Lock()
 		f, ok := flows[key]
 		if !ok {
+			var evicted *udpFlow
 			if len(flows) >= m.maxUDPFlows() {
 				if !full {
 					m.Logf("ports: %s: %d UDP clients at once; each new one replaces the one idle longest", w.key(), len(flows))
@@ -77,12 +79,18 @@ func (m *Manager) serveUDP(ctx context.Context, pc net.PacketConn, w want) {
 						oldest = k
 					}
 				}
-				flows[oldest].stop()
+				evicted = flows[oldest]
+				evicted.stop()
 				delete(flows, oldest)
 			}
 			f = newUDPFlow()
 			flows[key] = f
 			go func() {
+				if evicted != nil {
+					// Its stream closes before ours opens, so the limit holds for the
+					// guest's streams and not only for this map.
+					<-evicted.ended
+				}
 				m.runUDPFlow(ctx, pc, w, addr, f)
 				mu.Lock()
 				if flows[key] == f {
@@ -103,6 +111,7 @@ func (m *Manager) serveUDP(ctx context.Context, pc net.PacketConn, w want) {
 // runUDPFlow opens the flow's stream and relays both ways until the flow is stopped,
 // idles for udpIdle, or either end fails.
 func (m *Manager) runUDPFlow(ctx context.Context, pc net.PacketConn, w want, addr net.Addr, f *udpFlow) {
+	defer close(f.ended) // deferred first, so it runs after the stream's Close
 	defer f.stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
