@@ -175,6 +175,8 @@ type Options struct {
 	// (RoleEFIBoot, RoleWSLRootfs): only the backend that boots from one needs it, and the
 	// WSL root alone is as big as the rest. Installing an image again adds those missing.
 	Roles []string
+	// Arch is the architecture an image index is resolved for; empty is this host's.
+	Arch string
 }
 
 // Manifest roles.
@@ -210,13 +212,15 @@ type source struct {
 	remote bool
 }
 
+// location is where name (a manifest's file, or an index's manifest: slash-separated,
+// relative) is beside the source.
 func (s source) location(name string) string {
 	if s.remote {
 		u, _ := url.Parse(s.base)
 		u.Path = path.Join(path.Dir(u.Path), name)
 		return u.String()
 	}
-	return filepath.Join(s.base, name)
+	return filepath.Join(s.base, filepath.FromSlash(name))
 }
 
 // ErrUnpinnedHTTP refuses an image over plain http without a pinned digest: anyone on
@@ -236,8 +240,9 @@ func parseRef(ref string) (loc, pinned string, err error) {
 }
 
 // Install makes the image at ref available in cacheDir and returns where. ref is a
-// directory holding manifest.json, a manifest path, or an http(s) URL of a manifest,
-// optionally pinned with @sha256:HEX (required over plain http).
+// directory holding manifest.json (or a release's index.json), a manifest or index path,
+// or an http(s) URL of one, optionally pinned with @sha256:HEX (required over plain
+// http). An index resolves to the manifest for opt.Arch, pinned by the index.
 //
 // Installs of one image wait for each other; each downloads into a folder of its own
 // that is renamed into the cache, synced, only when every digest checked out. A cached
@@ -257,6 +262,7 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 	src := source{base: loc}
 	var raw []byte
 	unpinned := false
+	imagesDir := filepath.Join(cacheDir, "images")
 	if u, err := url.Parse(loc); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
 		if u.Scheme == "http" && pinned == "" {
 			return nil, fmt.Errorf("refusing image %s: %w: add @sha256:DIGEST or use https", loc, ErrUnpinnedHTTP)
@@ -267,14 +273,20 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 			unpinned = true
 			client = httpsOnly(client)
 		}
-		raw, err = fetchSmall(ctx, client, loc)
-		if err != nil {
-			return nil, err
+		// A pinned manifest or index already in the cache is those bytes: no network.
+		if raw = cachedPinned(imagesDir, pinned); raw == nil {
+			raw, err = fetchSmall(ctx, client, loc)
+			if err != nil {
+				return nil, err
+			}
 		}
 	} else {
 		p := loc
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
 			p = filepath.Join(p, "manifest.json")
+			if _, err := os.Stat(p); err != nil {
+				p = filepath.Join(loc, IndexName) // a release's images folder
+			}
 		}
 		raw, err = os.ReadFile(p)
 		if err != nil {
@@ -287,11 +299,13 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 	if pinned != "" && pinned != digest {
 		return nil, &DigestMismatchError{File: "manifest.json", Expected: pinned, Actual: digest}
 	}
+	if isIndex(raw) {
+		return installFromIndex(ctx, raw, digest, src, unpinned, cacheDir, opt)
+	}
 	man, err := ParseManifest(raw)
 	if err != nil {
 		return nil, err
 	}
-	imagesDir := filepath.Join(cacheDir, "images")
 	if err := os.MkdirAll(imagesDir, 0o755); err != nil {
 		return nil, fmt.Errorf("install image: %w", err)
 	}
@@ -523,7 +537,7 @@ func fetchSmall(ctx context.Context, c *http.Client, u string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("download %s: %s", u, resp.Status)
+		return nil, statusError(u, resp)
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 }
@@ -725,7 +739,7 @@ func downloadOnce(ctx context.Context, opt Options, u, dst string, f File) error
 		flags |= os.O_TRUNC // the server ignored Range: start over
 		have = 0
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return &permanentError{fmt.Errorf("download %s: %s", u, resp.Status)}
+		return &permanentError{statusError(u, resp)}
 	default:
 		return fmt.Errorf("download %s: %s", u, resp.Status)
 	}
