@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-dev/skiff/cmd/internal/hostcmd"
+	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/installer"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/vmm"
@@ -76,6 +77,12 @@ func versionCmd() *cobra.Command {
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
-		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintf(cmd.OutOrStdout(), "skiff %s\n", installer.Version) },
+		Run: func(cmd *cobra.Command, _ []string) {
+			img := images.DefaultRef // a release pins URL@sha256:DIGEST here
+			if img == "" {
+				img = "none built in (pass --image)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "skiff %s\nimage %s\n", installer.Version, img)
+		},
 	}
 }

@@ -1,3 +1,8 @@
+//go:build cgo
+
+// vz is cgo over Virtualization.framework: a macOS build with cgo has it, one without
+// (a cross build) has only qemu (backends_darwin_nocgo.go).
+
 package backends
 
 import (
