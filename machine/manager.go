@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -102,6 +103,9 @@ type Phase struct {
 type StartOptions struct {
 	// Progress hears each phase the agent reports; nil ignores them.
 	Progress func(Phase)
+	// SwitchContext makes the machine's docker context the current one even when the
+	// user chose another (--switch-context); the machine's own setting does the same.
+	SwitchContext bool
 }
 
 // StartResult says how a start went.
@@ -117,6 +121,8 @@ type StartResult struct {
 	// ContextErr is why a client connection (docker context, podman connection) could not
 	// be written; the machine runs anyway.
 	ContextErr error
+	// Switch says whether the machine's docker context became the current one, or why not.
+	Switch hostenv.SwitchResult
 }
 
 // StartError is a start that failed: the agent exited before the engine answered. It
@@ -166,7 +172,12 @@ func (m *Manager) Start(ctx context.Context, name string, o StartOptions) (*Star
 	defer lock.Unlock()
 	switch st := d.Status(ctx); st.State {
 	case StateRunning:
-		return &StartResult{AlreadyRunning: true, Engine: d.EngineEndpoint(), State: st.Agent}, nil
+		res := &StartResult{AlreadyRunning: true, Engine: d.EngineEndpoint(), State: st.Agent, Context: hostenv.ContextName(name)}
+		if o.SwitchContext {
+			// Asked for by name: the switch is the whole point of this call.
+			m.connect(ctx, d, res, o)
+		}
+		return res, nil
 	case StateStarting, StateStopping:
 		return nil, wrongState(name, st.State, "wait for it to finish")
 	case StateCrashed:
@@ -204,12 +215,41 @@ func (m *Manager) Start(ctx context.Context, name string, o StartOptions) (*Star
 			Log: tail(d.File(FileAgentLog), 15), Console: tail(d.File(FileSerialLog), 25)}
 	}
 	res := &StartResult{Took: time.Since(began), State: st, Engine: d.EngineEndpoint(), Context: hostenv.ContextName(name)}
-	tg := hostenv.Target{Machine: name, Endpoint: res.Engine}
+	m.connect(ctx, d, res, o)
+	return res, nil
+}
+
+// connect writes the machine's connection in every engine client on the host and makes
+// its docker context the current one where nothing would be lost (hostenv.SwitchContext).
+func (m *Manager) connect(ctx context.Context, d Dir, res *StartResult, o StartOptions) {
+	tg := hostenv.Target{Machine: d.Name, Endpoint: res.Engine}
+	asked := o.SwitchContext
 	if s, err := d.Spec(); err == nil {
 		tg.Engine = string(s.Engine)
+		asked = asked || s.SwitchContext
 	}
 	res.ContextErr = hostenv.AddAll(ctx, hostenv.Clients(), tg)
-	return res, nil
+	if res.ContextErr != nil {
+		return
+	}
+	sw, err := hostenv.SwitchContext(ctx, hostenv.SwitchOptions{Machine: d.Name, Asked: asked, Record: m.contextRecord()})
+	if err != nil {
+		res.ContextErr = fmt.Errorf("docker's current context: %w", err)
+	}
+	res.Switch = sw
+}
+
+// contextRecord is where the home keeps which docker context Skiff replaced as current.
+func (m *Manager) contextRecord() string { return filepath.Join(m.Home.Root, "docker-context.json") }
+
+// restoreContext puts back the docker context that was current before the machine's,
+// if Skiff switched it; it says which, or "" when it left things alone.
+func (m *Manager) restoreContext(name string) (string, error) {
+	prev, err := hostenv.RestoreContext(name, m.contextRecord())
+	if err != nil {
+		return "", fmt.Errorf("put back docker's current context: %w", err)
+	}
+	return prev, nil
 }
 
 // followStart follows a starting agent's events until its phase is running, and returns
@@ -275,6 +315,10 @@ type StopResult struct {
 	Saved *SavedStateInfo
 	// NotSuspended says why a stop that could have suspended shut down cold instead.
 	NotSuspended string
+	// RestoredContext is the docker context made current again, Skiff having switched
+	// away from it on start; ContextErr says why that failed.
+	RestoredContext string
+	ContextErr      error
 }
 
 // Stop stops a machine as req asks: suspended for a warm start by default, shut down
@@ -284,7 +328,12 @@ func (m *Manager) Stop(ctx context.Context, name string, req agentapi.StopReques
 	if err != nil {
 		return nil, err
 	}
-	return stop(ctx, d, req)
+	res, err := stop(ctx, d, req)
+	if err != nil {
+		return nil, err
+	}
+	res.RestoredContext, res.ContextErr = m.restoreContext(name)
+	return res, nil
 }
 
 func stop(ctx context.Context, d Dir, req agentapi.StopRequest) (*StopResult, error) {
@@ -327,6 +376,8 @@ type RmOptions struct {
 	Force bool
 	// Warn hears what was left in place on purpose (something the backend did not make).
 	Warn func(string)
+	// Note hears what else changed on the host (docker's current context put back).
+	Note func(string)
 }
 
 // Remove deletes a machine and everything made for it: what its backend made outside
@@ -360,6 +411,13 @@ func (m *Manager) Remove(ctx context.Context, name string, o RmOptions) error {
 	if err := m.Home.Remove(ctx, name, RemoveOptions{Backend: b, Warn: o.Warn}); err != nil {
 		return err
 	}
+	prev, err := m.restoreContext(name)
+	switch {
+	case err != nil && o.Warn != nil:
+		o.Warn(err.Error())
+	case prev != "" && o.Note != nil:
+		o.Note(fmt.Sprintf("docker's current context is %q again", prev))
+	}
 	hostenv.RemoveAll(ctx, hostenv.Clients(), name)
 	return nil
 }
@@ -373,6 +431,8 @@ type Changes struct {
 	// HostLoopback: whether containers reach the host's loopback services (from the
 	// next start).
 	HostLoopback *bool
+	// SwitchContext: whether every start makes the machine's docker context current.
+	SwitchContext *bool
 }
 
 // SetResult says what Set did.
@@ -404,6 +464,9 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	}
 	if c.HostLoopback != nil {
 		next.NoHostLoopback = !*c.HostLoopback
+	}
+	if c.SwitchContext != nil {
+		next.SwitchContext = *c.SwitchContext
 	}
 	if c.DiskGiB != nil {
 		if *c.DiskGiB < spec.DiskGiB {

@@ -70,6 +70,9 @@ type Spec struct {
 	// "9p-transport" (the Go 9p server over the host<->guest transport).
 	ShareType string `json:"shareType,omitempty"`
 	Autostart bool   `json:"autostart,omitempty"`
+	// SwitchContext: every start makes the machine's docker context the current one, even
+	// over a context the user chose (without it, only over an engine-less "default").
+	SwitchContext bool `json:"switchContext,omitempty"`
 	// NoHostLoopback cuts containers off from the host's own loopback services, which
 	// they otherwise reach at host.docker.internal (the user-mode network's host address).
 	NoHostLoopback bool `json:"noHostLoopback,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"text/template"
 	"time"
@@ -90,6 +91,7 @@ func initCmd() *cobra.Command {
 		mounts                []string
 		now, noHome           bool
 		noHostLoopback        bool
+		switchContext         bool
 	)
 	c := &cobra.Command{
 		Use:   "init [NAME]",
@@ -111,7 +113,7 @@ func initCmd() *cobra.Command {
 			}
 			spec := &machine.Spec{Name: name, Backend: backend, CPUs: cpus, MemoryMiB: memMiB,
 				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind, ShareType: shareType,
-				NoHostLoopback: noHostLoopback}
+				NoHostLoopback: noHostLoopback, SwitchContext: switchContext}
 			if !noHome {
 				if hd, err := os.UserHomeDir(); err == nil {
 					spec.Mounts = append(spec.Mounts, machine.Mount{HostPath: hd, GuestPath: machine.GuestPathFor(hd)})
@@ -138,7 +140,7 @@ func initCmd() *cobra.Command {
 			fmt.Fprintf(out, "Machine %q created (%d CPUs, %dMiB memory, %dGiB disk, %s, image %s).\n",
 				name, spec.CPUs, spec.MemoryMiB, spec.DiskGiB, spec.Engine, inst.Manifest.Version)
 			if now {
-				return startMachine(cmd.Context(), out, m, name)
+				return startMachine(cmd.Context(), out, m, name, machine.StartOptions{})
 			}
 			fmt.Fprintf(out, "Start it with: skiff machine start%s\n", nameSuffix(name))
 			return nil
@@ -157,6 +159,7 @@ func initCmd() *cobra.Command {
 	f.BoolVar(&noHome, "no-home-share", false, "do not share the home directory")
 	f.BoolVar(&now, "now", false, "start the machine after creating it")
 	f.BoolVar(&noHostLoopback, "no-host-loopback", false, "containers cannot reach the host's loopback services (host.docker.internal)")
+	f.BoolVar(&switchContext, "switch-context", false, "make the machine's docker context the current one on every start, even over one you chose")
 	return c
 }
 
@@ -176,16 +179,19 @@ func defaultImage() string {
 }
 
 func startCmd() *cobra.Command {
+	var o machine.StartOptions
 	c := &cobra.Command{Use: "start [NAME]", Short: "Start a machine; returns when its engine answers"}
-	return perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
-		return startMachine(cmd.Context(), cmd.OutOrStdout(), m, name)
+	perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
+		return startMachine(cmd.Context(), cmd.OutOrStdout(), m, name, o)
 	})
+	c.Flags().BoolVar(&o.SwitchContext, "switch-context", false, "make the machine's docker context the current one, even over one you chose")
+	return c
 }
 
 // startMachine starts a machine and says how it went.
-func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name string) error {
+func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name string, o machine.StartOptions) error {
 	started := false
-	res, err := m.Start(ctx, name, machine.StartOptions{Progress: func(p machine.Phase) {
+	o.Progress = func(p machine.Phase) {
 		switch {
 		case p.Message != "":
 			fmt.Fprintf(out, "Machine %q %s.\n", name, p.Message)
@@ -196,7 +202,8 @@ func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name s
 		default:
 			fmt.Fprintf(out, " %s", p.Phase)
 		}
-	}})
+	}
+	res, err := m.Start(ctx, name, o)
 	if started {
 		fmt.Fprintln(out)
 	}
@@ -205,6 +212,7 @@ func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name s
 	}
 	if res.AlreadyRunning {
 		fmt.Fprintf(out, "Machine %q is already running.\n", name)
+		sayContext(out, res)
 		return nil
 	}
 	how := ""
@@ -216,13 +224,30 @@ func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name s
 	for _, w := range res.State.Warnings {
 		fmt.Fprintf(out, "warning: %s\n", w)
 	}
-	if res.ContextErr != nil {
-		fmt.Fprintf(out, "warning: %v\n", res.ContextErr)
-	}
 	fmt.Fprintf(out, "Engine (%s) socket: %s\n", res.State.Engine, res.Engine)
-	fmt.Fprintf(out, "Use it with:  docker --context %s ps\n", res.Context)
-	fmt.Fprintf(out, "         or:  export DOCKER_HOST=%s\n", hostenv.EngineHost(res.Engine))
+	if !sayContext(out, res) {
+		fmt.Fprintf(out, "Use it with:  docker --context %s ps\n", res.Context)
+		fmt.Fprintf(out, "         or:  export DOCKER_HOST=%s\n", hostenv.EngineHost(res.Engine))
+	}
 	return nil
+}
+
+// sayContext says in one line what became of docker's current context, and whether
+// plain `docker` now reaches the machine.
+func sayContext(out io.Writer, res *machine.StartResult) (current bool) {
+	sw := res.Switch
+	switch {
+	case res.ContextErr != nil:
+		fmt.Fprintf(out, "warning: %v\n", res.ContextErr)
+	case sw.Switched:
+		fmt.Fprintf(out, "Docker's current context is now %q (was %q; stop or rm puts it back): plain `docker` uses this machine.\n", res.Context, sw.Previous)
+		return true
+	case sw.Kept:
+		fmt.Fprintf(out, "Docker's current context is unchanged: %s.\n", sw.Why)
+	default: // it already was
+		return !res.AlreadyRunning
+	}
+	return false
 }
 
 func stopCmd() *cobra.Command {
@@ -257,6 +282,12 @@ power off) and discards any saved state; so does --force, without asking the gue
 			}
 			fmt.Fprintf(out, "Machine %q stopped.\n", name)
 		}
+		switch {
+		case res.ContextErr != nil:
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", res.ContextErr)
+		case res.RestoredContext != "":
+			fmt.Fprintf(out, "Docker's current context is %q again.\n", res.RestoredContext)
+		}
 		return nil
 	})
 	c.Flags().BoolVarP(&force, "force", "f", false, "power off at once, without asking the guest")
@@ -280,10 +311,15 @@ func rmCmd() *cobra.Command {
 	}
 	perMachine(c, hostcmd.Options{}, func(cmd *cobra.Command, m *machine.Manager, name string) error {
 		warn := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), "warning:", s) }
-		if err := m.Remove(cmd.Context(), name, machine.RmOptions{Force: force, Warn: warn}); err != nil {
+		var notes []string
+		note := func(s string) { notes = append(notes, s) }
+		if err := m.Remove(cmd.Context(), name, machine.RmOptions{Force: force, Warn: warn, Note: note}); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Machine %q removed.\n", name)
+		for _, n := range notes {
+			fmt.Fprintf(cmd.OutOrStdout(), "%s%s.\n", strings.ToUpper(n[:1]), n[1:])
+		}
 		return nil
 	})
 	c.Flags().BoolVarP(&force, "force", "f", false, "stop the machine first if it runs")
@@ -425,7 +461,7 @@ func detectShell() string {
 func setCmd(opts hostcmd.Options) *cobra.Command {
 	var cpus int
 	var memory, disk string
-	var autostart, hostLoopback bool
+	var autostart, hostLoopback, switchContext bool
 	c := &cobra.Command{
 		Use:   "set [NAME]",
 		Short: "Change a stopped machine's CPUs, memory or disk size",
@@ -457,6 +493,9 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 		if flags.Changed("host-loopback") {
 			ch.HostLoopback = &hostLoopback
 		}
+		if flags.Changed("switch-context") {
+			ch.SwitchContext = &switchContext
+		}
 		res, err := m.Set(cmd.Context(), name, ch)
 		if err != nil {
 			return err
@@ -473,6 +512,7 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	c.Flags().StringVar(&disk, "disk-size", "", "grow the data disk to this size")
 	c.Flags().BoolVar(&hostLoopback, "host-loopback", true, "whether containers reach the host's loopback services (host.docker.internal); from the next start")
 	c.Flags().BoolVar(&autostart, "autostart", false, "start the machine at login (systemd user unit, launchd agent or Task Scheduler)")
+	c.Flags().BoolVar(&switchContext, "switch-context", false, "make the machine's docker context the current one on every start, even over one you chose")
 	return c
 }
 

@@ -47,3 +47,10 @@ type Source interface {
 type Starter interface {
 	Start(ctx context.Context, name string) error
 }
+
+// Stopper is a Starter that also stops machines through the lifecycle, which undoes what
+// the start did on the host (docker's current context); without it, the tray asks the
+// machine's agent.
+type Stopper interface {
+	Stop(ctx context.Context, name string, req agentapi.StopRequest) error
+}

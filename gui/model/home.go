@@ -69,3 +69,10 @@ func (s ManagerStarter) Start(ctx context.Context, name string) error {
 	_, err := s.Manager.Start(context.WithoutCancel(ctx), name, machine.StartOptions{})
 	return err
 }
+
+// Stop stops the machine as `skiff machine stop` does, so that it also puts back docker's
+// current context if the start switched it.
+func (s ManagerStarter) Stop(ctx context.Context, name string, req agentapi.StopRequest) error {
+	_, err := s.Manager.Stop(ctx, name, req)
+	return err
+}

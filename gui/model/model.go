@@ -607,7 +607,14 @@ func (m *Model) StopMachine(ctx context.Context, name string) error {
 	m.setBusy(name, "stopping")
 	defer m.wake(name)
 	defer m.setBusy(name, "")
-	if _, err := m.src.Agent(name).Stop(ctx, agentapi.StopRequest{Timeout: m.opt.StopTimeout}); err != nil {
+	req := agentapi.StopRequest{Timeout: m.opt.StopTimeout}
+	var err error
+	if s, ok := m.starter.(Stopper); ok {
+		err = s.Stop(ctx, name, req)
+	} else {
+		_, err = m.src.Agent(name).Stop(ctx, req)
+	}
+	if err != nil {
 		return m.Fail(fmt.Errorf("stop %s: %w", name, err))
 	}
 	m.Info(name + " stopped")

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/skiff-dev/skiff/images"
+	"github.com/skiff-dev/skiff/installer/hostenv"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
 	"github.com/skiff-dev/skiff/vmm"
@@ -102,6 +103,13 @@ func TestManagerLifecycle(t *testing.T) {
 	if _, err := m.Init(ctx, testSpec(t, "bad", "nonsense"), machine.InitOptions{Image: img}); !errors.Is(err, machine.ErrInvalid) {
 		t.Fatalf("init with an unknown backend: %v, want ErrInvalid", err)
 	}
+	// The user's own current context is kept by a plain start.
+	if err := hostenv.CreateContext("theirs", "/nonexistent.sock"); err != nil {
+		t.Fatal(err)
+	}
+	if err := hostenv.UseContext("skiff-theirs"); err != nil {
+		t.Fatal(err)
+	}
 	var phases []agentapi.Phase
 	res, err := m.Start(ctx, "dev", machine.StartOptions{Progress: func(p machine.Phase) { phases = append(phases, p.Phase) }})
 	if err != nil {
@@ -110,14 +118,24 @@ func TestManagerLifecycle(t *testing.T) {
 	if res.State == nil || res.State.Phase != agentapi.PhaseRunning || res.ContextErr != nil || res.Context != "skiff-dev" {
 		t.Fatalf("start: %+v", res)
 	}
+	if !res.Switch.Kept || res.Switch.Switched {
+		t.Fatalf("a plain start replaced the context the user chose: %+v", res.Switch)
+	}
 	if len(phases) == 0 || phases[len(phases)-1] != agentapi.PhaseRunning {
 		t.Fatalf("phases heard: %v", phases)
 	}
 	if _, err := os.Stat(filepath.Join(os.Getenv("DOCKER_CONFIG"), "contexts", "meta")); err != nil {
 		t.Fatalf("no docker context was written: %v", err)
 	}
-	if res, err := m.Start(ctx, "dev", machine.StartOptions{}); err != nil || !res.AlreadyRunning {
+	if res, err := m.Start(ctx, "dev", machine.StartOptions{}); err != nil || !res.AlreadyRunning || res.Switch.Switched {
 		t.Fatalf("start of a running machine: %+v %v", res, err)
+	}
+	// Asked, even a start of a running machine switches, and the stop puts it back.
+	if res, err := m.Start(ctx, "dev", machine.StartOptions{SwitchContext: true}); err != nil || !res.Switch.Switched || res.Switch.Previous != "skiff-theirs" {
+		t.Fatalf("start --switch-context: %+v %v", res, err)
+	}
+	if cur, _ := hostenv.CurrentContext(); cur != "skiff-dev" {
+		t.Fatalf("current context %q after the switch", cur)
 	}
 	cpus := 2
 	if _, err := m.Set(ctx, "dev", machine.Changes{CPUs: &cpus}); !errors.Is(err, machine.ErrState) {
@@ -130,8 +148,11 @@ func TestManagerLifecycle(t *testing.T) {
 	if err != nil || v.Status.State != machine.StateRunning || v.Status.Agent == nil {
 		t.Fatalf("inspect: %+v %v", v, err)
 	}
-	if sr, err := m.Stop(ctx, "dev", agentapi.StopRequest{Cold: true}); err != nil || sr.AlreadyStopped {
+	if sr, err := m.Stop(ctx, "dev", agentapi.StopRequest{Cold: true}); err != nil || sr.AlreadyStopped || sr.RestoredContext != "skiff-theirs" {
 		t.Fatalf("stop: %+v %v", sr, err)
+	}
+	if cur, _ := hostenv.CurrentContext(); cur != "skiff-theirs" {
+		t.Fatalf("current context %q after stop, want the user's skiff-theirs back", cur)
 	}
 	if sr, err := m.Stop(ctx, "dev", agentapi.StopRequest{}); err != nil || !sr.AlreadyStopped {
 		t.Fatalf("stop again: %+v %v", sr, err)
