@@ -130,6 +130,9 @@ type Asset struct {
 // "linux/arm64", "linux/amd64". Each archive holds the skiff binary at its top.
 type FormulaOptions struct {
 	Assets map[string]Asset
+	// MacOSQEMU: the macOS binaries run machines under QEMU (built without cgo, they
+	// have no vz), so the formula depends on qemu on macOS too.
+	MacOSQEMU bool
 }
 
 // rubyString quotes s as a Ruby double-quoted literal with interpolation disabled.
@@ -170,11 +173,12 @@ func HomebrewFormula(o FormulaOptions) (string, error) {
 	if len(o.Assets) == 0 {
 		return "", fmt.Errorf("the formula needs at least one release asset")
 	}
+	if o.MacOSQEMU {
+		b.WriteString("\n  depends_on \"qemu\"\n")
+	} else {
+		b.WriteString("\n  on_linux do\n    depends_on \"qemu\"\n  end\n")
+	}
 	b.WriteString(`
-  on_linux do
-    depends_on "qemu"
-  end
-
   def install
     bin.install "skiff"
     generate_completions_from_executable(bin/"skiff", "completion")
@@ -201,7 +205,22 @@ end
 type WixOptions struct {
 	// BinarySource is the path of skiff.exe as the WiX compiler sees it.
 	BinarySource string
+	// ProductCode is the MSI's ProductCode; empty lets the compiler make a random one
+	// ("*"). A release gives ReleaseProductCode, so that a rebuild is the same bytes.
+	ProductCode string
+	// Wixl leaves out what msitools' wixl (0.101) cannot compile: the Environment
+	// element. The PATH entry then goes in as WixlEnvironmentTable, imported with msibuild.
+	Wixl bool
 }
+
+// ReleaseProductCode is the ProductCode of Version's MSI: one per version, as MSI wants
+// (a major upgrade needs a new one), and the same in every build of that version.
+func ReleaseProductCode() string { return stableGUID("skiff-msi-product:" + Version) }
+
+// WixlEnvironmentTable is the MSI Environment table (IDT, for msibuild -i) with the PATH
+// entry the Environment element of WixSource makes: "=-*" set at install, removed at
+// uninstall, system-wide; [~]; appends to what PATH already holds.
+const WixlEnvironmentTable = "Environment\tName\tValue\tComponent_\ns72\tl255\tL255\ts72\nEnvironment\tEnvironment\nSkiffPathEntry\t=-*PATH\t[~];[INSTALLDIR]\tSkiffPath\n"
 
 // stableGUID derives a component GUID from a fixed name. MSI component rules want the
 // same GUID for the same resource in every version, which a constant name gives.
@@ -212,7 +231,8 @@ func stableGUID(name string) string {
 	return fmt.Sprintf("%X-%X-%X-%X-%X", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
-// WixNamespace is the WiX v3 schema, which both the WiX toolset and msitools' wixl build.
+// WixNamespace is the WiX v3 schema, which both the WiX toolset and msitools' wixl build
+// (wixl with WixOptions.Wixl).
 const WixNamespace = "http://schemas.microsoft.com/wix/2006/wi"
 
 // WixSource renders the .wxs (build it with -arch x64: candle -arch x64, or wixl -a x64) of a per-machine MSI that installs skiff.exe into
@@ -236,7 +256,11 @@ func WixSource(o WixOptions) (string, error) {
 	}
 	w("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- Generated from installer/version.go by installer.WixSource; do not edit. -->\n")
 	w("<Wix xmlns=\"%s\">\n", WixNamespace)
-	w("  <Product Id=\"*\" Name=\"Skiff\" Language=\"1033\" Version=\"%s\" Manufacturer=\"%s\" UpgradeCode=\"%s\">\n", esc(numericVersion(m.Version)), esc(manufacturer), esc(m.UpgradeCode))
+	product := "*"
+	if o.ProductCode != "" {
+		product = o.ProductCode
+	}
+	w("  <Product Id=\"%s\" Name=\"Skiff\" Language=\"1033\" Version=\"%s\" Manufacturer=\"%s\" UpgradeCode=\"%s\">\n", esc(product), esc(numericVersion(m.Version)), esc(manufacturer), esc(m.UpgradeCode))
 	w("    <Package InstallerVersion=\"500\" Compressed=\"yes\" InstallScope=\"perMachine\" Description=\"%s\" Comments=\"%s\" />\n", esc(m.Summary), esc(m.Homepage))
 	// A new version replaces the old one in place rather than installing beside it.
 	w("    <MajorUpgrade DowngradeErrorMessage=\"A newer version of Skiff is already installed.\" />\n")
@@ -248,7 +272,9 @@ func WixSource(o WixOptions) (string, error) {
 	w("          <Component Id=\"SkiffPath\" Guid=\"%s\" Win64=\"yes\">\n", stableGUID("SkiffPath"))
 	w("            <RegistryValue Root=\"HKLM\" Key=\"Software\\Skiff\" Name=\"InstallDir\" Type=\"string\" Value=\"[INSTALLDIR]\" KeyPath=\"yes\" />\n")
 	// Part="last" appends to PATH; Permanent="no" takes exactly this entry out on uninstall.
-	w("            <Environment Id=\"SkiffPathEntry\" Name=\"PATH\" Value=\"[INSTALLDIR]\" Permanent=\"no\" Part=\"last\" Action=\"set\" System=\"yes\" />\n")
+	if !o.Wixl {
+		w("            <Environment Id=\"SkiffPathEntry\" Name=\"PATH\" Value=\"[INSTALLDIR]\" Permanent=\"no\" Part=\"last\" Action=\"set\" System=\"yes\" />\n")
+	}
 	w("          </Component>\n")
 	w("        </Directory>\n      </Directory>\n    </Directory>\n")
 	w("    <Feature Id=\"Main\" Title=\"Skiff\" Level=\"1\">\n      <ComponentRef Id=\"SkiffExe\" />\n      <ComponentRef Id=\"SkiffPath\" />\n    </Feature>\n")

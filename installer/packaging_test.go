@@ -239,3 +239,57 @@ func TestWixSource(t *testing.T) {
 		}
 	}
 }
+
+func TestFormulaMacOSQEMU(t *testing.T) {
+	rb, err := HomebrewFormula(FormulaOptions{MacOSQEMU: true, Assets: map[string]Asset{"darwin/arm64": {URL: "u", SHA256: sha0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rb, "on_linux do\n    depends_on") || !strings.Contains(rb, "\n  depends_on \"qemu\"\n") {
+		t.Errorf("a formula for macOS binaries without vz must depend on qemu everywhere:\n%s", rb)
+	}
+	if !strings.Contains(formula(t), "  on_linux do\n    depends_on \"qemu\"\n  end\n") {
+		t.Error("the default formula lost its Linux-only qemu dependency")
+	}
+}
+
+// TestWixlBuildsMSI compiles the wixl variant of the source with msitools, adds the PATH
+// entry as a table, and reads both back from the MSI.
+func TestWixlBuildsMSI(t *testing.T) {
+	for _, tool := range []string{"wixl", "msibuild", "msiinfo"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (apt-get install msitools; the release build installs it)", tool)
+		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "skiff.exe"), []byte("MZ not really"), 0o644)
+	src, err := WixSource(WixOptions{BinarySource: "skiff.exe", ProductCode: ReleaseProductCode(), Wixl: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(src, "<Environment") || !strings.Contains(src, `Product Id="`+ReleaseProductCode()+`"`) {
+		t.Fatalf("wixl source:\n%s", src)
+	}
+	os.WriteFile(filepath.Join(dir, "skiff.wxs"), []byte(src), 0o644)
+	os.WriteFile(filepath.Join(dir, "Environment.idt"), []byte(WixlEnvironmentTable), 0o644)
+	run := func(name string, args ...string) string {
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+		return string(out)
+	}
+	run("wixl", "-a", "x64", "-o", "skiff.msi", "skiff.wxs")
+	run("msibuild", "skiff.msi", "-i", "Environment.idt")
+	if out := run("msiinfo", "export", "skiff.msi", "File"); !strings.Contains(out, "skiff.exe") {
+		t.Errorf("File table:\n%s", out)
+	}
+	if out := run("msiinfo", "export", "skiff.msi", "Environment"); !strings.Contains(out, "SkiffPathEntry\t=-*PATH\t[~];[INSTALLDIR]\tSkiffPath") {
+		t.Errorf("Environment table:\n%s", out)
+	}
+	if out := run("msiinfo", "export", "skiff.msi", "Property"); !strings.Contains(out, "ProductCode\t{"+ReleaseProductCode()+"}") {
+		t.Errorf("Property table has not the release's ProductCode:\n%s", out)
+	}
+}
