@@ -57,8 +57,9 @@ type Env struct {
 	LookPath     func(string) (string, error)
 	Lstat        func(string) (fs.FileInfo, error)
 	Readlink     func(string) (string, error)
-	// ProbeKVM runs a test guest on /dev/kvm (Linux); nil elsewhere.
-	ProbeKVM func(timeout time.Duration) error
+	// ProbeKVM runs a test guest on /dev/kvm (Linux), or recalls the verdict of an earlier
+	// probe on this same host, and says which (how); nil elsewhere.
+	ProbeKVM func(timeout time.Duration) (how string, err error)
 	// HVSupport says whether the CPU and OS offer a hypervisor (macOS kern.hv_support).
 	HVSupport func(ctx context.Context) (bool, error)
 	// Ping asks the engine API on a unix socket for /_ping.
@@ -113,23 +114,25 @@ func CheckVirtualization(ctx context.Context, env Env) []Finding {
 		if env.ProbeKVM == nil {
 			return ok(name, "/dev/kvm present (not probed)")
 		}
-		err := env.ProbeKVM(3 * time.Second)
+		how, err := env.ProbeKVM(3 * time.Second)
+		f := Finding{Check: name, Warn: true}
 		switch {
 		case err == nil:
-			return ok(name, "KVM runs guests")
+			f = Finding{Check: name, OK: true, Detail: "KVM runs guests"}
 		case strings.Contains(err.Error(), "hangs"):
-			return []Finding{{Check: name, Warn: true,
-				Detail: "KVM hangs: /dev/kvm opens but a test guest never runs, so TCG software emulation will be used (slow)",
-				Fix:    "on a cloud or nested VM, enable nested virtualization for this instance; otherwise nothing to do, Skiff falls back to TCG"}}
+			f.Detail = "KVM hangs: /dev/kvm opens but a test guest never runs, so TCG software emulation will be used (slow)"
+			f.Fix = "on a cloud or nested VM, enable nested virtualization for this instance; otherwise nothing to do, Skiff falls back to TCG"
 		case errors.Is(err, fs.ErrPermission):
-			return []Finding{{Check: name, Warn: true,
-				Detail: "KVM unusable: " + err.Error() + "; TCG software emulation will be used",
-				Fix:    "add yourself to the kvm group (sudo usermod -aG kvm $USER) and log in again"}}
+			f.Detail = "KVM unusable: " + err.Error() + "; TCG software emulation will be used"
+			f.Fix = "add yourself to the kvm group (sudo usermod -aG kvm $USER) and log in again"
 		default:
-			return []Finding{{Check: name, Warn: true,
-				Detail: "KVM unusable: " + err.Error() + "; TCG software emulation will be used",
-				Fix:    "check `dmesg` for KVM errors"}}
+			f.Detail = "KVM unusable: " + err.Error() + "; TCG software emulation will be used"
+			f.Fix = "check `dmesg` for KVM errors"
 		}
+		if how != "" {
+			f.Detail += " (" + how + ")"
+		}
+		return []Finding{f}
 	case "darwin":
 		if env.HVSupport == nil {
 			return ok(name, "not probed")

@@ -78,7 +78,7 @@ func (h *fakeHost) env_(goos string) Env {
 			return nil, fs.ErrNotExist
 		},
 		Readlink:  func(p string) (string, error) { return h.links[p], nil },
-		ProbeKVM:  func(time.Duration) error { return h.kvmErr },
+		ProbeKVM:  func(time.Duration) (string, error) { return "probed now", h.kvmErr },
 		HVSupport: func(context.Context) (bool, error) { return h.hv, nil },
 		Ping: func(_ context.Context, p string) error {
 			if h.live[p] {
@@ -148,7 +148,7 @@ func TestEachCheckFails(t *testing.T) {
 		{"no kvm", "linux", func(h *fakeHost) { delete(h.files, "/dev/kvm") }, "virtualization", true, "no /dev/kvm", "kvm_intel"},
 		{"kvm hangs", "linux", func(h *fakeHost) {
 			h.kvmErr = errors.New("KVM hangs: /dev/kvm opens but a test guest did not run within 3s")
-		}, "virtualization", true, "TCG", "nested virtualization"},
+		}, "virtualization", true, "TCG software emulation will be used (slow) (probed now)", "nested virtualization"},
 		{"kvm permission", "linux", func(h *fakeHost) {
 			h.kvmErr = fmt.Errorf("KVM unavailable: %w", fs.ErrPermission)
 		}, "virtualization", true, "TCG", "kvm group"},

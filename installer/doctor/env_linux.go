@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,14 +13,18 @@ import (
 )
 
 func platformEnv(env *Env, home machine.Home) {
-	env.ProbeKVM = func(timeout time.Duration) error {
+	env.ProbeKVM = func(time.Duration) (string, error) {
 		// The same probe the QEMU backend uses to pick its accelerator, so doctor and
-		// `machine start` never disagree.
-		accel, why := (&qemu.Backend{}).ChooseAccel(runtime.GOARCH, guestKernel(home))
-		if accel != "kvm" {
-			return errString(why)
+		// `machine start` never disagree; doctor waits for its end.
+		v := (&qemu.Backend{}).ProbeAccel(runtime.GOARCH, guestKernel(home), qemu.ProbeOptions{})
+		how := "probed now"
+		if v.Kept {
+			how = fmt.Sprintf("the verdict of a probe on %s, kept until the host kernel, CPU or QEMU changes", v.At.Local().Format("2006-01-02 15:04"))
 		}
-		return nil
+		if v.Accel != "kvm" {
+			return how, errString(v.Reason)
+		}
+		return how, nil
 	}
 }
 

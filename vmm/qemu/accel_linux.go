@@ -3,7 +3,9 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,10 +14,13 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-dev/skiff/machine/atomicfile"
 )
 
 const probeEnv = "SKIFF_KVM_PROBE"
@@ -28,44 +33,93 @@ func init() {
 	}
 }
 
+// bootProbeWait is how long a start waits for a probe on a host with no kept verdict.
+// KVM that works answers within a second; one that hangs would cost its full timeout,
+// so past this the boot goes ahead under TCG and the probe's verdict serves later starts.
+const bootProbeWait = 3 * time.Second
+
 // probeNative returns kvm when a guest kernel really starts under it, else tcg and why.
-// A failing probe costs seconds, so the verdict is kept until the host reboots or QEMU
-// changes: whether KVM runs guests is a property of the host, not of one kernel file.
-func probeNative(bin, kernel string) (string, string) {
-	key := probeKey(bin, kernel)
+// Whether KVM runs guests is a property of the host, not of one boot: the verdict is kept
+// (in the user's cache directory) until the host kernel, the CPU or QEMU changes, so
+// only a host's first start probes, and even that one waits at most o.Wait.
+func probeNative(bin, kernel string, o ProbeOptions) Verdict {
+	key := probeKey(bin)
 	if v, ok := loadVerdict(key); ok {
-		return v.Accel, v.Reason
+		v.Kept = true
+		return v
 	}
-	accel, why := probeNativeUncached(bin, kernel)
-	// Only a boot of a real kernel is a verdict; the vCPU probe alone may be fooled.
-	if kernel != "" {
-		saveVerdict(key, verdict{Accel: accel, Reason: why})
+	if kernel == "" {
+		// Only a boot of a real kernel is a verdict; the vCPU probe alone may be fooled.
+		accel, why := probeNativeUncached(bin, "")
+		return Verdict{Accel: accel, Reason: why}
 	}
-	return accel, why
+	done := make(chan Verdict, 1)
+	go func() {
+		accel, why := probeNativeUncached(bin, kernel)
+		v := Verdict{Accel: accel, Reason: why, At: time.Now().UTC()}
+		saveVerdict(key, v)
+		done <- v
+	}()
+	var timeout <-chan time.Time
+	if o.Wait > 0 {
+		t := time.NewTimer(o.Wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case v := <-done:
+		return v
+	case <-timeout:
+		return Verdict{Accel: "tcg", Pending: true, Reason: fmt.Sprintf("KVM did not prove itself within %s (this host's first start); "+
+			"booting under TCG now, and the probe's verdict decides the next starts", o.Wait)}
+	}
 }
 
+// verdict is a kept probe result, with the host identity it holds for.
 type verdict struct {
-	Key    string `json:"key"`
-	Accel  string `json:"accel"`
-	Reason string `json:"reason"`
+	Key string `json:"key"`
+	Verdict
 }
 
+// verdictPath keeps verdicts across reboots, per user.
 func verdictPath() string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("skiff-accel-%d.json", os.Getuid()))
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "skiff", fmt.Sprintf("accel-%d.json", os.Getuid()))
 }
 
-func probeKey(bin, _ string) string {
-	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	k := strings.TrimSpace(string(boot))
-	for _, f := range []string{bin} {
-		if p, err := exec.LookPath(f); err == nil {
-			f = p
-		}
-		if st, err := os.Stat(f); err == nil {
-			k += fmt.Sprintf("|%s:%d:%d", f, st.Size(), st.ModTime().UnixNano())
+// probeKey identifies what a verdict depends on: the host kernel (and so its KVM
+// module), the CPU as the kernel shows it (model and flags: a change of nested
+// virtualization changes them), /dev/kvm itself, and the QEMU binary.
+func probeKey(bin string) string {
+	var u unix.Utsname
+	unix.Uname(&u)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s|", unix.ByteSliceToString(u.Release[:]), unix.ByteSliceToString(u.Version[:]))
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		seen := map[string]bool{}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			k = strings.TrimSpace(k)
+			if ok && (k == "model name" || k == "flags" || k == "Features" || k == "CPU part") && !seen[k] {
+				seen[k] = true // the first CPU's: the rest are alike
+				fmt.Fprintf(h, "%s=%s|", k, strings.TrimSpace(v))
+			}
 		}
 	}
-	return k
+	var st unix.Stat_t
+	if unix.Stat("/dev/kvm", &st) == nil {
+		fmt.Fprintf(h, "kvm=%d|", st.Rdev)
+	}
+	if p, err := exec.LookPath(bin); err == nil {
+		bin = p
+	}
+	if fi, err := os.Stat(bin); err == nil {
+		fmt.Fprintf(h, "%s:%d:%d", bin, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // The file keeps a verdict per QEMU binary: a host with two QEMUs (a distribution's and a
@@ -76,33 +130,30 @@ func readVerdicts() []verdict {
 	var vs []verdict
 	b, err := os.ReadFile(verdictPath())
 	if err == nil && json.Unmarshal(b, &vs) != nil {
-		vs = nil // an older single-verdict file, or damaged: probe again
+		vs = nil // damaged: probe again
 	}
 	return vs
 }
 
-func loadVerdict(key string) (verdict, bool) {
+func loadVerdict(key string) (Verdict, bool) {
 	for _, v := range readVerdicts() {
 		if v.Key == key {
-			return v, true
+			return v.Verdict, true
 		}
 	}
-	return verdict{}, false
+	return Verdict{}, false
 }
 
-func saveVerdict(key string, v verdict) {
-	v.Key = key
-	vs := []verdict{v}
+func saveVerdict(key string, v Verdict) {
+	vs := []verdict{{Key: key, Verdict: v}}
 	for _, o := range readVerdicts() {
 		if o.Key != key && len(vs) < maxVerdicts {
 			vs = append(vs, o)
 		}
 	}
 	b, _ := json.Marshal(vs)
-	tmp := verdictPath() + fmt.Sprintf(".%d", os.Getpid())
-	if os.WriteFile(tmp, b, 0o600) == nil {
-		os.Rename(tmp, verdictPath())
-	}
+	os.MkdirAll(filepath.Dir(verdictPath()), 0o700)
+	atomicfile.Write(verdictPath(), b, 0o600)
 }
 
 func probeNativeUncached(bin, kernel string) (string, string) {
@@ -135,6 +186,8 @@ func probeKernel(bin, kernel, cpu string, timeout time.Duration) error {
 	out.want = []byte("Linux version")
 	out.found = make(chan struct{})
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = dieWithParent()
+	cmd.WaitDelay = time.Second // a child of QEMU's holding the output open must not hold the probe
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("KVM probe: %w", err)
 	}
@@ -151,6 +204,12 @@ func probeKernel(bin, kernel, cpu string, timeout time.Duration) error {
 		<-exited
 		return fmt.Errorf("KVM hangs: /dev/kvm opens but the guest kernel printed nothing within %s", timeout)
 	}
+}
+
+// dieWithParent: a probe left running by a host agent that exits mid-probe (its VM
+// stopped within seconds of a first start) must not outlive it, hung in KVM_RUN.
+func dieWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 // lineWatcher collects output and signals when a marker appears.
@@ -199,6 +258,7 @@ func ProbeKVM(timeout time.Duration) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, self)
 	cmd.Env = append(os.Environ(), probeEnv+"=1")
+	cmd.SysProcAttr = dieWithParent()
 	err = cmd.Run()
 	if ctx.Err() != nil {
 		return fmt.Errorf("KVM hangs: /dev/kvm opens but a test guest did not run within %s (nested virtualization without working KVM?)", timeout)

@@ -4,12 +4,14 @@ package qemu
 
 import "runtime"
 
-func probeNative(bin, kernel string) (string, string) {
+const bootProbeWait = 0
+
+func probeNative(string, string, ProbeOptions) Verdict {
 	switch runtime.GOOS {
 	case "darwin":
-		return "hvf", "Hypervisor.framework"
+		return Verdict{Accel: "hvf", Reason: "Hypervisor.framework"}
 	case "windows":
-		return "whpx", "Windows Hypervisor Platform"
+		return Verdict{Accel: "whpx", Reason: "Windows Hypervisor Platform"}
 	}
-	return "tcg", "no native accelerator for " + runtime.GOOS
+	return Verdict{Accel: "tcg", Reason: "no native accelerator for " + runtime.GOOS}
 }

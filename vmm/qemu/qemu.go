@@ -69,16 +69,40 @@ func (b *Backend) Check(ctx context.Context) error {
 
 func hostArch() string { return runtime.GOARCH }
 
-// ChooseAccel picks the accelerator: the forced one, else a working native one, else TCG.
-// The native one is probed for real: on some hosts /dev/kvm opens but guests hang.
+// ChooseAccel picks the accelerator for a boot: the forced one, else a working native
+// one, else TCG. The native one is probed for real (on some hosts /dev/kvm opens but
+// guests hang), and a boot waits for a first probe only briefly (bootProbeWait).
 func (b *Backend) ChooseAccel(arch, kernel string) (string, string) {
+	v := b.ProbeAccel(arch, kernel, ProbeOptions{Wait: bootProbeWait})
+	return v.Accel, v.Reason
+}
+
+// ProbeOptions say how long a caller waits for a probe when no verdict is kept.
+type ProbeOptions struct {
+	// Wait bounds the wait; past it the answer is TCG, Pending. Zero waits for the end.
+	Wait time.Duration
+}
+
+// Verdict is what the accelerator probe found.
+type Verdict struct {
+	Accel  string    `json:"accel"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at,omitzero"` // when the probe ran
+	// Kept: the verdict was kept from an earlier probe on this same host, not probed now.
+	Kept bool `json:"-"`
+	// Pending: the probe had not ended within the wait; Accel is the fallback.
+	Pending bool `json:"-"`
+}
+
+// ProbeAccel is ChooseAccel's decision with how it was reached, for `skiff doctor`.
+func (b *Backend) ProbeAccel(arch, kernel string, o ProbeOptions) Verdict {
 	if b.Accel != "" {
-		return b.Accel, "forced by configuration"
+		return Verdict{Accel: b.Accel, Reason: "forced by configuration"}
 	}
 	if arch != hostArch() {
-		return "tcg", "guest architecture differs from the host"
+		return Verdict{Accel: "tcg", Reason: "guest architecture differs from the host"}
 	}
-	return probeNative(b.binary(arch), kernel)
+	return probeNative(b.binary(arch), kernel, o)
 }
 
 // Args builds the QEMU command line for cfg. It is pure so that tests can check it.
