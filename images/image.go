@@ -41,6 +41,18 @@ type File struct {
 	// it unpacks to at install. The VM reads the unpacked file: a guest decompressing its
 	// own root under emulation spends seconds of every boot on it.
 	Unpack *Unpacked `json:"unpack,omitempty"`
+	// Path, when set, is the file's name beside the manifest where it is published, if not
+	// Name: a release served from one flat folder (a GitHub release) gives each image's
+	// files their architecture in the name.
+	Path string `json:"path,omitempty"`
+}
+
+// published is the file's name beside the manifest.
+func (f File) published() string {
+	if f.Path != "" {
+		return f.Path
+	}
+	return f.Name
 }
 
 // Unpacked is what a compressed File becomes in the cache.
@@ -122,6 +134,11 @@ func ParseManifest(b []byte) (*Manifest, error) {
 		}
 		if err := claim(f.Name); err != nil {
 			return nil, err
+		}
+		if f.Path != "" {
+			if err := checkEntry(f.Path, f.SHA256); err != nil {
+				return nil, err
+			}
 		}
 		if u := f.Unpack; u != nil {
 			if u.Format != "zstd" {
@@ -285,7 +302,7 @@ func Install(ctx context.Context, ref, cacheDir string, opt Options) (*Installed
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
 			p = filepath.Join(p, "manifest.json")
 			if _, err := os.Stat(p); err != nil {
-				p = filepath.Join(loc, IndexName) // a release's images folder
+				p = filepath.Join(loc, IndexName) // a release's folder
 			}
 		}
 		raw, err = os.ReadFile(p)
@@ -579,9 +596,9 @@ func keepVerified(p string, f File) bool {
 func fetchVerified(ctx context.Context, opt Options, src source, f File, dst string) error {
 	var err error
 	if src.remote {
-		err = download(ctx, opt, src.location(f.Name), dst, f)
+		err = download(ctx, opt, src.location(f.published()), dst, f)
 	} else {
-		err = copyLocal(src.location(f.Name), dst)
+		err = copyLocal(src.location(f.published()), dst)
 	}
 	if err != nil {
 		return err

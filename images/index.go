@@ -15,8 +15,8 @@ import (
 	"github.com/skiff-dev/skiff/machine/atomicfile"
 )
 
-// IndexName is a release's image index beside the per-architecture image folders.
-const IndexName = "index.json"
+// IndexName is a release's image index, beside its images' manifests.
+const IndexName = "skiff-images.json"
 
 // Index lists a release's images, one per architecture. Release binaries pin the index's
 // digest, and the index pins each manifest's, so one reference serves every platform and
@@ -30,7 +30,7 @@ type Index struct {
 // IndexEntry is one architecture's image manifest.
 type IndexEntry struct {
 	Arch     string `json:"arch"`
-	Manifest string `json:"manifest"` // relative to the index, slash-separated: amd64/manifest.json
+	Manifest string `json:"manifest"` // relative to the index, slash-separated: skiff-images_amd64.json
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
 }

@@ -56,7 +56,7 @@ func TestInstallFromIndexThenOffline(t *testing.T) {
 	root, digest := releaseFixture(t)
 	srv, _, off := countingServer(t, root)
 	cache := t.TempDir()
-	ref := srv.URL + "/index.json@sha256:" + digest
+	ref := srv.URL + "/" + IndexName + "@sha256:" + digest
 	inst, err := Install(context.Background(), ref, cache, Options{Arch: "amd64"})
 	if err != nil {
 		t.Fatal(err)
@@ -125,5 +125,37 @@ func TestNotFoundSaysWhatToDo(t *testing.T) {
 	_, err = Install(context.Background(), srv2.URL+"/manifest.json@sha256:"+digest, t.TempDir(), Options{})
 	if err == nil || !strings.Contains(err.Error(), srv2.URL+"/root.squashfs: 404") || !strings.Contains(err.Error(), "published whole") {
 		t.Fatalf("missing image file: %v", err)
+	}
+}
+
+// A flat release names the published files apart from what they install as.
+func TestInstallPublishedPath(t *testing.T) {
+	src, files, _ := fixture(t)
+	raw, _ := os.ReadFile(filepath.Join(src, "manifest.json"))
+	m, err := ParseManifest(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range m.Files {
+		m.Files[i].Path = "skiff-images_amd64_" + f.Name
+		os.Rename(filepath.Join(src, f.Name), filepath.Join(src, m.Files[i].Path))
+	}
+	raw, _ = json.Marshal(m)
+	os.WriteFile(filepath.Join(src, "skiff-images_amd64.json"), raw, 0o644)
+	sum := sha256.Sum256(raw)
+	srv, _, _ := countingServer(t, src)
+	inst, err := Install(context.Background(), srv.URL+"/skiff-images_amd64.json@sha256:"+hex.EncodeToString(sum[:]), t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		if got, err := os.ReadFile(filepath.Join(inst.Dir, name)); err != nil || string(got) != string(data) {
+			t.Fatalf("%s not installed under its own name: %v", name, err)
+		}
+	}
+	m.Files[0].Path = "../x"
+	raw, _ = json.Marshal(m)
+	if _, err := ParseManifest(raw); err == nil {
+		t.Fatal("an unsafe published path was accepted")
 	}
 }
