@@ -215,12 +215,14 @@ func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name s
 		sayContext(out, res)
 		return nil
 	}
-	how := ""
-	boot := res.State.Boot
-	if boot != nil && boot.Warm {
+	how := startPhases(res.State)
+	if boot := res.State.Boot; boot != nil && boot.Warm {
 		how = " (resumed from its saved state)"
 	}
 	fmt.Fprintf(out, "Machine %q running after %s%s.\n", name, res.Took.Round(100*time.Millisecond), how)
+	if vm := res.State.VM; vm["accel"] == "tcg" && vm["accelReason"] != "" {
+		fmt.Fprintf(out, "note: no hardware acceleration (software emulation, slow): %s\n", vm["accelReason"])
+	}
 	for _, w := range res.State.Warnings {
 		fmt.Fprintf(out, "warning: %s\n", w)
 	}
@@ -230,6 +232,24 @@ func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name s
 		fmt.Fprintf(out, "         or:  export DOCKER_HOST=%s\n", hostenv.EngineHost(res.Engine))
 	}
 	return nil
+}
+
+// startPhases splits a cold start's time where it went: the agent's setup before the VM
+// (image check, disks, the accelerator probe), the hypervisor and firmware before the
+// guest kernel ran, and the guest's boot up to its engine answering (its own uptime).
+func startPhases(st *agentapi.State) string {
+	if st == nil || st.VMStartedAt == nil || st.ReadyAt == nil {
+		return ""
+	}
+	r := func(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
+	guest := time.Duration(st.GuestBootMS) * time.Millisecond
+	hv := max(st.ReadyAt.Sub(*st.VMStartedAt)-guest, 0)
+	accel := st.VM["accel"]
+	if accel == "" {
+		accel = st.Backend
+	}
+	return fmt.Sprintf(": setup %s, hypervisor %s, guest boot to engine %s (%s)",
+		r(st.VMStartedAt.Sub(st.StartedAt)), r(hv), r(guest), accel)
 }
 
 // sayContext says in one line what became of docker's current context, and whether
