@@ -18,7 +18,7 @@ export HOME=$fresh/home PATH=$prefix/bin:$PATH
 mkdir -p "$HOME"
 unset SKIFF_HOME SKIFF_IMAGE DOCKER_HOST DOCKER_CONTEXT DOCKER_CONFIG XDG_CACHE_HOME XDG_CONFIG_HOME XDG_DATA_HOME
 cleanup() {
-	[ -x "$prefix/bin/skiff" ] && "$prefix/bin/skiff" machine rm -f >/dev/null 2>&1
+	[ -x "$prefix/bin/skiff" ] && "$prefix/bin/skiff" machine rm -f >/dev/null 2>&1 || true
 	rm -rf "$fresh"
 }
 trap cleanup EXIT
