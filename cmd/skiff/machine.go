@@ -234,9 +234,9 @@ func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name s
 	return nil
 }
 
-// startPhases splits a cold start's time where it went: the agent's setup before the VM
-// (image check, disks, the accelerator probe), the hypervisor and firmware before the
-// guest kernel ran, and the guest's boot up to its engine answering (its own uptime).
+// startPhases splits a cold start's time where it went: the agent's setup (image check,
+// disks), starting the VM (the accelerator probe, the hypervisor and firmware, until the
+// guest kernel ran), and the guest's boot up to its engine answering (its own uptime).
 func startPhases(st *agentapi.State) string {
 	if st == nil || st.VMStartedAt == nil || st.ReadyAt == nil {
 		return ""
@@ -248,7 +248,7 @@ func startPhases(st *agentapi.State) string {
 	if accel == "" {
 		accel = st.Backend
 	}
-	return fmt.Sprintf(": setup %s, hypervisor %s, guest boot to engine %s (%s)",
+	return fmt.Sprintf(": setup %s, VM start %s, guest boot to engine %s (%s)",
 		r(st.VMStartedAt.Sub(st.StartedAt)), r(hv), r(guest), accel)
 }
 
