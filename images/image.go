@@ -595,17 +595,18 @@ func keepVerified(p string, f File) bool {
 
 func fetchVerified(ctx context.Context, opt Options, src source, f File, dst string) error {
 	var err error
+	loc := src.location(f.published())
 	if src.remote {
-		err = download(ctx, opt, src.location(f.published()), dst, f)
+		err = download(ctx, opt, loc, dst, f)
 	} else {
-		err = copyLocal(src.location(f.published()), dst)
+		err = copyLocal(loc, dst)
 	}
 	if err != nil {
 		return err
 	}
 	if err := verify(dst, f); err != nil {
 		os.Remove(dst) // a bad file must not be resumed from
-		return err
+		return fmt.Errorf("%s: %w", loc, err) // where the bad copy came from
 	}
 	return nil
 }

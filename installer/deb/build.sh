@@ -1,27 +1,29 @@
 #!/bin/bash
 # Build the Debian package of the skiff CLI.
-#   installer/deb/build.sh [-b BINARY] [-a GOARCH] OUTDIR
-# Without -b it builds ./cmd/skiff for GOARCH with the version from installer/version.go.
-# Prints the path of the .deb.
+#   installer/deb/build.sh [-b BINARY] [-a GOARCH] [-v VERSION] OUTDIR
+# Without -b it builds ./cmd/skiff for GOARCH with the version from installer/version.go
+# (or -v). Prints the path of the .deb. With SOURCE_DATE_EPOCH set, the package is the
+# same bytes on every build: every file and the archive members carry that time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-binary= goarch=$(go env GOARCH)
-while getopts b:a: o; do
+binary= goarch=$(go env GOARCH) setversion=
+while getopts b:a:v: o; do
 	case $o in
 	b) binary=$OPTARG ;;
 	a) goarch=$OPTARG ;;
-	*) echo "usage: $0 [-b BINARY] [-a GOARCH] OUTDIR" >&2; exit 2 ;;
+	v) setversion=$OPTARG ;;
+	*) echo "usage: $0 [-b BINARY] [-a GOARCH] [-v VERSION] OUTDIR" >&2; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 1 ] || { echo "usage: $0 [-b BINARY] [-a GOARCH] OUTDIR" >&2; exit 2; }
+[ $# -eq 1 ] || { echo "usage: $0 [-b BINARY] [-a GOARCH] [-v VERSION] OUTDIR" >&2; exit 2; }
 out=$1
 mkdir -p "$out"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/skiffpkg" ./cmd/skiffpkg
+go build ${setversion:+-ldflags "-X github.com/skiff-dev/skiff/installer.Version=$setversion"} -o "$work/skiffpkg" ./cmd/skiffpkg
 version=$("$work/skiffpkg" version)
 if [ -z "$binary" ]; then
 	binary=$work/skiff
@@ -30,6 +32,9 @@ if [ -z "$binary" ]; then
 		-o "$binary" ./cmd/skiff
 fi
 "$work/skiffpkg" deb-tree --binary "$binary" --goarch "$goarch" "$work/tree"
+if [ -n "${SOURCE_DATE_EPOCH:-}" ]; then
+	find "$work/tree" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+fi
 debarch=$(sed -n 's/^Architecture: //p' "$work/tree/DEBIAN/control")
 debversion=$(sed -n 's/^Version: //p' "$work/tree/DEBIAN/control")
 deb=$out/skiff_${debversion}_${debarch}.deb
