@@ -35,7 +35,26 @@ type Config struct {
 	// Network is the embedded user-mode network the VM's NIC attaches to.
 	Network Network
 	MAC     string
+	// Reclaim is how guest memory the guest no longer uses goes back to the host: one of
+	// the Reclaim constants; ReclaimAuto is the backend's best.
+	Reclaim string
 }
+
+// How a VM's unused guest memory goes back to the host.
+const (
+	ReclaimAuto = "" // the backend's best
+	// ReclaimFreePageReporting: the guest reports the pages it frees and the hypervisor
+	// drops them (QEMU's virtio-balloon free page reporting); nothing to drive.
+	ReclaimFreePageReporting = "free-page-reporting"
+	// ReclaimBalloon: a traditional balloon, which returns nothing unless the host sets a
+	// target; the host agent's memory policy drives it (vmm.Balloon). vz has only this.
+	ReclaimBalloon = "balloon"
+	// ReclaimDynamicMemory: the hypervisor balances memory itself (Hyper-V, with the
+	// guest's hv_balloon).
+	ReclaimDynamicMemory = "dynamic-memory"
+	// ReclaimOff: the VM keeps what its guest once used.
+	ReclaimOff = "off"
+)
 
 // Disk is a block device. The guest finds disks by Serial, never by probe order.
 type Disk struct {
@@ -136,6 +155,22 @@ type ShareKind interface {
 	ShareType() string
 }
 
+// Reclaimer is implemented by VMs that say how their guest's unused memory goes back to
+// the host: one of the Reclaim constants.
+type Reclaimer interface {
+	Reclaim() string
+}
+
+// Balloon is implemented by VMs with a traditional memory balloon the host can set: the
+// guest gives up memory until what it has left is the target. It is what the host
+// agent's memory policy drives when the VM's Reclaim is ReclaimBalloon.
+type Balloon interface {
+	// SetMemoryTarget asks the guest to shrink (or grow back) to bytes of memory.
+	SetMemoryTarget(ctx context.Context, bytes uint64) error
+	// MemoryTarget is the guest's memory as the balloon leaves it now.
+	MemoryTarget(ctx context.Context) (uint64, error)
+}
+
 // Describer is implemented by VMs that can say how they were started (accelerator, hypervisor version).
 type Describer interface {
 	Describe() map[string]string
@@ -204,6 +239,8 @@ type FeatureSet struct {
 	Vsock bool `json:"vsock"`
 	// Shares is the kind of share the guest mounts (ShareTypeOf).
 	Shares string `json:"shares"`
+	// Reclaim is how the running VM's unused memory goes back to the host (Reclaimer).
+	Reclaim string `json:"reclaim,omitempty"`
 }
 
 // Features says what backend b can do, and with vm (nil before one runs) what that VM
@@ -220,6 +257,9 @@ func Features(b Backend, vm VM) FeatureSet {
 	}
 	if vm != nil {
 		_, f.Vsock = vm.(GuestDialer)
+		if r, ok := vm.(Reclaimer); ok {
+			f.Reclaim = r.Reclaim()
+		}
 	}
 	return f
 }

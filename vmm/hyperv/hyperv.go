@@ -183,6 +183,9 @@ func owned(cfg vmm.Config, id string) bool {
 
 // Prepare implements vmm.Preparer: convert the disks and create the VM, once.
 func (b *Backend) Prepare(ctx context.Context, cfg vmm.Config) error {
+	if _, err := reclaimOf(cfg); err != nil {
+		return err
+	}
 	name := VMName(cfg.Name)
 	id, _, err := b.vmInfo(ctx, name)
 	if err != nil {
@@ -256,7 +259,7 @@ func createScript(name, dir string, cfg vmm.Config, vhdxs []string) string {
 	// Secure Boot would refuse the unsigned unified kernel image.
 	fmt.Fprintf(&s, "Set-VMFirmware -VMName %s -EnableSecureBoot Off; ", q)
 	fmt.Fprintf(&s, "Set-VMProcessor -VMName %s -Count %d; ", q, cfg.CPUs)
-	fmt.Fprintf(&s, "Set-VMMemory -VMName %s -DynamicMemoryEnabled $false -StartupBytes %dMB; ", q, cfg.MemoryMiB)
+	s.WriteString(memoryScript(q, cfg))
 	for i, p := range vhdxs {
 		fmt.Fprintf(&s, "Add-VMHardDiskDrive -VMName %s -ControllerType SCSI -ControllerNumber 0 -ControllerLocation %d -Path %s; ", q, i, winexec.PSQuote(p))
 	}
@@ -323,7 +326,11 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config) (*machine, error) 
 		return nil, fmt.Errorf("hyperv: %w", err)
 	}
 	name := VMName(cfg.Name)
-	m := &machine{b: b, name: name, id: strings.TrimSpace(string(idb))}
+	reclaim, err := reclaimOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := &machine{b: b, name: name, id: strings.TrimSpace(string(idb)), reclaim: reclaim}
 	transport, netPort := b.ports()
 	m.transportPort = transport
 	l, err := b.Hvsock.Listen(m.id, netPort)
@@ -353,6 +360,7 @@ type machine struct {
 
 	exit       vmm.Exit
 	serialDone chan struct{} // closed when COM1 is drained into the serial log
+	reclaim    string        // vmm.ReclaimDynamicMemory or vmm.ReclaimOff
 }
 
 // copySerial keeps COM1 (a named pipe Hyper-V serves while the VM runs) in the serial log.
@@ -456,6 +464,36 @@ func (m *machine) Describe() map[string]string {
 	return map[string]string{"hypervisor": "Hyper-V", "vmId": m.id}
 }
 
+// Reclaim implements vmm.Reclaimer.
+func (m *machine) Reclaim() string { return m.reclaim }
+
+// reclaimOf is how a Hyper-V VM returns memory: Hyper-V's dynamic memory, which balances
+// it with the guest's hv_balloon by itself, unless turned off.
+func reclaimOf(cfg vmm.Config) (string, error) {
+	switch cfg.Reclaim {
+	case vmm.ReclaimAuto, vmm.ReclaimDynamicMemory:
+		return vmm.ReclaimDynamicMemory, nil
+	case vmm.ReclaimOff:
+		return vmm.ReclaimOff, nil
+	}
+	return "", fmt.Errorf("hyperv: memory reclaim %q: %w (it has dynamic memory)", cfg.Reclaim, vmm.ErrNotSupported)
+}
+
+// dynamicMinMiB is the least dynamic memory leaves a guest: enough for the kernel, the
+// engine and an idle container, so that a quiet machine costs the host this much.
+const dynamicMinMiB = 512
+
+// memoryScript sets the VM's memory: with dynamic memory, Hyper-V gives the guest what it
+// asks for between a floor and the machine's size, starting at the full size so the boot
+// never waits on hot-add; without it, a fixed size.
+func memoryScript(q string, cfg vmm.Config) string {
+	if r, _ := reclaimOf(cfg); r == vmm.ReclaimDynamicMemory {
+		return fmt.Sprintf("Set-VMMemory -VMName %s -DynamicMemoryEnabled $true -MinimumBytes %dMB -StartupBytes %dMB -MaximumBytes %dMB -Buffer 20; ",
+			q, min(dynamicMinMiB, cfg.MemoryMiB), cfg.MemoryMiB, cfg.MemoryMiB)
+	}
+	return fmt.Sprintf("Set-VMMemory -VMName %s -DynamicMemoryEnabled $false -StartupBytes %dMB; ", q, cfg.MemoryMiB)
+}
+
 var (
 	_ vmm.Backend        = (*Backend)(nil)
 	_ vmm.Preparer       = (*Backend)(nil)
@@ -464,4 +502,5 @@ var (
 	_ vmm.ShareKind      = (*Backend)(nil)
 	_ vmm.GuestDialer    = (*machine)(nil)
 	_ vmm.Describer      = (*machine)(nil)
+	_ vmm.Reclaimer      = (*machine)(nil)
 )

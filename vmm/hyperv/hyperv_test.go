@@ -333,7 +333,7 @@ func TestExactScripts(t *testing.T) {
 		`New-VM -Name 'skiff-dev' -Generation 2 -MemoryStartupBytes 2048MB -NoVHD -Path '` + dir + `' | Out-Null; ` +
 			`Set-VMFirmware -VMName 'skiff-dev' -EnableSecureBoot Off; ` +
 			`Set-VMProcessor -VMName 'skiff-dev' -Count 2; ` +
-			`Set-VMMemory -VMName 'skiff-dev' -DynamicMemoryEnabled $false -StartupBytes 2048MB; ` +
+			`Set-VMMemory -VMName 'skiff-dev' -DynamicMemoryEnabled $true -MinimumBytes 512MB -StartupBytes 2048MB -MaximumBytes 2048MB -Buffer 20; ` +
 			`Add-VMHardDiskDrive -VMName 'skiff-dev' -ControllerType SCSI -ControllerNumber 0 -ControllerLocation 0 -Path '` + v("skiff-boot.vhdx") + `'; ` +
 			`Add-VMHardDiskDrive -VMName 'skiff-dev' -ControllerType SCSI -ControllerNumber 0 -ControllerLocation 1 -Path '` + v("skiff-root.vhdx") + `'; ` +
 			`Add-VMHardDiskDrive -VMName 'skiff-dev' -ControllerType SCSI -ControllerNumber 0 -ControllerLocation 2 -Path '` + v("skiff-data.vhdx") + `'; ` +

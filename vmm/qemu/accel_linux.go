@@ -53,13 +53,7 @@ func probeNative(bin, kernel string, o ProbeOptions) Verdict {
 		accel, why := probeNativeUncached(bin, "")
 		return Verdict{Accel: accel, Reason: why}
 	}
-	done := make(chan Verdict, 1)
-	go func() {
-		accel, why := probeNativeUncached(bin, kernel)
-		v := Verdict{Accel: accel, Reason: why, At: time.Now().UTC()}
-		saveVerdict(key, v)
-		done <- v
-	}()
+	run := startProbe(key, bin, kernel)
 	var timeout <-chan time.Time
 	if o.Wait > 0 {
 		t := time.NewTimer(o.Wait)
@@ -67,12 +61,45 @@ func probeNative(bin, kernel string, o ProbeOptions) Verdict {
 		timeout = t.C
 	}
 	select {
-	case v := <-done:
-		return v
+	case <-run.done:
+		return run.v
 	case <-timeout:
 		return Verdict{Accel: "tcg", Pending: true, Reason: fmt.Sprintf("KVM did not prove itself within %s (this host's first start); "+
 			"booting under TCG now, and the probe's verdict decides the next starts", o.Wait)}
 	}
+}
+
+// probeRun is one probe in flight; v is set before done closes.
+type probeRun struct {
+	done chan struct{}
+	v    Verdict
+}
+
+// probes are the probes in flight in this process, by key: a caller that asks while one
+// runs (the state key of a suspend, a second start) waits for it rather than start another.
+var probes = struct {
+	sync.Mutex
+	m map[string]*probeRun
+}{m: map[string]*probeRun{}}
+
+func startProbe(key, bin, kernel string) *probeRun {
+	probes.Lock()
+	defer probes.Unlock()
+	if r, ok := probes.m[key]; ok {
+		return r
+	}
+	r := &probeRun{done: make(chan struct{})}
+	probes.m[key] = r
+	go func() {
+		accel, why := probeNativeUncached(bin, kernel)
+		r.v = Verdict{Accel: accel, Reason: why, At: time.Now().UTC()}
+		saveVerdict(key, r.v)
+		probes.Lock()
+		delete(probes.m, key) // the kept verdict answers from now on
+		probes.Unlock()
+		close(r.done)
+	}()
+	return r
 }
 
 // verdict is a kept probe result, with the host identity it holds for.

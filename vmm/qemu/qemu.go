@@ -154,7 +154,7 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-netdev", b.netdevArg(netSock),
 		"-device", "virtio-net-pci,netdev=net0,mac="+cfg.MAC+",mrg_rxbuf=on,romfile=",
 		"-device", "virtio-rng-pci",
-		"-device", "virtio-balloon-pci,free-page-reporting=on",
+		"-device", balloonArg(cfg),
 	)
 	for i, s := range cfg.Shares {
 		if s.Type == shareVirtiofs {
@@ -272,6 +272,10 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 			return nil, fmt.Errorf("qemu: disk %s: %w", d.Serial, err)
 		}
 	}
+	reclaim, err := reclaimOf(cfg)
+	if err != nil {
+		return nil, err
+	}
 	accel, why := b.ChooseAccel(cfg.Arch, cfg.Kernel)
 	netSock, qmpSock, pidFile := paths(cfg)
 	os.Remove(qmpSock)
@@ -292,7 +296,7 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 		}
 	}()
 
-	vm := &VM{fs: fsd, accel: accel, accelWhy: why, qmp: qmpSock, memMiB: cfg.MemoryMiB}
+	vm := &VM{fs: fsd, accel: accel, accelWhy: why, qmp: qmpSock, memMiB: cfg.MemoryMiB, reclaim: reclaim}
 	cmd := exec.Command(b.binary(cfg.Arch), b.Args(cfg, accel, netSock, qmpSock, pidFile)...)
 	if sharedRAM {
 		vm.ram = opt.ram
@@ -396,6 +400,8 @@ type VM struct {
 	fs fsDaemons
 	// cid is the guest's vsock context ID; 0 without a vsock device.
 	cid uint32
+	// reclaim is how the guest's unused memory goes back (vmm.Reclaim*).
+	reclaim string
 }
 
 // canSuspend is Backend.CanSuspend for one of its VMs.

@@ -72,6 +72,10 @@ func (b *Backend) newMachine(cfg vmm.Config) (*machine, error) {
 	if err := checkResources(s.CPUs, s.MemoryMiB, hostLimits()); err != nil {
 		return nil, err
 	}
+	reclaim, err := reclaimOf(cfg)
+	if err != nil {
+		return nil, err
+	}
 	mac, err := parseMAC(s.MAC)
 	if err != nil {
 		return nil, err
@@ -84,7 +88,7 @@ func (b *Backend) newMachine(cfg vmm.Config) (*machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vz: %w", err)
 	}
-	m := &machine{describe: map[string]string{"hypervisor": "Apple Virtualization.framework"}}
+	m := &machine{describe: map[string]string{"hypervisor": "Apple Virtualization.framework"}, reclaim: reclaim}
 	if rosettaNote != "" {
 		m.describe["rosetta"] = rosettaNote
 	}
@@ -267,6 +271,8 @@ type machine struct {
 	exit   vmm.Exit // ends once the VM reached a final state
 	mu     sync.Mutex
 	netErr error
+	// reclaim is vmm.ReclaimBalloon, or vmm.ReclaimOff to leave the balloon alone.
+	reclaim string
 }
 
 // watch turns vz's state-change notifications into Wait's result.
@@ -381,7 +387,43 @@ func (m *machine) Describe() map[string]string {
 	return out
 }
 
+// Reclaim implements vmm.Reclaimer: vz has only the traditional balloon, which returns
+// nothing unless the host agent sets a target.
+func (m *machine) Reclaim() string { return m.reclaim }
+
+// balloon is the VM's traditional balloon device.
+func (m *machine) balloon() (*vz.VirtioTraditionalMemoryBalloonDevice, error) {
+	for _, d := range m.vm.MemoryBalloonDevices() {
+		if b := vz.AsVirtioTraditionalMemoryBalloonDevice(d); b != nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("vz: the VM has no memory balloon device")
+}
+
+// SetMemoryTarget implements vmm.Balloon.
+func (m *machine) SetMemoryTarget(_ context.Context, bytes uint64) error {
+	b, err := m.balloon()
+	if err != nil {
+		return err
+	}
+	b.SetTargetVirtualMachineMemorySize(bytes)
+	return nil
+}
+
+// MemoryTarget implements vmm.Balloon. vz tells the target it was given, not how far the
+// guest has got towards it.
+func (m *machine) MemoryTarget(context.Context) (uint64, error) {
+	b, err := m.balloon()
+	if err != nil {
+		return 0, err
+	}
+	return b.GetTargetVirtualMachineMemorySize(), nil
+}
+
 var (
+	_ vmm.Balloon     = (*machine)(nil)
+	_ vmm.Reclaimer   = (*machine)(nil)
 	_ vmm.Backend     = (*Backend)(nil)
 	_ vmm.ShareKind   = (*Backend)(nil)
 	_ vmm.GuestDialer = (*machine)(nil)
