@@ -53,6 +53,8 @@ func (a *Agent) Route(service string) (transport.Handler, error) {
 		return a.ports, nil
 	case service == forward.ServiceControl:
 		return a.control, nil
+	case service == forward.ServiceMemory:
+		return a.memory, nil
 	case strings.HasPrefix(service, forward.PrefixTCP):
 		return a.dialing("tcp", strings.TrimPrefix(service, forward.PrefixTCP)), nil
 	case strings.HasPrefix(service, forward.PrefixUDP):
