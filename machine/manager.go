@@ -433,6 +433,8 @@ type Changes struct {
 	HostLoopback *bool
 	// SwitchContext: whether every start makes the machine's docker context current.
 	SwitchContext *bool
+	// MemoryReclaim: how unused guest memory goes back to the host (Spec.MemoryReclaim).
+	MemoryReclaim *string
 }
 
 // SetResult says what Set did.
@@ -448,7 +450,7 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	if err != nil {
 		return nil, err
 	}
-	hardware := c.CPUs != nil || c.MemoryMiB != nil || c.DiskGiB != nil || c.HostLoopback != nil
+	hardware := c.CPUs != nil || c.MemoryMiB != nil || c.DiskGiB != nil || c.HostLoopback != nil || c.MemoryReclaim != nil
 	if st := d.Status(ctx); hardware && st.State != StateStopped && st.State != StateCrashed {
 		return nil, wrongState(name, st.State, "stop it before changing it")
 	}
@@ -467,6 +469,9 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	}
 	if c.SwitchContext != nil {
 		next.SwitchContext = *c.SwitchContext
+	}
+	if c.MemoryReclaim != nil {
+		next.MemoryReclaim = *c.MemoryReclaim
 	}
 	if c.DiskGiB != nil {
 		if *c.DiskGiB < spec.DiskGiB {

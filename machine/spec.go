@@ -76,6 +76,11 @@ type Spec struct {
 	// NoHostLoopback cuts containers off from the host's own loopback services, which
 	// they otherwise reach at host.docker.internal (the user-mode network's host address).
 	NoHostLoopback bool `json:"noHostLoopback,omitempty"`
+	// MemoryReclaim is how guest memory the guest no longer uses goes back to the host
+	// (vmm.Reclaim*): empty is the backend's best (free page reporting on QEMU, the
+	// balloon policy on vz, dynamic memory on Hyper-V); "balloon" drives a traditional
+	// balloon from the guest's reports, as vz must; "off" keeps what the guest once used.
+	MemoryReclaim string `json:"memoryReclaim,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,29}$`)
@@ -132,6 +137,11 @@ func (s *Spec) Validate(l Limits) error {
 	case "", "9p", "virtiofs", "9p-transport":
 	default:
 		return fmt.Errorf("invalid --share-type %q: use 9p, virtiofs or 9p-transport", s.ShareType)
+	}
+	switch s.MemoryReclaim {
+	case "", "balloon", "free-page-reporting", "dynamic-memory", "off":
+	default:
+		return fmt.Errorf("invalid --memory-reclaim %q: use balloon, free-page-reporting, dynamic-memory or off (or leave it to the backend)", s.MemoryReclaim)
 	}
 	seen := map[string]bool{}
 	for _, m := range s.Mounts {

@@ -92,6 +92,7 @@ func initCmd() *cobra.Command {
 		now, noHome           bool
 		noHostLoopback        bool
 		switchContext         bool
+		memoryReclaim         string
 	)
 	c := &cobra.Command{
 		Use:   "init [NAME]",
@@ -113,7 +114,7 @@ func initCmd() *cobra.Command {
 			}
 			spec := &machine.Spec{Name: name, Backend: backend, CPUs: cpus, MemoryMiB: memMiB,
 				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind, ShareType: shareType,
-				NoHostLoopback: noHostLoopback, SwitchContext: switchContext}
+				NoHostLoopback: noHostLoopback, SwitchContext: switchContext, MemoryReclaim: memoryReclaim}
 			if !noHome {
 				if hd, err := os.UserHomeDir(); err == nil {
 					spec.Mounts = append(spec.Mounts, machine.Mount{HostPath: hd, GuestPath: machine.GuestPathFor(hd)})
@@ -160,8 +161,12 @@ func initCmd() *cobra.Command {
 	f.BoolVar(&now, "now", false, "start the machine after creating it")
 	f.BoolVar(&noHostLoopback, "no-host-loopback", false, "containers cannot reach the host's loopback services (host.docker.internal)")
 	f.BoolVar(&switchContext, "switch-context", false, "make the machine's docker context the current one on every start, even over one you chose")
+	f.StringVar(&memoryReclaim, "memory-reclaim", "", memoryReclaimHelp)
 	return c
 }
+
+// memoryReclaimHelp is --memory-reclaim's help, for init and set.
+const memoryReclaimHelp = "how unused guest memory goes back to the host: balloon, free-page-reporting, dynamic-memory or off (default: the backend's best)"
 
 func nameSuffix(name string) string {
 	if name == machine.DefaultName {
@@ -482,6 +487,7 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	var cpus int
 	var memory, disk string
 	var autostart, hostLoopback, switchContext bool
+	var memoryReclaim string
 	c := &cobra.Command{
 		Use:   "set [NAME]",
 		Short: "Change a stopped machine's CPUs, memory or disk size",
@@ -516,6 +522,9 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 		if flags.Changed("switch-context") {
 			ch.SwitchContext = &switchContext
 		}
+		if flags.Changed("memory-reclaim") {
+			ch.MemoryReclaim = &memoryReclaim
+		}
 		res, err := m.Set(cmd.Context(), name, ch)
 		if err != nil {
 			return err
@@ -533,6 +542,7 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	c.Flags().BoolVar(&hostLoopback, "host-loopback", true, "whether containers reach the host's loopback services (host.docker.internal); from the next start")
 	c.Flags().BoolVar(&autostart, "autostart", false, "start the machine at login (systemd user unit, launchd agent or Task Scheduler)")
 	c.Flags().BoolVar(&switchContext, "switch-context", false, "make the machine's docker context the current one on every start, even over one you chose")
+	c.Flags().StringVar(&memoryReclaim, "memory-reclaim", "", memoryReclaimHelp)
 	return c
 }
 

@@ -54,6 +54,8 @@ type State struct {
 	NetRxBytes  uint64     `json:"netRxBytes"`
 	NetTxBytes  uint64     `json:"netTxBytes"`
 	Boot        *Boot      `json:"boot,omitempty"`
+	// Memory is the VM's memory as the host sees it, and the balloon's (computed now).
+	Memory *Memory `json:"memory,omitempty"`
 	// Features is what the backend, and the running VM, can do (warm start and why not).
 	Features vmm.FeatureSet `json:"features"`
 }

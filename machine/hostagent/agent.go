@@ -84,6 +84,7 @@ type Agent struct {
 	readyAt     *time.Time
 	warnings    []string
 	subs        map[chan agentapi.Event]bool
+	mem         *memWatch // the balloon policy's view, when it runs
 }
 
 func (a *Agent) logf(format string, args ...any) { a.Log.Printf(format, args...) }
@@ -290,6 +291,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	a.goAgent(runCtx, "time sync", func(ctx context.Context) error { a.timeSync(ctx); return nil })
+	if vm, guest := a.current(); vmm.Features(a.Backend, vm).Reclaim == vmm.ReclaimBalloon {
+		a.goAgent(runCtx, "memory", func(ctx context.Context) error { a.runBalloon(ctx, vm, guest); return nil })
+	}
 
 	select {
 	case err := <-vmDone:
@@ -740,6 +744,7 @@ func (a *Agent) vmConfig(ctx context.Context) (vmm.Config, error) {
 		SerialLog: a.Dir.File(machine.FileSerialLog),
 		Network:   a.net,
 		MAC:       usernet.GuestMAC,
+		Reclaim:   a.Spec.MemoryReclaim,
 	}
 	for i, m := range a.Spec.Mounts {
 		if typ := a.mountShareType(m); typ != shareOverTransport {

@@ -110,6 +110,7 @@ func (a *Agent) State() agentapi.State {
 	if a.net != nil {
 		s.NetRxBytes, s.NetTxBytes = a.net.BytesReceived(), a.net.BytesSent()
 	}
+	s.Memory = a.memoryState(vm)
 	return s
 }
 
