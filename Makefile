@@ -107,3 +107,9 @@ test-faults: build image
 vulncheck:
 	.ci/vulncheck.sh
 
+# A release in dist/, servable as it is from RELEASE_URL (a GitHub release by default):
+# make release VERSION=1.2.3 [RELEASE_URL=...] (installer/release/build.sh says what is in it).
+RELEASE_URL ?= https://github.com/skiff-dev/skiff/releases/download/v$(VERSION)
+.PHONY: release
+release:
+	installer/release/build.sh $(VERSION) $(RELEASE_URL) $(CURDIR)/dist

@@ -707,7 +707,13 @@ func copyLocal(from, to string) error {
 func download(ctx context.Context, opt Options, u, dst string, f File) error {
 	for attempt := 0; ; attempt++ {
 		err := downloadOnce(ctx, opt, u, dst, f)
-		if err == nil || ctx.Err() != nil || attempt >= 5 {
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if attempt >= 5 {
+			if st, serr := os.Stat(dst); serr == nil && st.Size() > 0 {
+				return fmt.Errorf("%w (%d of %d bytes of %s are kept: run the command again to resume)", err, st.Size(), f.Size, f.Name)
+			}
 			return err
 		}
 		var perm *permanentError

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -157,5 +158,26 @@ func TestInstallPublishedPath(t *testing.T) {
 	raw, _ = json.Marshal(m)
 	if _, err := ParseManifest(raw); err == nil {
 		t.Fatal("an unsafe published path was accepted")
+	}
+}
+
+// A download that keeps failing stops with what it kept and how to go on.
+func TestInterruptedDownloadSaysResume(t *testing.T) {
+	src, files, digest := fixture(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := filepath.Base(r.URL.Path)
+		if name != "root.squashfs" {
+			http.ServeFile(w, r, filepath.Join(src, name))
+			return
+		}
+		data := files[name]
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Write(data[:len(data)/2])
+		panic(http.ErrAbortHandler) // the connection drops mid-body
+	}))
+	t.Cleanup(srv.Close)
+	_, err := Install(context.Background(), srv.URL+"/manifest.json@sha256:"+digest, t.TempDir(), Options{})
+	if err == nil || !strings.Contains(err.Error(), "of root.squashfs are kept: run the command again to resume") {
+		t.Fatalf("want what was kept and how to resume, got %v", err)
 	}
 }

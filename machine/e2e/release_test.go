@@ -78,14 +78,16 @@ func TestReleaseInstall(t *testing.T) {
 		if line := lastLine(stderr); err == nil || !strings.Contains(line, missing+": 404") || !strings.Contains(line, "check the image URL") {
 			t.Errorf("404: want the URL and what to do, got %v: %q", err, stderr)
 		}
+		t.Logf("404: %s", lastLine(stderr))
 		// An index with no image for this host's architecture.
 		other := filepath.Join(t.TempDir(), images.IndexName)
 		idx, _ := os.ReadFile(filepath.Join(dist, images.IndexName))
 		os.WriteFile(other, bytes.ReplaceAll(idx, []byte(`"arch": "`+runtime.GOARCH+`"`), []byte(`"arch": "s390x"`)), 0o644)
 		_, stderr, err = asUser(home, skiff, "machine", "init", "--image", other)
-		if line := lastLine(stderr); err == nil || !strings.Contains(line, "none for "+runtime.GOARCH) || !strings.Contains(line, "has images for s390x") {
+		if line := lastLine(stderr); err == nil || !strings.Contains(line, "none for "+runtime.GOARCH+" (this host)") || !strings.Contains(line, "s390x") {
 			t.Errorf("other architecture: want a refusal listing the index's architectures, got %v: %q", err, stderr)
 		}
+		t.Logf("other architecture: %s", lastLine(stderr))
 		// One byte flipped in a served file: refused, naming it, nothing installed.
 		flipped := images.IndexName[:len(images.IndexName)-len(".json")] + "_" + runtime.GOARCH + "_initrd.img.zst"
 		srv.set(func() { srv.flip = flipped })
@@ -94,6 +96,7 @@ func TestReleaseInstall(t *testing.T) {
 		if line := lastLine(stderr); err == nil || !strings.Contains(line, flipped) || !strings.Contains(line, "is corrupt") {
 			t.Errorf("flipped byte: want a one-line refusal naming %s, got %v: %q", flipped, err, stderr)
 		}
+		t.Logf("flipped byte: %s", lastLine(stderr))
 		if got, _ := filepath.Glob(filepath.Join(home, ".local/share/skiff/cache/images/sha256-*")); len(got) != 0 {
 			t.Errorf("a refused image was installed: %v", got)
 		}
@@ -125,6 +128,9 @@ func TestReleaseInstall(t *testing.T) {
 		t.Fatalf("init succeeded with the server killed during the download:\n%s", stderr)
 	}
 	t.Logf("init with the server killed at %d of %d bytes: %s (%s)", st.Size()*2/5, st.Size(), lastLine(stderr), time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(lastLine(stderr), "run the command again to resume") {
+		t.Errorf("the interrupted init does not say how to go on: %s", lastLine(stderr))
+	}
 	partial, _ := filepath.Glob(filepath.Join(e.Home, "cache/images/.partial-*/root.squashfs.zst"))
 	if len(partial) != 1 {
 		t.Fatalf("no partial download kept to resume: %v", partial)
@@ -362,14 +368,15 @@ type killWriter struct {
 }
 
 func (k *killWriter) Write(b []byte) (int, error) {
-	if k.left <= 0 {
-		k.kill()
-		return 0, errors.New("the server was killed")
-	}
 	if int64(len(b)) > k.left {
 		b = b[:k.left]
 	}
 	n, err := k.ResponseWriter.Write(b)
 	k.left -= int64(n)
+	if k.left <= 0 {
+		k.ResponseWriter.(http.Flusher).Flush() // the client has what went out, then nothing
+		k.kill()
+		return n, errors.New("the server was killed")
+	}
 	return n, err
 }
