@@ -16,6 +16,10 @@ const (
 	PrefixUDP      = "udp/"    // udp/ADDR:PORT in the guest, datagrams framed on the stream
 )
 
+// ServiceFileEvents carries host file changes to the guest and the folders the guest's
+// processes watch back (forward/fsevents).
+const ServiceFileEvents = "fsevents"
+
 // Service names on the host agent's transport port (the guest dials these).
 const (
 	HostServiceReady = "ready" // the guest announces that the engine answers

@@ -81,6 +81,9 @@ type Spec struct {
 	// balloon policy on vz, dynamic memory on Hyper-V); "balloon" drives a traditional
 	// balloon from the guest's reports, as vz must; "off" keeps what the guest once used.
 	MemoryReclaim string `json:"memoryReclaim,omitempty"`
+	// NoFileEvents turns off raising host file changes as inotify events on the guest's
+	// 9p and virtiofs shares (forward/fsevents).
+	NoFileEvents bool `json:"noFileEvents,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,29}$`)

@@ -85,6 +85,7 @@ func run(pid1 bool) error {
 		Exclude:      map[int]bool{22: true, sd.AgentPort: true},
 		System:       system{sys},
 		Logf:         logf,
+		FileEvents:   fileEvents(sd).Serve,
 	}
 	lns, err := transportListeners(guestIP, sd)
 	if err != nil {

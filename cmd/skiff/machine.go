@@ -91,6 +91,7 @@ func initCmd() *cobra.Command {
 		mounts                []string
 		now, noHome           bool
 		noHostLoopback        bool
+		noFileEvents          bool
 		switchContext         bool
 		memoryReclaim         string
 	)
@@ -114,7 +115,7 @@ func initCmd() *cobra.Command {
 			}
 			spec := &machine.Spec{Name: name, Backend: backend, CPUs: cpus, MemoryMiB: memMiB,
 				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind, ShareType: shareType,
-				NoHostLoopback: noHostLoopback, SwitchContext: switchContext, MemoryReclaim: memoryReclaim}
+				NoHostLoopback: noHostLoopback, SwitchContext: switchContext, MemoryReclaim: memoryReclaim, NoFileEvents: noFileEvents}
 			if !noHome {
 				if hd, err := os.UserHomeDir(); err == nil {
 					spec.Mounts = append(spec.Mounts, machine.Mount{HostPath: hd, GuestPath: machine.GuestPathFor(hd)})
@@ -160,6 +161,7 @@ func initCmd() *cobra.Command {
 	f.BoolVar(&noHome, "no-home-share", false, "do not share the home directory")
 	f.BoolVar(&now, "now", false, "start the machine after creating it")
 	f.BoolVar(&noHostLoopback, "no-host-loopback", false, "containers cannot reach the host's loopback services (host.docker.internal)")
+	f.BoolVar(&noFileEvents, "no-file-events", false, "do not raise host file changes as inotify events in the VM (9p and virtiofs shares)")
 	f.BoolVar(&switchContext, "switch-context", false, "make the machine's docker context the current one on every start, even over one you chose")
 	f.StringVar(&memoryReclaim, "memory-reclaim", "", memoryReclaimHelp)
 	return c

@@ -40,6 +40,8 @@ type Agent struct {
 	Logf         func(string, ...any)
 	// ScanEvery is how often socket tables are read; well under the 1 s forwarding goal.
 	ScanEvery time.Duration
+	// FileEvents serves forward.ServiceFileEvents (forward/fsevents); nil refuses it.
+	FileEvents transport.Handler
 }
 
 // Route implements transport.Router.
@@ -55,6 +57,8 @@ func (a *Agent) Route(service string) (transport.Handler, error) {
 		return a.control, nil
 	case service == forward.ServiceMemory:
 		return a.memory, nil
+	case service == forward.ServiceFileEvents && a.FileEvents != nil:
+		return a.FileEvents, nil
 	case strings.HasPrefix(service, forward.PrefixTCP):
 		return a.dialing("tcp", strings.TrimPrefix(service, forward.PrefixTCP)), nil
 	case strings.HasPrefix(service, forward.PrefixUDP):

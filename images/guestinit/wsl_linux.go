@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/images/seed"
 )
 
@@ -75,25 +76,10 @@ func mountPoints(path string) (map[string]bool, error) {
 	for sc.Scan() {
 		// id parent major:minor root mountpoint ...; spaces in names are octal-escaped.
 		if fs := strings.Fields(sc.Text()); len(fs) > 4 {
-			points[unescapeMountinfo(fs[4])] = true
+			points[forward.UnescapeMountinfo(fs[4])] = true
 		}
 	}
 	return points, sc.Err()
-}
-
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // setupDataDir is setupData for a distro: WSL has no data disk (the distro's own ext4

@@ -58,6 +58,14 @@ type State struct {
 	Memory *Memory `json:"memory,omitempty"`
 	// Features is what the backend, and the running VM, can do (warm start and why not).
 	Features vmm.FeatureSet `json:"features"`
+	// FileEvents is set while host file changes are raised in the guest.
+	FileEvents *FileEvents `json:"fileEvents,omitempty"`
+}
+
+// FileEvents is the state of raising host file changes in the guest (forward/fsevents).
+type FileEvents struct {
+	// HostWatches is how many host folders are watched: those guest processes watch.
+	HostWatches int `json:"hostWatches"`
 }
 
 // Boot says how the machine came up this time.

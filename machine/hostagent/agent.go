@@ -24,6 +24,7 @@ import (
 
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/engineproxy"
+	"github.com/skiff-dev/skiff/forward/fsevents"
 	"github.com/skiff-dev/skiff/forward/hostports"
 	"github.com/skiff-dev/skiff/forward/pathmap"
 	"github.com/skiff-dev/skiff/forward/share9p"
@@ -76,6 +77,7 @@ type Agent struct {
 	vm          vmm.VM
 	guest       transport.Dialer
 	ports       *hostports.Manager
+	fileEvents  *fsevents.Host
 	vmStartedAt *time.Time
 	boot        *agentapi.Boot
 	stopResult  agentapi.StopResult
@@ -628,6 +630,7 @@ func (a *Agent) startForwarders(ctx context.Context) error {
 		ports.WatchEngine(ctx, engineproxy.GuestDialer(guest, forward.ServiceEngine))
 		return nil
 	})
+	a.startFileEvents(ctx, guest)
 	return nil
 }
 

@@ -111,6 +111,7 @@ func (a *Agent) State() agentapi.State {
 		s.NetRxBytes, s.NetTxBytes = a.net.BytesReceived(), a.net.BytesSent()
 	}
 	s.Memory = a.memoryState(vm)
+	s.FileEvents = a.fileEventsState()
 	return s
 }
 

@@ -25,7 +25,7 @@ var layers = []struct {
 		"forward", "forward/transport", "forward/pathmap", "forward/winpipe", "images/seed", "installer/internal/probe",
 		"machine/atomicfile"}},
 	{"the data plane and the guest image", []string{
-		"forward/usernet", "forward/guest", "forward/engineproxy", "forward/share9p", "forward/hostports",
+		"forward/usernet", "forward/guest", "forward/engineproxy", "forward/share9p", "forward/hostports", "forward/fsevents",
 		"images", "images/guestinit"}},
 	{"hypervisor backends", []string{"vmm"}},
 	{"what the lifecycle and its clients share: failure classes, the control API, run-time host integration", []string{

@@ -1,0 +1,175 @@
+package fsevents
+
+import (
+	"errors"
+	"path/filepath"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// A network file system's guest kernel hears only of the guest's own operations, so
+// a change made on the host raises no inotify event in the guest. The guest agent raises
+// one by doing, on the share's mount, an operation that the VFS reports and that leaves
+// the host's data as it was. What each host change becomes (the watcher sees the events
+// in order; all carry the entry's own name in its directory's watch):
+//
+//	modified file  IN_OPEN, IN_MODIFY, IN_CLOSE_WRITE: the file opened for writing, its
+//	               mtime set to the value it has (an mtime set alone is reported as
+//	               IN_MODIFY), then closed. Nothing of the file changes but its ctime;
+//	               a host write landing between the guest's stat and that set (one
+//	               round trip) would keep the earlier mtime.
+//	created file   IN_ATTRIB (its mode set to the mode it has), then as modified.
+//	created dir    IN_ATTRIB|IN_ISDIR.
+//	deleted file   IN_CREATE then IN_DELETE: a dangling symlink made under the name
+//	               and removed (it points into /dev/null, so a host program that opens
+//	               the name in that instant fails rather than writing somewhere).
+//	deleted dir    IN_CREATE|IN_ISDIR then IN_DELETE|IN_ISDIR (an empty directory made
+//	               and removed: rmdir can remove nothing else).
+//	renamed        the old name as deleted, the new one as created.
+//
+// A real IN_CREATE or IN_MOVED_TO under the name of a file that exists on the host is
+// out of reach without making the name vanish from the host for a moment (a program on
+// the host opening it then would fail): a create is raised as IN_ATTRIB (plus the
+// write events for a file), which rescanning watchers (chokidar, Node's fs.watch users)
+// and reloaders take as a change. No IN_DELETE_SELF reaches a watch on the deleted entry
+// itself (its inode stays alive in the guest).
+
+// attrs is what the guest knows of a directory entry. full is false for an entry seen
+// only in a directory listing (inode and type, no stat).
+type attrs struct {
+	ino   uint64
+	mode  uint32 // type and permissions, as stat's st_mode
+	size  uint64
+	mtime unix.StatxTimestamp
+	atime unix.StatxTimestamp
+	full  bool
+}
+
+func (a attrs) isDir() bool { return a.mode&unix.S_IFMT == unix.S_IFDIR }
+
+// same reports whether b shows nothing new against a (ctime aside: raising events
+// changes it).
+func (a attrs) same(b attrs) bool {
+	return a.full && b.full && a.ino == b.ino && a.mode == b.mode && a.size == b.size && a.mtime == b.mtime
+}
+
+// statEntry stats p afresh from the host (virtiofs otherwise answers from its cache); a
+// name whose inode has no links left is gone.
+func statEntry(p string) (attrs, bool, error) {
+	var st unix.Statx_t
+	err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_FORCE_SYNC, unix.STATX_BASIC_STATS, &st)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ESTALE) || err == nil && st.Nlink == 0 {
+		return attrs{}, false, nil
+	}
+	if err != nil {
+		return attrs{}, false, err
+	}
+	return attrs{ino: st.Ino, mode: uint32(st.Mode), size: st.Size, mtime: st.Mtime, atime: st.Atime, full: true}, true, nil
+}
+
+// emitModify raises IN_OPEN, IN_MODIFY and IN_CLOSE_WRITE on a regular file.
+func emitModify(p string, a attrs) error {
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	// An mtime alone set is reported as IN_MODIFY (fsnotify_change); the value is the
+	// file's own, so make and editors see no newer file. (fallocate would raise it too,
+	// but file systems move the mtime on it, and 9p has none.)
+	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: a.mtime.Sec, Nsec: int64(a.mtime.Nsec)}}
+	// utimensat(fd, NULL, ...) is futimens: x/sys has no call that passes a NULL path.
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// emitAttrib raises IN_ATTRIB on an entry by setting what it already has.
+func emitAttrib(p string, a attrs) error {
+	if a.mode&unix.S_IFMT == unix.S_IFLNK {
+		ts := []unix.Timespec{{Sec: a.atime.Sec, Nsec: int64(a.atime.Nsec)}, {Sec: a.mtime.Sec, Nsec: int64(a.mtime.Nsec)}}
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return unix.Fchmodat(unix.AT_FDCWD, p, a.mode&0o7777, 0)
+}
+
+// emitCreate raises what a created entry becomes (see above).
+func emitCreate(p string, a attrs) error {
+	err := emitAttrib(p, a)
+	if a.mode&unix.S_IFMT == unix.S_IFREG {
+		err = errors.Join(err, emitModify(p, a))
+	}
+	return err
+}
+
+// placeholderTarget is where a delete's placeholder symlink points: nowhere, and
+// nothing can be created through it.
+const placeholderTarget = "/dev/null/skiff-fsevents"
+
+// emitDelete raises IN_CREATE then IN_DELETE for a name gone from dir. It fails with
+// EEXIST when the name is back already.
+func emitDelete(dir, name string, wasDir bool) error {
+	p := filepath.Join(dir, name)
+	if wasDir {
+		if err := unix.Mkdir(p, 0o700); err != nil {
+			return err
+		}
+		return unix.Rmdir(p)
+	}
+	if err := unix.Symlink(placeholderTarget, p); err != nil {
+		return err
+	}
+	// Only the placeholder goes: if anything took the name meanwhile, it stays.
+	buf := make([]byte, len(placeholderTarget)+1)
+	if n, err := unix.Readlink(p, buf); err != nil || string(buf[:n]) != placeholderTarget {
+		return errors.Join(err, unix.EEXIST)
+	}
+	return unix.Unlink(p)
+}
+
+// dirent is one directory entry as getdents gives it: no stat needed.
+type dirent struct {
+	ino uint64
+	typ uint8
+}
+
+// readDir lists a directory with its entries' inodes and types.
+func readDir(p string) (map[string]dirent, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	out := map[string]dirent{}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return out, nil
+		}
+		for off := 0; off < n; {
+			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+			rec := buf[off:]
+			reclen := int(*(*uint16)(unsafe.Pointer(&rec[16])))
+			if reclen == 0 || off+reclen > n {
+				break
+			}
+			name := rec[19:reclen]
+			for i, c := range name {
+				if c == 0 {
+					name = name[:i]
+					break
+				}
+			}
+			if s := string(name); s != "." && s != ".." {
+				out[s] = dirent{ino: *(*uint64)(unsafe.Pointer(&rec[0])), typ: rec[18]}
+			}
+			off += reclen
+		}
+	}
+}
