@@ -158,7 +158,7 @@ func (g *Guest) serve(ctx context.Context, conn net.Conn) error {
 			g.opts.Logf("file events: share %s: %v", sh.GuestPath, err)
 			continue
 		}
-		s.shares[sh.Tag] = &gshare{tag: sh.Tag, mount: sh.GuestPath, dev: st.Dev, v9p: is9p(sh.GuestPath),
+		s.shares[sh.Tag] = &gshare{tag: sh.Tag, mount: sh.GuestPath, dev: st.Dev, v9p: strings.HasPrefix(sh.Type, "9p"),
 			dirs: map[string]*gdir{}, where: map[uint64]string{}}
 	}
 	msgs, readErr := readMessages(ctx, dec)

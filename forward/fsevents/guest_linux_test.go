@@ -214,3 +214,28 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 }
 
 var _ = time.Second
+
+func TestPinsFollowBinds(t *testing.T) {
+	mount := t.TempDir()
+	for _, d := range []string{"proj/sub/deeper", "proj/other", "elsewhere/x"} {
+		os.MkdirAll(filepath.Join(mount, d), 0o755)
+	}
+	p := pinner{fds: map[string]int{}, roots: map[string]bool{}}
+	defer p.close()
+	sh := &gshare{mount: mount}
+	p.sync(sh, map[string]bool{"/proj": true, "/": true, "/../escape": true})
+	want := []string{"proj/other", "proj/sub", "proj/sub/deeper"}
+	var got []string
+	for q := range p.fds {
+		rel, _ := filepath.Rel(mount, q)
+		got = append(got, rel)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("held %v, want %v (the bind's folders, not the whole share's)", got, want)
+	}
+	p.sync(sh, map[string]bool{"/": true})
+	if len(p.fds) != 0 || len(p.roots) != 0 {
+		t.Fatalf("still held after the bind went: %v", p.fds)
+	}
+}

@@ -23,6 +23,7 @@ type HostShare struct {
 	Tag       string
 	HostPath  string
 	GuestPath string
+	Type      string // "9p", "9p-transport" or "virtiofs"
 }
 
 // HostOptions configure the host end.
@@ -136,7 +137,7 @@ func (h *Host) Serve(ctx context.Context, conn net.Conn) error {
 			continue
 		}
 		s.roots[sh.Tag] = root
-		hello.Shares = append(hello.Shares, Share{Tag: sh.Tag, GuestPath: sh.GuestPath})
+		hello.Shares = append(hello.Shares, Share{Tag: sh.Tag, GuestPath: sh.GuestPath, Type: sh.Type})
 	}
 	enc := json.NewEncoder(conn)
 	if err := send(conn, enc, hello); err != nil {

@@ -22,14 +22,6 @@ import (
 // maxPins bounds the directories held open for all 9p shares together.
 const maxPins = 16384
 
-const v9fsMagic = 0x01021997
-
-// is9p reports whether the share at mount is a 9p mount.
-func is9p(mount string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(mount, &st) == nil && st.Type == v9fsMagic
-}
-
 // pinner holds directories of 9p shares open.
 type pinner struct {
 	fds   map[string]int  // guest path -> O_PATH descriptor

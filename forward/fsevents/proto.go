@@ -20,10 +20,12 @@ import (
 // Service is the guest agent's transport service for file events.
 const Service = forward.ServiceFileEvents
 
-// Share is a share the host follows: its tag and where the guest mounts it.
+// Share is a share the host follows: its tag, where the guest mounts it, and how
+// ("9p", "9p-transport" or "virtiofs").
 type Share struct {
 	Tag       string `json:"tag"`
 	GuestPath string `json:"guestPath"`
+	Type      string `json:"type"`
 }
 
 // Change is one path of a share that changed on the host: slash-separated, relative to

@@ -18,10 +18,10 @@ func (a *Agent) fileEventShares() []fsevents.HostShare {
 	}
 	var out []fsevents.HostShare
 	for i, m := range a.Spec.Mounts {
-		switch a.mountShareType(m) {
+		switch typ := a.mountShareType(m); typ {
 		case "9p", "virtiofs", shareOverTransport:
 			if !m.ReadOnly {
-				out = append(out, fsevents.HostShare{Tag: shareTag(i), HostPath: m.HostPath, GuestPath: m.GuestPath})
+				out = append(out, fsevents.HostShare{Tag: shareTag(i), HostPath: m.HostPath, GuestPath: m.GuestPath, Type: typ})
 			}
 		}
 	}
