@@ -28,6 +28,7 @@ func TestReproducibleRelease(t *testing.T) {
 		base = "http://127.0.0.1:18787"
 	}
 	root, _ := filepath.Abs("../..")
+	before := treeState(t, root)
 	work := t.TempDir()
 	var sums [2]string
 	for i, name := range []string{"a", "b"} {
@@ -49,6 +50,9 @@ func TestReproducibleRelease(t *testing.T) {
 			t.Logf("%s", out[max(0, len(out)-600):]) // what build.sh said it skipped, and the size
 		}
 	}
+	if treeState(t, root) != before {
+		t.Fatal("the source tree changed between the two builds (a commit or an edit): run this on a checkout nobody else changes meanwhile")
+	}
 	if sums[0] != sums[1] {
 		a, b := strings.Split(sums[0], "\n"), strings.Split(sums[1], "\n")
 		for i := range min(len(a), len(b)) {
@@ -68,4 +72,20 @@ func TestReproducibleRelease(t *testing.T) {
 			}
 		}
 	}
+}
+
+// treeState is what the builds are made from: the commit and every uncommitted change.
+func treeState(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, args := range [][]string{{"rev-parse", "HEAD"}, {"status", "--porcelain"}, {"diff", "HEAD"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("git %v: %v", args, err)
+		}
+		b.Write(out)
+	}
+	return b.String()
 }
