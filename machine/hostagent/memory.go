@@ -3,6 +3,7 @@ package hostagent
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ const (
 	memShrinkStep  = 512 << 20
 	memHysteresis  = 128 << 20
 	memCalm        = 30 * time.Second
+	memStepEvery   = 5 * time.Second
 )
 
 // memPolicy decides the guest's memory target from its reports. It is pure: the agent
@@ -29,7 +31,8 @@ const (
 type memPolicy struct {
 	total  uint64 // the machine's memory: the balloon empty
 	target uint64 // what the balloon leaves the guest now
-	// calmAfter: no shrinking before then (set by pressure and by growth).
+	// calmAfter: no shrinking before then (set by pressure and by growth, and by each
+	// shrink step, so that the guest's answer to one comes before the next).
 	calmAfter time.Time
 }
 
@@ -46,9 +49,8 @@ func (p *memPolicy) headroom() uint64 { return max(memHeadroomMin, p.total/4) }
 // the headroom is nearly gone, more at once when use grew, less step by step when the
 // guest has been calm. ok is false when the target stays.
 func (p *memPolicy) next(r forward.MemoryReport, now time.Time) (target uint64, ok bool) {
-	used := uint64(r.UsedKiB()) << 10
 	avail := uint64(max(r.AvailableKiB, 0)) << 10
-	want := min(max(used+p.headroom(), memFloor), p.total)
+	want := p.want(r)
 	switch {
 	case r.Pressure || avail < p.headroom()/4:
 		p.calmAfter = now.Add(memCalm)
@@ -57,9 +59,25 @@ func (p *memPolicy) next(r forward.MemoryReport, now time.Time) (target uint64, 
 		p.calmAfter = now.Add(memCalm)
 		return p.set(want)
 	case want+memHysteresis < p.target && !now.Before(p.calmAfter):
+		p.calmAfter = now.Add(memStepEvery)
 		return p.set(max(want, p.target-min(memShrinkStep, p.target)))
 	}
 	return p.target, false
+}
+
+// want is the target report r asks for once calm: the guest's use plus the headroom,
+// between the floor and the machine.
+func (p *memPolicy) want(r forward.MemoryReport) uint64 {
+	used := uint64(r.UsedKiB()) << 10
+	return min(max(used+p.headroom(), memFloor), p.total)
+}
+
+// shrinkAfter says whether r leaves a shrink to make once the guest is calm, and when.
+func (p *memPolicy) shrinkAfter(r forward.MemoryReport, now time.Time) (time.Duration, bool) {
+	if r.TotalKiB == 0 || p.want(r)+memHysteresis >= p.target {
+		return 0, false
+	}
+	return max(p.calmAfter.Sub(now), 0), true
 }
 
 func (p *memPolicy) set(t uint64) (uint64, bool) {
@@ -72,6 +90,7 @@ func (p *memPolicy) set(t uint64) (uint64, bool) {
 
 // memWatch is what the agent knows of the guest's memory, for State.
 type memWatch struct {
+	total  uint64 // the machine's memory
 	mu     sync.Mutex
 	last   forward.MemoryReport
 	target uint64
@@ -92,7 +111,7 @@ func (a *Agent) runBalloon(ctx context.Context, vm vmm.VM, guest transport.Diale
 		a.logf("memory: balloon: %v", err)
 	}
 	p := newMemPolicy(total, target, time.Now())
-	w := &memWatch{target: p.target}
+	w := &memWatch{total: total, target: p.target}
 	a.mu.Lock()
 	a.mem = w
 	a.mu.Unlock()
@@ -107,35 +126,76 @@ func (a *Agent) runBalloon(ctx context.Context, vm vmm.VM, guest transport.Diale
 			}
 			continue
 		}
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		a.followMemory(ctx, conn, b, p, w)
+		conn.Close()
+	}
+}
+
+// followMemory applies the policy to each report on conn until it ends. A shrink the
+// policy holds back until the guest has been calm is re-asked when that time comes: a
+// calm guest sends nothing more.
+func (a *Agent) followMemory(ctx context.Context, conn net.Conn, b vmm.Balloon, p *memPolicy, w *memWatch) {
+	reports := make(chan forward.MemoryReport)
+	go func() {
+		defer close(reports)
 		dec := json.NewDecoder(conn)
 		for {
 			var r forward.MemoryReport
-			if err := dec.Decode(&r); err != nil {
-				break
+			if dec.Decode(&r) != nil {
+				return
 			}
-			t, change := p.next(r, time.Now())
+			select {
+			case reports <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		conn.Close()
+		for range reports { // let the reader end
+		}
+	}()
+	later := time.NewTimer(time.Hour)
+	later.Stop()
+	defer later.Stop()
+	var last forward.MemoryReport
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r, ok := <-reports:
+			if !ok {
+				return
+			}
+			last = r
 			w.mu.Lock()
 			w.last = r
 			w.mu.Unlock()
-			if !change {
-				continue
-			}
-			if err := b.SetMemoryTarget(ctx, t); err != nil {
-				if ctx.Err() == nil {
-					a.logf("memory: balloon to %d MiB: %v", t>>20, err)
-				}
-				continue
-			}
-			w.mu.Lock()
-			w.target, w.moves = t, w.moves+1
-			w.mu.Unlock()
-			a.logf("memory: guest uses %d MiB, has %d MiB available%s: balloon leaves it %d MiB of %d",
-				r.UsedKiB()>>10, r.AvailableKiB>>10, pressureNote(r), t>>20, total>>20)
+		case <-later.C:
 		}
-		stop()
-		conn.Close()
+		if t, change := p.next(last, time.Now()); change {
+			a.setBalloon(ctx, b, w, t, last)
+		}
+		if wait, ok := p.shrinkAfter(last, time.Now()); ok {
+			later.Reset(wait)
+		}
 	}
+}
+
+// setBalloon moves the balloon to target and records it.
+func (a *Agent) setBalloon(ctx context.Context, b vmm.Balloon, w *memWatch, t uint64, r forward.MemoryReport) {
+	if err := b.SetMemoryTarget(ctx, t); err != nil {
+		if ctx.Err() == nil {
+			a.logf("memory: balloon to %d MiB: %v", t>>20, err)
+		}
+		return
+	}
+	w.mu.Lock()
+	w.target, w.moves = t, w.moves+1
+	w.mu.Unlock()
+	a.logf("memory: guest uses %d MiB, has %d MiB available%s: the balloon leaves it %d MiB of %d",
+		r.UsedKiB()>>10, r.AvailableKiB>>10, pressureNote(r), t>>20, w.total>>20)
 }
 
 func pressureNote(r forward.MemoryReport) string {

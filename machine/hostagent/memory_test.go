@@ -26,11 +26,21 @@ func TestMemPolicy(t *testing.T) {
 	now := t0.Add(memCalm)
 	var steps []uint64
 	for i := 0; i < 10; i++ {
-		tgt, ok := p.next(report(int64(p.target/mib), 600), now)
-		if !ok {
+		r := report(int64(p.target/mib), 600)
+		if _, more := p.shrinkAfter(r, now); !more {
 			break
 		}
+		tgt, ok := p.next(r, now)
+		if !ok {
+			t.Fatalf("step %d: shrinkAfter promised a shrink that next did not make", i)
+		}
 		steps = append(steps, tgt/mib)
+		// The next step waits for the guest's answer to this one.
+		if _, ok := p.next(report(int64(tgt/mib), 600), now.Add(time.Second)); ok {
+			t.Fatal("shrank again within a second")
+		}
+		wait, _ := p.shrinkAfter(report(int64(tgt/mib), 600), now)
+		now = now.Add(wait)
 	}
 	want := []uint64{3584, 3072, 2560, 2048, 1624}
 	if len(steps) != len(want) {
@@ -42,18 +52,21 @@ func TestMemPolicy(t *testing.T) {
 		}
 	}
 	// A workload grows by 700 MiB: the target follows at once, with the headroom.
-	tgt, ok := p.next(report(1624, 1300), now.Add(time.Second))
+	tgt, ok := p.next(report(1624, 1300), now)
 	if !ok || tgt != 2324*mib {
 		t.Fatalf("growth: %d MiB (%v), want 2324", tgt/mib, ok)
 	}
 	// It ends: no shrink until calm again.
-	if _, ok := p.next(report(2324, 600), now.Add(2*time.Second)); ok {
+	if _, ok := p.next(report(2324, 600), now.Add(memCalm-time.Second)); ok {
 		t.Fatal("shrank right after growth")
+	}
+	if wait, ok := p.shrinkAfter(report(2324, 600), now); !ok || wait != memCalm {
+		t.Fatalf("the shrink after growth is due in %s (%v), want %s", wait, ok, memCalm)
 	}
 	// Pressure: everything back, whatever the numbers say.
 	r := report(2324, 600)
 	r.Pressure = true
-	if tgt, ok := p.next(r, now.Add(3*time.Second)); !ok || tgt != 4096*mib {
+	if tgt, ok := p.next(r, now.Add(memCalm)); !ok || tgt != 4096*mib {
 		t.Fatalf("pressure: %d MiB (%v), want the whole 4096", tgt/mib, ok)
 	}
 	// Headroom nearly gone without a PSI event (a kernel without PSI): the same.
@@ -73,6 +86,7 @@ func TestMemPolicyBounds(t *testing.T) {
 		if _, ok := p.next(report(int64(p.target/mib), 10), now); !ok {
 			break
 		}
+		now = now.Add(memStepEvery)
 	}
 	if p.target < memFloor {
 		t.Fatalf("target %d MiB under the %d MiB floor", p.target/mib, memFloor/mib)
