@@ -45,6 +45,7 @@ var ErrFailed = errors.New("skiff doctor found problems")
 // Machine is what the checks need to know about one machine.
 type Machine struct {
 	Name    string
+	Backend string // the hypervisor backend it runs on
 	Control string // the host agent's control socket
 	Engine  string // the engine API socket on the host
 	Sockets []string
@@ -75,6 +76,8 @@ type Env struct {
 	DockerContext func() (name, host string, err error)
 	Machines      func() ([]Machine, error)
 	AgentState    func(ctx context.Context, control string) (*agentapi.State, error)
+	// ReadFile reads a file (the user's .wslconfig).
+	ReadFile func(path string) ([]byte, error)
 	// IsOurs says whether a socket path belongs to Skiff.
 	IsOurs  func(path string) bool
 	DataDir string
@@ -91,7 +94,7 @@ func Run(ctx context.Context, env Env) []Finding {
 	var out []Finding
 	for _, c := range []func(context.Context, Env) []Finding{
 		CheckVirtualization, CheckQEMU, CheckDockerHost, CheckDockerContext,
-		CheckWellKnownSocket, CheckPorts, CheckSockets, CheckDisk,
+		CheckWellKnownSocket, CheckPorts, CheckSockets, CheckDisk, CheckWSLMemory,
 	} {
 		out = append(out, c(ctx, env)...)
 	}
@@ -362,6 +365,62 @@ func CheckDisk(_ context.Context, env Env) []Finding {
 	return ok(name, d)
 }
 
+// CheckWSLMemory wants WSL to hand back memory its VM no longer uses: WSL 2 keeps what
+// Linux once used (page cache included) unless .wslconfig's autoMemoryReclaim says
+// otherwise, and Skiff's WSL machines run in that one VM. It speaks only on Windows hosts
+// with a WSL machine.
+func CheckWSLMemory(_ context.Context, env Env) []Finding {
+	const name = "WSL memory"
+	if env.GOOS != "windows" {
+		return nil
+	}
+	ms, err := env.Machines()
+	if err != nil {
+		return nil
+	}
+	wsl := false
+	for _, m := range ms {
+		wsl = wsl || m.Backend == "wsl2"
+	}
+	if !wsl {
+		return nil
+	}
+	path := filepath.Join(env.Getenv("USERPROFILE"), ".wslconfig")
+	fix := "add to " + path + ":\n  [experimental]\n  autoMemoryReclaim=gradual\nthen run `wsl --shutdown` (Skiff's WSL machines start again with `skiff machine start`)"
+	b, err := env.ReadFile(path)
+	if err != nil {
+		return []Finding{{Check: name, Warn: true, Detail: "no " + path + ": WSL keeps the memory its VM once used until it shuts down", Fix: fix}}
+	}
+	switch v := wslSetting(string(b), "experimental", "autoMemoryReclaim"); strings.ToLower(v) {
+	case "gradual", "dropcache":
+		return ok(name, "autoMemoryReclaim="+v+": WSL hands back memory its VM no longer uses")
+	case "":
+		return []Finding{{Check: name, Warn: true, Detail: path + " does not set autoMemoryReclaim: WSL keeps the memory its VM once used until it shuts down", Fix: fix}}
+	default:
+		return []Finding{{Check: name, Warn: true, Detail: "autoMemoryReclaim=" + v + " in " + path + ": WSL keeps the memory its VM once used until it shuts down", Fix: fix}}
+	}
+}
+
+// wslSetting is key's value in section of a .wslconfig (an INI file), "" if unset.
+func wslSetting(ini, section, key string) string {
+	in := false
+	for _, line := range strings.Split(ini, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") || line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			in = strings.EqualFold(strings.TrimSpace(line[1:len(line)-1]), section)
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); in && ok && strings.EqualFold(strings.TrimSpace(k), key) {
+			v, _, _ = strings.Cut(v, "#")
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
 // MachinesIn lists machines of a Skiff home with the sockets doctor looks at.
 func MachinesIn(h machine.Home) ([]Machine, error) {
 	names, err := h.List()
@@ -371,8 +430,13 @@ func MachinesIn(h machine.Home) ([]Machine, error) {
 	out := make([]Machine, 0, len(names))
 	for _, n := range names {
 		d := h.Dir(n)
+		var backend string
+		if s, err := d.Spec(); err == nil {
+			backend = s.Backend
+		}
 		out = append(out, Machine{
 			Name:    n,
+			Backend: backend,
 			Control: d.Sock(machine.SockControl),
 			Engine:  d.EngineEndpoint(),
 			Sockets: []string{d.Sock(machine.SockControl), d.EngineEndpoint()},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,17 +25,22 @@ func (f fakeInfo) Sys() any           { return nil }
 
 // fakeHost is a host whose files, sockets and processes are maps.
 type fakeHost struct {
-	files   map[string]fs.FileMode // path -> mode
-	links   map[string]string
-	live    map[string]bool // sockets answering /_ping
-	env     map[string]string
-	states  map[string]*agentapi.State // control socket -> state
-	free    uint64
-	kvmErr  error
-	hv      bool
-	bins    map[string]bool
-	context [2]string
+	files    map[string]fs.FileMode // path -> mode
+	links    map[string]string
+	live     map[string]bool // sockets answering /_ping
+	env      map[string]string
+	states   map[string]*agentapi.State // control socket -> state
+	free     uint64
+	kvmErr   error
+	hv       bool
+	bins     map[string]bool
+	context  [2]string
+	backend  string            // the machine's backend
+	contents map[string]string // files ReadFile reads
 }
+
+// wslconfig is the healthy Windows user's .wslconfig.
+var wslconfig = filepath.Join(`C:\Users\u`, ".wslconfig")
 
 func healthy() *fakeHost {
 	return &fakeHost{
@@ -50,7 +56,9 @@ func healthy() *fakeHost {
 			"/home/u/.local/share/skiff/run/default/ctl.sock":    true,
 			"/home/u/.local/share/skiff/run/default/docker.sock": true,
 		},
-		env: map[string]string{},
+		env:      map[string]string{"USERPROFILE": `C:\Users\u`},
+		backend:  "wsl2",
+		contents: map[string]string{wslconfig: "[wsl2]\nmemory=8GB\n\n[experimental]\n# hand memory back\nautoMemoryReclaim = gradual\n"},
 		states: map[string]*agentapi.State{
 			"/home/u/.local/share/skiff/run/default/ctl.sock": {Name: "default", Forwards: []agentapi.Forward{{Proto: "tcp", HostAddr: "127.0.0.1:8080"}}},
 		},
@@ -105,7 +113,13 @@ func (h *fakeHost) env_(goos string) Env {
 		},
 		Machines: func() ([]Machine, error) {
 			r := "/home/u/.local/share/skiff/run/default/"
-			return []Machine{{Name: "default", Control: r + "ctl.sock", Engine: r + "docker.sock", Sockets: []string{r + "ctl.sock", r + "docker.sock"}}}, nil
+			return []Machine{{Name: "default", Backend: h.backend, Control: r + "ctl.sock", Engine: r + "docker.sock", Sockets: []string{r + "ctl.sock", r + "docker.sock"}}}, nil
+		},
+		ReadFile: func(p string) ([]byte, error) {
+			if b, ok := h.contents[p]; ok {
+				return []byte(b), nil
+			}
+			return nil, fs.ErrNotExist
 		},
 		AgentState: func(_ context.Context, c string) (*agentapi.State, error) {
 			if s, ok := h.states[c]; ok && h.live[c] {
@@ -126,7 +140,11 @@ func TestHealthyHostPasses(t *testing.T) {
 				t.Errorf("%s: %s: %s", goos, f.Check, f.Detail)
 			}
 		}
-		if Failed(fs) || len(fs) != 8 {
+		want := 8
+		if goos == "windows" {
+			want = 9 // WSL memory
+		}
+		if Failed(fs) || len(fs) != want {
 			t.Errorf("%s: %d findings, failed=%v", goos, len(fs), Failed(fs))
 		}
 	}
@@ -172,6 +190,13 @@ func TestEachCheckFails(t *testing.T) {
 			h.files["/var/run/docker.sock"] = fs.ModeSocket
 			h.live["/var/run/docker.sock"] = true
 		}, "well-known socket", true, "another engine that is running", "systemctl disable --now docker"},
+		{"wsl keeps memory (no .wslconfig)", "windows", func(h *fakeHost) { delete(h.contents, wslconfig) }, "WSL memory", true, "no " + wslconfig, "autoMemoryReclaim=gradual"},
+		{"wsl keeps memory (disabled)", "windows", func(h *fakeHost) {
+			h.contents[wslconfig] = "[experimental]\nautoMemoryReclaim=disabled\n"
+		}, "WSL memory", true, "autoMemoryReclaim=disabled", "wsl --shutdown"},
+		{"wsl keeps memory (other section)", "windows", func(h *fakeHost) {
+			h.contents[wslconfig] = "[wsl2]\nautoMemoryReclaim=gradual\n"
+		}, "WSL memory", true, "does not set autoMemoryReclaim", "[experimental]"},
 		{"well-known stale", "linux", func(h *fakeHost) { h.files["/var/run/docker.sock"] = fs.ModeSocket }, "well-known socket", false, "stale socket", "sudo rm"},
 		{"port conflict", "linux", func(h *fakeHost) {
 			h.states[run+"ctl.sock"].Forwards[0].Error = "listen tcp 127.0.0.1:8080: bind: address already in use"

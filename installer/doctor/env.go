@@ -29,6 +29,7 @@ func DefaultEnv(home machine.Home) Env {
 		LookPath:      exec.LookPath,
 		Lstat:         os.Lstat,
 		Readlink:      os.Readlink,
+		ReadFile:      os.ReadFile,
 		Ping:          probe.PingUnix,
 		Dial:          probe.DialUnix,
 		FreeBytes:     freeBytes,
