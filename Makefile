@@ -83,6 +83,11 @@ bench-ports: build image
 bench-warm: build image
 	$(GO) run ./cmd/skiff-bench warm -skiff bin/skiff -image $(IMAGE_OUT)
 
+# The VM's memory on the host through idle, a 1.2 GB workload, its exit and another:
+# free page reporting, the balloon policy (vz's way) and neither, side by side.
+bench-memory: build image
+	$(GO) run ./cmd/skiff-bench memory -skiff bin/skiff -image $(IMAGE_OUT)
+
 # The transport over vsock (vsock_loopback in the guest) against the network path.
 bench-vsock: build image
 	$(GO) run ./cmd/skiff-bench vsock -skiff bin/skiff -image $(IMAGE_OUT)

@@ -22,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|backends|idle|api|build|ports|shares|vsock|fsevents [flags]")
+		fmt.Fprintln(os.Stderr, "usage: skiff-bench boot|backends|idle|api|build|ports|shares|vsock|fsevents|memory [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -45,6 +45,10 @@ func main() {
 		err = benchIdle(os.Args[2:])
 	case "vsock":
 		err = benchVsock(os.Args[2:])
+	case "memory":
+		err = benchMemory(os.Args[2:])
+	case "memory-fill": // the workload in a container of memory
+		err = benchMemoryFill(os.Args[2:])
 	case "fsevents":
 		err = benchFileEvents(os.Args[2:])
 	case "fsevents-watch": // the watcher in a container of fsevents
