@@ -93,6 +93,7 @@ done
 step "Homebrew formula and MSI"
 rel packaging -base "$BASE" -msi "$work/msi" "$out"
 cp "$work/windows-amd64/skiff.exe" "$work/msi/"
+touch -d "@$EPOCH" "$work/msi/skiff.exe" # the cabinet keeps the file's time
 msi=$out/skiff_${VERSION}_windows_amd64.msi
 (cd "$work/msi" && wixl -a x64 -o skiff.msi skiff.wxs && msibuild skiff.msi -i Environment.idt)
 # The package code: one per MSI content (this version, this skiff.exe), the same per build.
