@@ -118,6 +118,7 @@ type guestSession struct {
 	pins   pinner
 	budget int
 	nudge  map[*gdir]bool
+	listed map[*gdir]map[string]dirent // this batch's listings of virtiofs folders
 }
 
 // Serve runs one stream from the host (a transport.Handler).
@@ -497,6 +498,7 @@ func (s *guestSession) drain() {
 func (s *guestSession) apply(changes []Change) {
 	s.budget = s.g.opts.Budget
 	s.nudge = map[*gdir]bool{}
+	s.listed = map[*gdir]map[string]dirent{}
 	for _, c := range changes {
 		sh := s.shares[c.Share]
 		if sh == nil || c.Path != "" && !filepath.IsLocal(filepath.FromSlash(c.Path)) {
@@ -564,6 +566,9 @@ func (s *guestSession) entry(d *gdir, name string) {
 	if err != nil {
 		return
 	}
+	if exists && !d.share.v9p && !s.listedIn(d, name) {
+		exists = false
+	}
 	prev, had := d.entries[name]
 	switch {
 	case !exists && !had:
@@ -590,6 +595,19 @@ func (s *guestSession) entry(d *gdir, name string) {
 			s.raise(d, name, func() error { return emitAttrib(p, cur) })
 		}
 	}
+}
+
+// listedIn reports whether the host lists name in d. virtiofs keeps a name's dentry for
+// its entry timeout (a second) after the host renamed it away, and a stat through it
+// finds the inode, alive under its new name: the folder's listing is the host's word.
+func (s *guestSession) listedIn(d *gdir, name string) bool {
+	l, ok := s.listed[d]
+	if !ok {
+		l, _ = readDir(d.path(""))
+		s.listed[d] = l
+	}
+	_, ok = l[name]
+	return ok
 }
 
 // raise runs one event-raising operation within the batch's budget; past it, the
