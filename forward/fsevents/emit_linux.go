@@ -95,11 +95,24 @@ func emitAttrib(p string, a attrs) error {
 	return unix.Fchmodat(unix.AT_FDCWD, p, a.mode&0o7777, 0)
 }
 
+// emitWrite raises what a modified file becomes, or IN_ATTRIB where the file cannot be
+// opened for writing (a busy executable, a file the server refuses to open so).
+func emitWrite(p string, a attrs) error {
+	err := emitModify(p, a)
+	if err == nil {
+		return nil
+	}
+	if aerr := emitAttrib(p, a); aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	return nil
+}
+
 // emitCreate raises what a created entry becomes (see above).
 func emitCreate(p string, a attrs) error {
 	err := emitAttrib(p, a)
-	if a.mode&unix.S_IFMT == unix.S_IFREG {
-		err = errors.Join(err, emitModify(p, a))
+	if a.mode&unix.S_IFMT == unix.S_IFREG && err == nil {
+		err = emitModify(p, a)
 	}
 	return err
 }

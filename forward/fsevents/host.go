@@ -80,9 +80,12 @@ func NewHost(o HostOptions) *Host {
 // Watches is how many host directories are watched now.
 func (h *Host) Watches() int { return int(h.watches.Load()) }
 
-// Run keeps a stream to the guest, dialling again after it drops, until ctx ends.
+// Run keeps a stream to the guest, dialling again after it drops (sooner after a
+// stream that lasted), until ctx ends.
 func (h *Host) Run(ctx context.Context, dial func(context.Context) (net.Conn, error)) {
+	wait := 2 * time.Second
 	for ctx.Err() == nil {
+		began := time.Now()
 		conn, err := dial(ctx)
 		if err == nil {
 			err = h.Serve(ctx, conn)
@@ -90,11 +93,15 @@ func (h *Host) Run(ctx context.Context, dial func(context.Context) (net.Conn, er
 		if ctx.Err() != nil {
 			return
 		}
-		h.opts.Logf("file events: %v; connecting again", err)
+		if time.Since(began) > time.Minute {
+			wait = 2 * time.Second
+		}
+		h.opts.Logf("file events: %v; connecting again in %s", err, wait)
 		select {
 		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, 5*time.Minute) // a guest without the service (an older image) is asked rarely
 	}
 }
 
