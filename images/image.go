@@ -605,7 +605,7 @@ func fetchVerified(ctx context.Context, opt Options, src source, f File, dst str
 		return err
 	}
 	if err := verify(dst, f); err != nil {
-		os.Remove(dst) // a bad file must not be resumed from
+		os.Remove(dst)                        // a bad file must not be resumed from
 		return fmt.Errorf("%s: %w", loc, err) // where the bad copy came from
 	}
 	return nil
