@@ -34,13 +34,14 @@ func benchMemory(args []string) error {
 	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
 	idle := fs.Duration("idle", 60*time.Second, "idle time before the first workload")
 	after := fs.Duration("after", 90*time.Second, "time followed after each workload")
+	only := fs.String("modes", "free-page-reporting,balloon,off", "reclaim modes to compare")
 	fs.Parse(args)
 	b, cleanup, err := newBench(*skiff)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	modes := []string{"free-page-reporting", "balloon", "off"}
+	modes := strings.Split(*only, ",")
 	results := map[string]memResult{}
 	for _, mode := range modes {
 		r, err := b.memoryRun(mode, *image, *idle, *after)
@@ -139,6 +140,13 @@ func (b *bench) memoryRun(mode, image string, idle, after time.Duration) (memRes
 			if res.backAfter == 0 && s.hostMiB <= res.idleMiB+300 {
 				res.backAfter = since
 			}
+		}
+	}
+	// The agent's account of what the policy did, kept past the machine.
+	if log, err := os.ReadFile(d.File(machine.FileAgentLog)); err == nil {
+		p := filepath.Join(os.TempDir(), "skiff-bench-memory-"+mode+".log")
+		if os.WriteFile(p, log, 0o644) == nil {
+			fmt.Printf("  %s: agent log in %s\n", mode, p)
 		}
 	}
 	out, _ := b.command(nil, "machine", "ssh", name, "--", "dmesg | grep -ci -e 'out of memory' -e oom-kill || true").Output()

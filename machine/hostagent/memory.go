@@ -45,13 +45,19 @@ func newMemPolicy(total, target uint64, now time.Time) *memPolicy {
 
 func (p *memPolicy) headroom() uint64 { return max(memHeadroomMin, p.total/4) }
 
-// next is the target after report r: all of the machine at once under pressure or when
-// the headroom is nearly gone, more at once when use grew, less step by step when the
-// guest has been calm. ok is false when the target stays.
+// next is the target after report r: all of the machine at once when the guest stalls on
+// memory short of its headroom or has nearly none left, more at once when use grew, less
+// step by step when the guest has been calm. ok is false when the target stays.
 func (p *memPolicy) next(r forward.MemoryReport, now time.Time) (target uint64, ok bool) {
 	avail := uint64(max(r.AvailableKiB, 0)) << 10
 	want := p.want(r)
 	switch {
+	case r.Pressure && avail >= p.headroom():
+		// Stalls while plenty is available are reclaim of page cache, which an inflating
+		// balloon causes itself: stop shrinking for a while, but a deflate is not needed
+		// (it made the balloon see-saw here, every shrink step undone by its own stall).
+		p.calmAfter = now.Add(memCalm)
+		return p.target, false
 	case r.Pressure || avail < p.headroom()/4:
 		p.calmAfter = now.Add(memCalm)
 		return p.set(p.total)

@@ -63,10 +63,21 @@ func TestMemPolicy(t *testing.T) {
 	if wait, ok := p.shrinkAfter(report(2324, 600), now); !ok || wait != memCalm {
 		t.Fatalf("the shrink after growth is due in %s (%v), want %s", wait, ok, memCalm)
 	}
-	// Pressure: everything back, whatever the numbers say.
+	// Stalls with plenty available are the balloon's own reclaim of page cache: no
+	// deflate, but no shrink for a while either.
 	r := report(2324, 600)
 	r.Pressure = true
-	if tgt, ok := p.next(r, now.Add(memCalm)); !ok || tgt != 4096*mib {
+	later := now.Add(memCalm)
+	if tgt, ok := p.next(r, later); ok {
+		t.Fatalf("pressure with 1.7 GiB available moved the balloon to %d MiB", tgt/mib)
+	}
+	if wait, ok := p.shrinkAfter(report(2324, 600), later); !ok || wait != memCalm {
+		t.Fatalf("after such pressure the next shrink is due in %s (%v), want %s", wait, ok, memCalm)
+	}
+	// Pressure short of the headroom: everything back.
+	r = report(2324, 1400)
+	r.Pressure = true
+	if tgt, ok := p.next(r, later); !ok || tgt != 4096*mib {
 		t.Fatalf("pressure: %d MiB (%v), want the whole 4096", tgt/mib, ok)
 	}
 	// Headroom nearly gone without a PSI event (a kernel without PSI): the same.
