@@ -45,6 +45,9 @@ func benchFileEvents(args []string) error {
 	}
 	defer cleanup()
 	for _, typ := range strings.Split(*types, ",") {
+		if typ == "" {
+			continue
+		}
 		lat, err := b.fileEventLatency(*image, typ, *n)
 		if err != nil {
 			return fmt.Errorf("%s: %w", typ, err)

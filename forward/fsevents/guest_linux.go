@@ -108,6 +108,7 @@ type guestSession struct {
 	fd     int // the agent's own inotify: what guest processes change themselves
 	shares map[string]*gshare
 	byWD   map[int]*gdir
+	procs  *procScanner
 	roots  map[uint64]map[string]bool // the shares' bind roots, by device
 	pins   pinner
 	budget int
@@ -135,7 +136,7 @@ func (g *Guest) serve(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return fmt.Errorf("inotify: %w", err)
 	}
-	s := &guestSession{g: g, enc: json.NewEncoder(conn), conn: conn, fd: fd,
+	s := &guestSession{g: g, procs: newProcScanner(g.opts.Proc, g.opts.Self), enc: json.NewEncoder(conn), conn: conn, fd: fd,
 		shares: map[string]*gshare{}, byWD: map[int]*gdir{},
 		pins: pinner{fds: map[string]int{}, roots: map[string]bool{}}}
 	defer func() {
@@ -194,7 +195,7 @@ func (s *guestSession) scanMounts() {
 	if len(devs) == 0 {
 		return
 	}
-	s.roots = mountRoots(s.g.opts.Proc, devs)
+	s.roots = s.procs.mountRoots(devs)
 	for _, sh := range s.shares {
 		if sh.v9p {
 			s.pins.sync(sh, s.roots[sh.dev])
@@ -221,7 +222,7 @@ func (s *guestSession) scan() error {
 	if len(devs) == 0 {
 		return nil
 	}
-	inodes := watchedInodes(s.g.opts.Proc, s.g.opts.Self, devs)
+	inodes := s.procs.watchedInodes(devs)
 	var out []Watch
 	for _, sh := range s.shares {
 		seen := map[uint64]bool{}
@@ -235,7 +236,7 @@ func (s *guestSession) scan() error {
 		}
 		sh.seen = seen
 		if !sh.v9p {
-			s.roots = mountRoots(s.g.opts.Proc, devs)
+			s.roots = s.procs.mountRoots(devs)
 		}
 		s.follow(sh, seen, s.roots[sh.dev])
 		dirs := make([]string, 0, len(sh.dirs))

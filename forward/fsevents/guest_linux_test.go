@@ -65,7 +65,7 @@ func newSession(t *testing.T, mount string) *guestSession {
 	var st unix.Stat_t
 	unix.Stat(mount, &st)
 	g := NewGuest(GuestOptions{Self: -1, Logf: t.Logf})
-	s := &guestSession{g: g, fd: fd, shares: map[string]*gshare{}, byWD: map[int]*gdir{}, pins: pinner{fds: map[string]int{}, roots: map[string]bool{}}}
+	s := &guestSession{g: g, procs: newProcScanner("/proc", -1), fd: fd, shares: map[string]*gshare{}, byWD: map[int]*gdir{}, pins: pinner{fds: map[string]int{}, roots: map[string]bool{}}}
 	s.shares["s0"] = &gshare{tag: "s0", mount: mount, dev: st.Dev, dirs: map[string]*gdir{}, where: map[uint64]string{}}
 	return s
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -16,26 +17,92 @@ import (
 // watchedInode is an inode some guest process has an inotify watch on.
 type watchedInode struct{ dev, ino uint64 }
 
+// procScanner reads the guest's processes for their mounts and inotify watches. Reading
+// every process's descriptors is the costly part under emulation, so it remembers each
+// process's mount namespace and inotify descriptors and looks at a process's descriptors
+// again only when it is new or every fullEvery.
+type procScanner struct {
+	proc      string
+	self      int
+	fullEvery time.Duration
+	pids      map[int]*procInfo
+	lastFull  time.Time
+	// Each namespace's mounts of interest, read again while it has processes new within
+	// settleTime: a container's mounts are made by its first process.
+	nsMounts map[string]map[uint64]map[string]bool
+	nsNewest map[string]time.Time
+}
+
+type procInfo struct {
+	ns      string
+	inotify []string // descriptor numbers of its inotify instances
+	listed  bool
+}
+
+// fullEvery is how often every process's descriptors are listed again (a process that
+// already runs and starts watching with a new inotify instance is seen within it).
+const fullEvery = 20 * time.Second
+
+// settleTime is how long a namespace's mounts are read again after a new process in it.
+const settleTime = 3 * time.Second
+
+func newProcScanner(proc string, self int) *procScanner {
+	return &procScanner{proc: proc, self: self, fullEvery: fullEvery, pids: map[int]*procInfo{},
+		nsMounts: map[string]map[uint64]map[string]bool{}, nsNewest: map[string]time.Time{}}
+}
+
+// refresh brings the process list up to date: new processes get their namespace.
+func (p *procScanner) refresh() {
+	ents, _ := os.ReadDir(p.proc)
+	alive := make(map[int]bool, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == p.self {
+			continue
+		}
+		alive[pid] = true
+		if p.pids[pid] == nil {
+			ns, _ := os.Readlink(filepath.Join(p.proc, e.Name(), "ns", "mnt"))
+			p.pids[pid] = &procInfo{ns: ns}
+			p.nsNewest[ns] = time.Now()
+		}
+	}
+	live := map[string]bool{}
+	for pid, pi := range p.pids {
+		if !alive[pid] {
+			delete(p.pids, pid)
+		} else {
+			live[pi.ns] = true
+		}
+	}
+	for ns := range p.nsNewest {
+		if !live[ns] {
+			delete(p.nsNewest, ns)
+			delete(p.nsMounts, ns)
+		}
+	}
+}
+
 // mountRoots reads each mount namespace's mounts of devs (one process's mountinfo per
 // namespace): the folders of each device that are mounted somewhere (the binds of
 // containers), relative to the device's root. They are where to look for watched inodes,
 // and what to hold open on 9p.
-func mountRoots(proc string, devs map[uint64]bool) map[uint64]map[string]bool {
+func (p *procScanner) mountRoots(devs map[uint64]bool) map[uint64]map[string]bool {
+	p.refresh()
 	out := map[uint64]map[string]bool{}
-	pids, _ := os.ReadDir(proc)
-	namespaces := map[string]bool{}
-	for _, p := range pids {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
+	done := map[string]bool{}
+	for pid, pi := range p.pids {
+		if pi.ns == "" || done[pi.ns] {
 			continue
 		}
-		dir := filepath.Join(proc, p.Name())
-		ns, err := os.Readlink(filepath.Join(dir, "ns", "mnt"))
-		if err != nil || namespaces[ns] {
-			continue
+		done[pi.ns] = true
+		mounts, ok := p.nsMounts[pi.ns]
+		if !ok || time.Since(p.nsNewest[pi.ns]) < settleTime {
+			b, _ := os.ReadFile(filepath.Join(p.proc, strconv.Itoa(pid), "mountinfo"))
+			mounts = parseMountinfo(b)
+			p.nsMounts[pi.ns] = mounts
 		}
-		namespaces[ns] = true
-		b, _ := os.ReadFile(filepath.Join(dir, "mountinfo"))
-		for dev, roots := range parseMountinfo(b) {
+		for dev, roots := range mounts {
 			if !devs[dev] {
 				continue
 			}
@@ -50,23 +117,28 @@ func mountRoots(proc string, devs map[uint64]bool) map[uint64]map[string]bool {
 	return out
 }
 
-// watchedInodes reads every process's inotify watches from its fdinfo ("inotify wd:1
-// ino:2a sdev:2c ..."), keeping those on devs; self (the agent) is left out.
-func watchedInodes(proc string, self int, devs map[uint64]bool) map[watchedInode]bool {
+// watchedInodes reads the inotify watches of every process from its fdinfo ("inotify
+// wd:1 ino:2a sdev:2c ..."), keeping those on devs.
+func (p *procScanner) watchedInodes(devs map[uint64]bool) map[watchedInode]bool {
+	p.refresh()
+	full := time.Since(p.lastFull) >= p.fullEvery
+	if full {
+		p.lastFull = time.Now()
+	}
 	out := map[watchedInode]bool{}
-	pids, _ := os.ReadDir(proc)
-	for _, p := range pids {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		dir := filepath.Join(proc, p.Name())
-		fds, _ := os.ReadDir(filepath.Join(dir, "fd"))
-		for _, fd := range fds {
-			if l, _ := os.Readlink(filepath.Join(dir, "fd", fd.Name())); l != "anon_inode:inotify" {
-				continue
+	for pid, pi := range p.pids {
+		dir := filepath.Join(p.proc, strconv.Itoa(pid))
+		if full || !pi.listed {
+			pi.listed, pi.inotify = true, pi.inotify[:0]
+			fds, _ := os.ReadDir(filepath.Join(dir, "fd"))
+			for _, fd := range fds {
+				if l, _ := os.Readlink(filepath.Join(dir, "fd", fd.Name())); l == "anon_inode:inotify" {
+					pi.inotify = append(pi.inotify, fd.Name())
+				}
 			}
-			b, _ := os.ReadFile(filepath.Join(dir, "fdinfo", fd.Name()))
+		}
+		for _, fd := range pi.inotify {
+			b, _ := os.ReadFile(filepath.Join(dir, "fdinfo", fd))
 			for _, w := range parseFdinfo(b) {
 				if devs[w.dev] {
 					out[w] = true
