@@ -1,7 +1,12 @@
 package fsevents
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,5 +32,65 @@ func TestParseMountinfo(t *testing.T) {
 	}
 	if r := got[unix.Mkdev(8, 1)]; len(r) != 1 || !r["/"] {
 		t.Fatalf("root: %v", r)
+	}
+}
+
+// fakeProc is a /proc with processes made of the files the scanner reads.
+func fakeProc(t *testing.T) string {
+	proc := t.TempDir()
+	for _, p := range []struct{ pid, ns, mountinfo string }{
+		{"10", "mnt:[1]", "40 29 0:31 / /mnt/share rw - 9p skiff0 rw\n"},
+		{"20", "mnt:[2]", "75 67 0:31 /proj /app rw - 9p skiff0 rw\n"},
+	} {
+		dir := filepath.Join(proc, p.pid)
+		for _, d := range []string{"fd", "fdinfo", "ns"} {
+			os.MkdirAll(filepath.Join(dir, d), 0o755)
+		}
+		os.Symlink(p.ns, filepath.Join(dir, "ns", "mnt"))
+		os.WriteFile(filepath.Join(dir, "mountinfo"), []byte(p.mountinfo), 0o644)
+		os.Symlink("/dev/null", filepath.Join(dir, "fd", "0"))
+	}
+	return proc
+}
+
+func addInotify(t *testing.T, proc, pid, fd string, inos ...string) {
+	os.Symlink("anon_inode:inotify", filepath.Join(proc, pid, "fd", fd))
+	var b strings.Builder
+	for i, ino := range inos {
+		fmt.Fprintf(&b, "inotify wd:%d ino:%s sdev:1f mask:fce ignored_mask:0\n", i+1, ino)
+	}
+	os.WriteFile(filepath.Join(proc, pid, "fdinfo", fd), []byte(b.String()), 0o644)
+}
+
+func TestProcScanner(t *testing.T) {
+	proc := fakeProc(t)
+	share := unix.Mkdev(0, 31)
+	devs := map[uint64]bool{share: true}
+	addInotify(t, proc, "20", "4", "a1")
+	p := newProcScanner(proc, 10)
+	if got := p.watchedInodes(devs); len(got) != 1 || !got[watchedInode{share, 0xa1}] {
+		t.Fatalf("watches: %v", got)
+	}
+	if roots := p.mountRoots(devs)[share]; !roots["/proj"] || roots["/"] {
+		t.Fatalf("roots (the agent's own namespace, pid 10, left out): %v", roots)
+	}
+	// A watch added to a known inotify instance is read at the next scan.
+	addInotify(t, proc, "20", "4", "a1", "b2")
+	if got := p.watchedInodes(devs); len(got) != 2 {
+		t.Fatalf("a new watch on a known instance: %v", got)
+	}
+	// A new instance in a known process waits for the next full listing.
+	addInotify(t, proc, "20", "5", "c3")
+	if got := p.watchedInodes(devs); len(got) != 2 {
+		t.Fatalf("a known process's descriptors were listed again before fullEvery: %v", got)
+	}
+	p.lastFull = time.Time{}
+	if got := p.watchedInodes(devs); len(got) != 3 {
+		t.Fatalf("after a full listing: %v", got)
+	}
+	// A process gone is forgotten.
+	os.RemoveAll(filepath.Join(proc, "20"))
+	if got := p.watchedInodes(devs); len(got) != 0 || len(p.pids) != 0 {
+		t.Fatalf("a gone process: %v %v", got, p.pids)
 	}
 }
