@@ -41,7 +41,7 @@ func NewSource(dir string) *Source { return &Source{Dir: dir, machines: map[stri
 func (s *Source) Add(spec machine.Spec, phase agentapi.Phase) (*Machine, error) {
 	n := spec.Name
 	a, err := NewAgent(s.Dir, "a-"+n+".sock", agentapi.State{Name: n, Phase: phase, Backend: "fake", Engine: "docker",
-		StartedAt: time.Now()})
+		StartedAt: time.Now(), Memory: &agentapi.Memory{Reclaim: "free-page-reporting", MachineBytes: uint64(spec.MemoryMiB) << 20, HostBytes: 740 << 20}})
 	if err != nil {
 		return nil, fmt.Errorf("fake agent: %w", err)
 	}

@@ -24,7 +24,11 @@ type Machine struct {
 	Busy      string // an action of ours under way, e.g. "starting"
 	CPUs      int
 	MemoryMiB int64
-	DiskGiB   int64
+	// HostMemory is what the running VM holds of the host's memory (0 when unknown), and
+	// Reclaim how it gives memory back.
+	HostMemory uint64
+	Reclaim    string
+	DiskGiB    int64
 	DiskUsed  uint64 // bytes used on the data disk, 0 when unknown
 	DiskBytes uint64
 	Engine    string // engine version, "" when unknown
@@ -346,9 +350,12 @@ func (m *Model) applyStatus(name string, st machine.Status) {
 	if st.Agent != nil {
 		mc.Forwards = st.Agent.Forwards
 		mc.Warnings = st.Agent.Warnings
+		if mem := st.Agent.Memory; mem != nil {
+			mc.HostMemory, mc.Reclaim = mem.HostBytes, mem.Reclaim
+		}
 	}
 	if !mc.Active() {
-		mc.Forwards, mc.Engine, mc.DiskUsed, mc.DiskBytes = nil, "", 0, 0
+		mc.Forwards, mc.Engine, mc.DiskUsed, mc.DiskBytes, mc.HostMemory = nil, "", 0, 0, 0
 	}
 	// Until the user picks one, show a running machine rather than a stopped one.
 	if cur := m.machines[m.selected]; !m.chosen && mc.State == machine.StateRunning && (cur == nil || cur.State != machine.StateRunning) {

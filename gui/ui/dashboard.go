@@ -450,7 +450,12 @@ func (d *Dashboard) updateDetails() {
 	}
 	d.mState.SetText(state)
 	d.mCPUs.SetText(fmt.Sprint(mc.CPUs))
-	d.mMem.SetText(humanBytes(uint64(mc.MemoryMiB) << 20))
+	mem := humanBytes(uint64(mc.MemoryMiB) << 20)
+	if mc.HostMemory > 0 {
+		// What the machine costs the host now, which memory reclaim keeps below its size.
+		mem += fmt.Sprintf(", %s in use on the host", humanBytes(mc.HostMemory))
+	}
+	d.mMem.SetText(mem)
 	disk := fmt.Sprintf("%d GiB max", mc.DiskGiB)
 	if mc.DiskBytes > 0 {
 		disk = fmt.Sprintf("%s used of %s", humanBytes(mc.DiskUsed), humanBytes(mc.DiskBytes))

@@ -223,7 +223,7 @@ func TestDashboardListsFollowEvents(t *testing.T) {
 			shows(h.d.containerList, "alpha", "busybox", "running", "Up 2 minutes")
 	})
 	h.eventually("machine details", func() bool {
-		return shows(h.d.win.Content(), "Docker 28.5.2", "1.5 GiB used of 20.0 GiB", "2.0 GiB")
+		return shows(h.d.win.Content(), "Docker 28.5.2", "1.5 GiB used of 20.0 GiB", "2.0 GiB, 740.0 MiB in use on the host")
 	})
 
 	// A container started from the docker CLI arrives as an engine event.
