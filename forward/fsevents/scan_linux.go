@@ -31,6 +31,7 @@ type procScanner struct {
 	// settleTime: a container's mounts are made by its first process.
 	nsMounts map[string]map[uint64]map[string]bool
 	nsNewest map[string]time.Time
+	lastPID  string // the newest pid at the last refresh (/proc/loadavg's last field)
 }
 
 type procInfo struct {
@@ -51,8 +52,18 @@ func newProcScanner(proc string, self int) *procScanner {
 		nsMounts: map[string]map[uint64]map[string]bool{}, nsNewest: map[string]time.Time{}}
 }
 
-// refresh brings the process list up to date: new processes get their namespace.
+// refresh brings the process list up to date: new processes get their namespace. While
+// no process was made since the last refresh (the kernel's newest pid is the same), the
+// list stands: one small read instead of a listing of /proc.
 func (p *procScanner) refresh() {
+	if b, err := os.ReadFile(filepath.Join(p.proc, "loadavg")); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) == 5 && f[4] == p.lastPID {
+			return
+		} else if len(f) == 5 {
+			p.lastPID = f[4]
+		}
+	}
 	ents, _ := os.ReadDir(p.proc)
 	alive := make(map[int]bool, len(ents))
 	for _, e := range ents {

@@ -93,4 +93,16 @@ func TestProcScanner(t *testing.T) {
 	if got := p.watchedInodes(devs); len(got) != 0 || len(p.pids) != 0 {
 		t.Fatalf("a gone process: %v %v", got, p.pids)
 	}
+	// While the kernel's newest pid stays, /proc is not listed again.
+	os.WriteFile(filepath.Join(proc, "loadavg"), []byte("0.00 0.00 0.00 1/90 20\n"), 0o644)
+	p.refresh()
+	os.Rename(fakeProc(t), filepath.Join(proc, "new"))
+	os.Rename(filepath.Join(proc, "new", "20"), filepath.Join(proc, "30"))
+	if p.refresh(); p.pids[30] != nil {
+		t.Fatal("/proc was listed again with no new process")
+	}
+	os.WriteFile(filepath.Join(proc, "loadavg"), []byte("0.00 0.00 0.00 1/91 30\n"), 0o644)
+	if p.refresh(); p.pids[30] == nil {
+		t.Fatal("a new process was not seen")
+	}
 }
