@@ -14,6 +14,7 @@
 #   skiff_V_OS_ARCH.tar.gz|.zip  the CLI for linux, darwin, windows on amd64 and arm64
 #   skiff_V_ARCH.deb             the Debian packages (amd64, arm64)
 #   skiff_V_windows_amd64.msi    the Windows installer (wixl)
+#   skiff-tray_V_OS_amd64.*      the tray app for linux and windows (amd64; SKIFF_RELEASE_TRAY=0: none)
 #   skiff.rb                     the Homebrew formula (archives by URL and sha256)
 #   skiff-images.json            the image index the binaries pin
 #   skiff-images_ARCH.json, skiff-images_ARCH_*   each guest image: its manifest and files
@@ -82,8 +83,30 @@ for plat in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 wind
 	[ "$goos" = windows ] && ext=zip
 	rel archive "$out/skiff_${VERSION}_${goos}_${goarch}.$ext" "$work/$goos-$goarch/$exe"
 done
-echo "release: no tray app: cmd/skiff-tray is cgo (fyne) and needs each OS's C toolchain and SDK;" \
-	"build it on macOS/Windows, or here for linux/windows-amd64 with .ci/gui-test.sh"
+
+# The tray is cgo (fyne): here it builds for linux/amd64 (gcc) and windows/amd64 (mingw),
+# the toolchains .ci/gui-test.sh uses. macOS needs Apple's SDK, arm64 a cross C toolchain.
+if [ "${SKIFF_RELEASE_TRAY:-1}" = 1 ]; then
+	step "tray app (linux/amd64, windows/amd64)"
+	need=()
+	for p in gcc pkg-config libgl1-mesa-dev xorg-dev libxkbcommon-dev gcc-mingw-w64-x86-64; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+	if [ ${#need[@]} -gt 0 ]; then
+		echo "installing: ${need[*]}"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	fi
+	mkdir -p "$work/tray-linux" "$work/tray-windows"
+	trayflags="-s -w -X github.com/skiff-dev/skiff/installer.Version=$VERSION -X github.com/skiff-dev/skiff/images.DefaultRef=$image"
+	CGO_ENABLED=1 go build -trimpath -ldflags "$trayflags" -o "$work/tray-linux/skiff-tray" ./cmd/skiff-tray
+	rel archive "$out/skiff-tray_${VERSION}_linux_amd64.tar.gz" "$work/tray-linux/skiff-tray"
+	# windowsgui: no console window behind the tray.
+	CGO_ENABLED=1 GOOS=windows CC=x86_64-w64-mingw32-gcc go build -trimpath -ldflags "$trayflags -H windowsgui" \
+		-o "$work/tray-windows/skiff-tray.exe" ./cmd/skiff-tray
+	rel archive "$out/skiff-tray_${VERSION}_windows_amd64.zip" "$work/tray-windows/skiff-tray.exe"
+	echo "release: no tray for darwin (fyne's cgo needs the macOS SDK: build it on a Mac) nor for linux/windows arm64 (no arm64 C cross toolchain set up here)"
+else
+	echo "release: tray SKIPPED (SKIFF_RELEASE_TRAY=$SKIFF_RELEASE_TRAY); unset it to build the linux/amd64 and windows/amd64 tray"
+fi
 
 step "Debian packages"
 for arch in amd64 arm64; do

@@ -15,7 +15,9 @@ import (
 // Minutes of work, so only with SKIFF_RELEASE_REPRO=1. SKIFF_RELEASE_BASE is the URL
 // the release is built for (default http://127.0.0.1:18787), SKIFF_RELEASE_KEEP a folder
 // to keep the first build in (CI installs it next: TestReleaseInstall), and
-// SKIFF_RELEASE_ARCHES the image architectures (build.sh).
+// SKIFF_RELEASE_ARCHES the image architectures (build.sh). The second build takes the
+// binaries from Go's build cache unless SKIFF_RELEASE_REPRO_COLD=1 (minutes more): a
+// fresh cache compiles everything again.
 func TestReproducibleRelease(t *testing.T) {
 	if os.Getenv("SKIFF_RELEASE_REPRO") != "1" {
 		t.Skip("builds the release twice (minutes): set SKIFF_RELEASE_REPRO=1")
@@ -36,6 +38,10 @@ func TestReproducibleRelease(t *testing.T) {
 		start := time.Now()
 		cmd := exec.Command(filepath.Join(root, "installer/release/build.sh"), "0.0.0-repro", base, dist)
 		cmd.Dir = root
+		if i == 1 && os.Getenv("SKIFF_RELEASE_REPRO_COLD") == "1" {
+			// Go's build cache would hand the second build the first one's binaries.
+			cmd.Env = append(os.Environ(), "GOCACHE="+filepath.Join(work, "gocache"))
+		}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("build %s: %v\n%s", name, err, out)
