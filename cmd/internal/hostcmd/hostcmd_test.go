@@ -40,7 +40,7 @@ func stubDoctorEnv(free uint64) func(machine.Home) doctor.Env {
 			LookPath:      func(b string) (string, error) { return "/usr/bin/" + b, nil },
 			Lstat:         func(string) (fs.FileInfo, error) { return nil, fs.ErrNotExist },
 			Readlink:      os.Readlink,
-			ProbeKVM:      func(time.Duration) error { return nil },
+			ProbeKVM:      func(time.Duration) (string, error) { return "probed now", nil },
 			Ping:          func(context.Context, string) error { return nil },
 			Dial:          func(context.Context, string) error { return nil },
 			FreeBytes:     func(string) (uint64, error) { return free, nil },
