@@ -363,11 +363,16 @@ func (s *guestSession) find(sh *gshare, watched map[uint64]bool, roots map[strin
 		}
 		for name, e := range ents {
 			rel := path.Join(it.rel, name)
-			if watched[e.ino] && e.typ != unix.DT_DIR {
+			wanted := watched[e.ino] || it.depth < maxUnwatchedDepth && !anyWatchedAbove(found, it.rel)
+			if !wanted {
+				continue // not asked whether it is a folder: that can cost a stat
+			}
+			dir := e.isDir(p, name)
+			if watched[e.ino] && !dir {
 				found[e.ino] = rel
 				continue
 			}
-			if e.typ == unix.DT_DIR && (watched[e.ino] || it.depth < maxUnwatchedDepth && !anyWatchedAbove(found, it.rel)) {
+			if dir {
 				queue = append(queue, item{rel: rel, depth: it.depth + 1})
 			}
 		}
@@ -416,7 +421,7 @@ func (s *guestSession) snapshot(d *gdir) {
 	clear(d.entries)
 	for name, e := range ents {
 		mode := uint32(0)
-		if e.typ == unix.DT_DIR {
+		if e.typ == unix.DT_DIR || e.typ == qtDir { // no stat per entry: this only picks a delete's placeholder
 			mode = unix.S_IFDIR
 		}
 		d.entries[name] = attrs{ino: e.ino, mode: mode}

@@ -101,7 +101,7 @@ func (p *pinner) pinTree(root string) {
 			continue
 		}
 		for name, e := range ents {
-			if e.typ == unix.DT_DIR {
+			if e.isDir(dir, name) {
 				sub := path.Join(dir, name)
 				if p.pin(sub) {
 					queue = append(queue, sub)
