@@ -5,6 +5,7 @@
 package vmm
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 )
 
 // Config is everything a backend needs to boot one machine. It is backend-neutral: each
@@ -153,6 +156,15 @@ type GuestDialer interface {
 // "9p-transport"). Backends without it get "9p".
 type ShareKind interface {
 	ShareType() string
+}
+
+// ReclaimOf is the reclaim mode cfg asks of a backend whose best is def and which can also
+// do others; a mode the backend lacks is ErrNotSupported, named for it.
+func ReclaimOf(backend string, cfg Config, def string, others ...string) (string, error) {
+	if cfg.Reclaim == ReclaimAuto || cfg.Reclaim == def || slices.Contains(others, cfg.Reclaim) {
+		return cmp.Or(cfg.Reclaim, def), nil
+	}
+	return "", fmt.Errorf("%s: memory reclaim %q: %w (it has %s)", backend, cfg.Reclaim, ErrNotSupported, strings.Join(append([]string{def}, others...), ", "))
 }
 
 // Reclaimer is implemented by VMs that say how their guest's unused memory goes back to

@@ -634,12 +634,27 @@ func (a *Agent) startForwarders(ctx context.Context) error {
 	return nil
 }
 
-// watchPorts follows the guest's listener stream, reconnecting if it drops.
+// watchPorts follows the guest's listener stream.
 func (a *Agent) watchPorts(ctx context.Context, guest transport.Dialer, ports *hostports.Manager) {
+	a.followGuest(ctx, guest, forward.ServicePorts, func(conn net.Conn) {
+		dec := json.NewDecoder(conn)
+		for {
+			var ls []forward.Listener
+			if err := dec.Decode(&ls); err != nil {
+				return
+			}
+			ports.Update(ctx, ls)
+		}
+	})
+}
+
+// followGuest keeps a stream to a guest service open until ctx ends: serve reads it, and
+// when it ends (the guest agent restarted, a suspend cut it) it is dialled again.
+func (a *Agent) followGuest(ctx context.Context, guest transport.Dialer, service string, serve func(net.Conn)) {
 	for ctx.Err() == nil {
-		conn, err := guest.Dial(ctx, forward.ServicePorts)
+		conn, err := guest.Dial(ctx, service)
 		if err != nil {
-			a.logf("ports: %v", err)
+			a.logf("%s: %v", service, err)
 			select {
 			case <-ctx.Done():
 				return
@@ -648,14 +663,7 @@ func (a *Agent) watchPorts(ctx context.Context, guest transport.Dialer, ports *h
 			continue
 		}
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		dec := json.NewDecoder(conn)
-		for {
-			var ls []forward.Listener
-			if err := dec.Decode(&ls); err != nil {
-				break
-			}
-			ports.Update(ctx, ls)
-		}
+		serve(conn)
 		stop()
 		conn.Close()
 	}

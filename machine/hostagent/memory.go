@@ -121,20 +121,7 @@ func (a *Agent) runBalloon(ctx context.Context, vm vmm.VM, guest transport.Diale
 	a.mu.Lock()
 	a.mem = w
 	a.mu.Unlock()
-	for ctx.Err() == nil {
-		conn, err := guest.Dial(ctx, forward.ServiceMemory)
-		if err != nil {
-			a.logf("memory: %v", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		a.followMemory(ctx, conn, b, p, w)
-		conn.Close()
-	}
+	a.followGuest(ctx, guest, forward.ServiceMemory, func(conn net.Conn) { a.followMemory(ctx, conn, b, p, w) })
 }
 
 // followMemory applies the policy to each report on conn until it ends. A shrink the
@@ -158,8 +145,8 @@ func (a *Agent) followMemory(ctx context.Context, conn net.Conn, b vmm.Balloon, 
 		}
 	}()
 	defer func() {
-		conn.Close()
-		for range reports { // let the reader end
+		conn.Close() // followGuest's too: the reader must end before this returns
+		for range reports {
 		}
 	}()
 	later := time.NewTimer(time.Hour)

@@ -470,13 +470,7 @@ func (m *machine) Reclaim() string { return m.reclaim }
 // reclaimOf is how a Hyper-V VM returns memory: Hyper-V's dynamic memory, which balances
 // it with the guest's hv_balloon by itself, unless turned off.
 func reclaimOf(cfg vmm.Config) (string, error) {
-	switch cfg.Reclaim {
-	case vmm.ReclaimAuto, vmm.ReclaimDynamicMemory:
-		return vmm.ReclaimDynamicMemory, nil
-	case vmm.ReclaimOff:
-		return vmm.ReclaimOff, nil
-	}
-	return "", fmt.Errorf("hyperv: memory reclaim %q: %w (it has dynamic memory)", cfg.Reclaim, vmm.ErrNotSupported)
+	return vmm.ReclaimOf("hyperv", cfg, vmm.ReclaimDynamicMemory, vmm.ReclaimOff)
 }
 
 // dynamicMinMiB is the least dynamic memory leaves a guest: enough for the kernel, the

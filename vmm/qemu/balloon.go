@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/skiff-dev/skiff/vmm"
 )
@@ -10,13 +9,7 @@ import (
 // reclaimOf is how a VM of cfg returns memory: free page reporting unless asked for the
 // traditional balloon (as vz has it, which the host agent's policy drives) or nothing.
 func reclaimOf(cfg vmm.Config) (string, error) {
-	switch cfg.Reclaim {
-	case vmm.ReclaimAuto, vmm.ReclaimFreePageReporting:
-		return vmm.ReclaimFreePageReporting, nil
-	case vmm.ReclaimBalloon, vmm.ReclaimOff:
-		return cfg.Reclaim, nil
-	}
-	return "", fmt.Errorf("qemu: memory reclaim %q: %w", cfg.Reclaim, vmm.ErrNotSupported)
+	return vmm.ReclaimOf("qemu", cfg, vmm.ReclaimFreePageReporting, vmm.ReclaimBalloon, vmm.ReclaimOff)
 }
 
 // balloonArg is the balloon device: with free page reporting the guest hands back what

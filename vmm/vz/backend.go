@@ -136,13 +136,7 @@ func (b *Backend) shape(cfg vmm.Config, rosetta bool) vmShape {
 // the host agent's policy drives (ReclaimOff leaves it alone). Virtualization.framework
 // has no free page reporting.
 func reclaimOf(cfg vmm.Config) (string, error) {
-	switch cfg.Reclaim {
-	case vmm.ReclaimAuto, vmm.ReclaimBalloon:
-		return vmm.ReclaimBalloon, nil
-	case vmm.ReclaimOff:
-		return vmm.ReclaimOff, nil
-	}
-	return "", fmt.Errorf("vz: memory reclaim %q: %w (it has the balloon only)", cfg.Reclaim, vmm.ErrNotSupported)
+	return vmm.ReclaimOf("vz", cfg, vmm.ReclaimBalloon, vmm.ReclaimOff)
 }
 
 // stateFile is the saved state inside the state directory.
