@@ -54,9 +54,32 @@ func (n *node) list(f interface{ Readdirnames(int) ([]string, error) }) (p9.Dire
 			continue // gone since the listing
 		}
 		q := n.qid(fi, name)
-		ents = append(ents, p9.Dirent{QID: q, Type: q.Type, Name: name, Offset: uint64(len(ents) + 1)})
+		ents = append(ents, p9.Dirent{QID: q, Type: direntType(q.Type), Name: name, Offset: uint64(len(ents) + 1)})
 	}
 	return ents, nil
+}
+
+// Linux's directory entry types (DT_*), which Rreaddir's type byte carries through to
+// getdents as d_type (QEMU's server sends these). The qid's own type bits there (0x80 for
+// a folder) are no DT_* value: readers fell back to an lstat per entry, a round trip
+// each on this server, and anything trusting d_type saw no folders.
+const (
+	dtUnknown = 0
+	dtDir     = 4
+	dtReg     = 8
+	dtLnk     = 10
+)
+
+func direntType(t p9.QIDType) p9.QIDType {
+	switch {
+	case t&p9.TypeDir != 0:
+		return dtDir
+	case t&p9.TypeSymlink != 0:
+		return dtLnk
+	case t == p9.TypeRegular:
+		return dtReg
+	}
+	return dtUnknown
 }
 
 // direntSize is an entry's size in an Rreaddir: qid, offset, type, name.

@@ -684,6 +684,33 @@ func TestReaddirLargeFolder(t *testing.T) {
 	}
 }
 
+// Entries carry the Linux DT_* type, as QEMU's 9p server sends it: the guest's getdents
+// hands it to find, os.ReadDir and the like as d_type.
+func TestReaddirEntryTypes(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(dir, "sub"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "file"), nil, 0o644))
+	must(t, os.Symlink("file", filepath.Join(dir, "link")))
+	d := walk(t, client(t, Options{Root: dir}))
+	if _, _, err := d.Open(p9.ReadOnly); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := d.Readdir(0, 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]p9.QIDType{"sub": 4, "file": 8, "link": 10} // DT_DIR, DT_REG, DT_LNK
+	for _, e := range ents {
+		if w, ok := want[e.Name]; ok && e.Type != w {
+			t.Errorf("%s: type %#x, want DT_* %d", e.Name, e.Type, w)
+		}
+		delete(want, e.Name)
+	}
+	if len(want) != 0 {
+		t.Errorf("not listed: %v", want)
+	}
+}
+
 // The p9 client sends Tlock without its fid, so this drives the server's nodes.
 func TestLock(t *testing.T) {
 	dir := t.TempDir()
