@@ -148,12 +148,11 @@ type dirent struct {
 	typ uint8
 }
 
-// isDir reports whether a listed entry of folder dir is a folder. A type the kernel
-// does not define (Skiff's own 9p server sends the qid's type, 0x80 for a folder) or
-// none is asked of the entry itself.
+// isDir reports whether a listed entry of folder dir is a folder. An entry without a
+// type (DT_UNKNOWN, or one the kernel does not define) is asked itself.
 func (e dirent) isDir(dir, name string) bool {
 	switch e.typ {
-	case unix.DT_DIR, qtDir:
+	case unix.DT_DIR:
 		return true
 	case unix.DT_REG, unix.DT_LNK, unix.DT_FIFO, unix.DT_SOCK, unix.DT_CHR, unix.DT_BLK:
 		return false
@@ -161,9 +160,6 @@ func (e dirent) isDir(dir, name string) bool {
 	var st unix.Stat_t
 	return unix.Lstat(filepath.Join(dir, name), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
 }
-
-// qtDir is 9P's qid type of a folder, which Skiff's 9p server lists as the entry type.
-const qtDir = 0x80
 
 // readDir lists a directory with its entries' inodes and types.
 func readDir(p string) (map[string]dirent, error) {

@@ -421,7 +421,7 @@ func (s *guestSession) snapshot(d *gdir) {
 	clear(d.entries)
 	for name, e := range ents {
 		mode := uint32(0)
-		if e.typ == unix.DT_DIR || e.typ == qtDir { // no stat per entry: this only picks a delete's placeholder
+		if e.typ == unix.DT_DIR { // no stat per entry: this only picks a delete's placeholder
 			mode = unix.S_IFDIR
 		}
 		d.entries[name] = attrs{ino: e.ino, mode: mode}
