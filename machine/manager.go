@@ -435,6 +435,9 @@ type Changes struct {
 	SwitchContext *bool
 	// MemoryReclaim: how unused guest memory goes back to the host (Spec.MemoryReclaim).
 	MemoryReclaim *string
+	// FileEvents: whether host file changes reach watchers in the guest (from the next
+	// start).
+	FileEvents *bool
 }
 
 // SetResult says what Set did.
@@ -472,6 +475,9 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	}
 	if c.MemoryReclaim != nil {
 		next.MemoryReclaim = *c.MemoryReclaim
+	}
+	if c.FileEvents != nil {
+		next.NoFileEvents = !*c.FileEvents
 	}
 	if c.DiskGiB != nil {
 		if *c.DiskGiB < spec.DiskGiB {

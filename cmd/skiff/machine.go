@@ -488,7 +488,7 @@ func detectShell() string {
 func setCmd(opts hostcmd.Options) *cobra.Command {
 	var cpus int
 	var memory, disk string
-	var autostart, hostLoopback, switchContext bool
+	var autostart, hostLoopback, switchContext, fileEvents bool
 	var memoryReclaim string
 	c := &cobra.Command{
 		Use:   "set [NAME]",
@@ -527,6 +527,9 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 		if flags.Changed("memory-reclaim") {
 			ch.MemoryReclaim = &memoryReclaim
 		}
+		if flags.Changed("file-events") {
+			ch.FileEvents = &fileEvents
+		}
 		res, err := m.Set(cmd.Context(), name, ch)
 		if err != nil {
 			return err
@@ -545,6 +548,7 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	c.Flags().BoolVar(&autostart, "autostart", false, "start the machine at login (systemd user unit, launchd agent or Task Scheduler)")
 	c.Flags().BoolVar(&switchContext, "switch-context", false, "make the machine's docker context the current one on every start, even over one you chose")
 	c.Flags().StringVar(&memoryReclaim, "memory-reclaim", "", memoryReclaimHelp)
+	c.Flags().BoolVar(&fileEvents, "file-events", true, "whether host file changes reach file watchers in the VM (9p and virtiofs shares); from the next start")
 	return c
 }
 

@@ -158,7 +158,7 @@ func TestManagerLifecycle(t *testing.T) {
 		t.Fatalf("stop again: %+v %v", sr, err)
 	}
 	off := false
-	if sr, err := m.Set(ctx, "dev", machine.Changes{CPUs: &cpus, HostLoopback: &off}); err != nil || sr.Spec.CPUs != 2 || !sr.Spec.NoHostLoopback {
+	if sr, err := m.Set(ctx, "dev", machine.Changes{CPUs: &cpus, HostLoopback: &off, FileEvents: &off}); err != nil || sr.Spec.CPUs != 2 || !sr.Spec.NoHostLoopback || !sr.Spec.NoFileEvents {
 		t.Fatalf("set: %+v %v", sr, err)
 	}
 	if _, err := m.Start(ctx, "dev", machine.StartOptions{}); err != nil {
