@@ -29,11 +29,11 @@ type Machine struct {
 	HostMemory uint64
 	Reclaim    string
 	DiskGiB    int64
-	DiskUsed  uint64 // bytes used on the data disk, 0 when unknown
-	DiskBytes uint64
-	Engine    string // engine version, "" when unknown
-	Forwards  []agentapi.Forward
-	Warnings  []string
+	DiskUsed   uint64 // bytes used on the data disk, 0 when unknown
+	DiskBytes  uint64
+	Engine     string // engine version, "" when unknown
+	Forwards   []agentapi.Forward
+	Warnings   []string
 }
 
 // Active reports whether the machine has a live agent.
