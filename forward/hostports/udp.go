@@ -20,7 +20,7 @@ const udpQueue = 64
 // udpFlow is one host client's stream to the guest, so replies find their way back.
 type udpFlow struct {
 	queue chan []byte
-	last  atomic.Int64 // unix nanoseconds of the last datagram either way
+	last  atomic.Int64  // unix nanoseconds of the last datagram either way
 	done  chan struct{} // closed by stop: the flow is to end
 	ended chan struct{} // closed when the flow's stream is closed
 	stop  func()
