@@ -15,10 +15,10 @@ import (
 // in order; all carry the entry's own name in its directory's watch):
 //
 //	modified file  IN_OPEN, IN_MODIFY, IN_CLOSE_WRITE: the file opened for writing, its
-//	               mtime set to the value it has (an mtime set alone is reported as
+//	               mtime read and set to that value (an mtime set alone is reported as
 //	               IN_MODIFY), then closed. Nothing of the file changes but its ctime;
-//	               a host write landing between the guest's stat and that set (one
-//	               round trip) would keep the earlier mtime.
+//	               a host write landing between that read and the set (one round
+//	               trip) would keep the earlier mtime.
 //	created file   IN_ATTRIB (its mode set to the mode it has), then as modified.
 //	created dir    IN_ATTRIB|IN_ISDIR.
 //	deleted file   IN_CREATE then IN_DELETE: a dangling symlink made under the name
@@ -69,7 +69,7 @@ func statEntry(p string) (attrs, bool, error) {
 }
 
 // emitModify raises IN_OPEN, IN_MODIFY and IN_CLOSE_WRITE on a regular file.
-func emitModify(p string, a attrs) error {
+func emitModify(p string) error {
 	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -77,8 +77,14 @@ func emitModify(p string, a attrs) error {
 	defer unix.Close(fd)
 	// An mtime alone set is reported as IN_MODIFY (fsnotify_change); the value is the
 	// file's own, so make and editors see no newer file. (fallocate would raise it too,
-	// but file systems move the mtime on it, and 9p has none.)
-	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: a.mtime.Sec, Nsec: int64(a.mtime.Nsec)}}
+	// but file systems move the mtime on it, and 9p has none.) It is read from the open
+	// file just before: the batch's stat may predate a later host write, and setting
+	// that older mtime would move the file back in time.
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_FORCE_SYNC, unix.STATX_MTIME, &st); err != nil {
+		return err
+	}
+	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: st.Mtime.Sec, Nsec: int64(st.Mtime.Nsec)}}
 	// utimensat(fd, NULL, ...) is futimens: x/sys has no call that passes a NULL path.
 	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
 		return e
@@ -98,7 +104,7 @@ func emitAttrib(p string, a attrs) error {
 // emitWrite raises what a modified file becomes, or IN_ATTRIB where the file cannot be
 // opened for writing (a busy executable, a file the server refuses to open so).
 func emitWrite(p string, a attrs) error {
-	err := emitModify(p, a)
+	err := emitModify(p)
 	if err == nil {
 		return nil
 	}
@@ -112,7 +118,7 @@ func emitWrite(p string, a attrs) error {
 func emitCreate(p string, a attrs) error {
 	err := emitAttrib(p, a)
 	if a.mode&unix.S_IFMT == unix.S_IFREG && err == nil {
-		err = emitModify(p, a)
+		err = emitModify(p)
 	}
 	return err
 }

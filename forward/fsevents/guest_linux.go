@@ -113,6 +113,7 @@ type guestSession struct {
 	pins   pinner
 	budget int
 	nudge  map[*gdir]bool
+	own    map[*gdir]map[string]bool // names this batch raised events on (drain leaves them)
 	listed map[*gdir]map[string]dirent // this batch's listings of virtiofs folders
 }
 
@@ -444,6 +445,9 @@ func (s *guestSession) unfollow(d *gdir) {
 
 // drain reads the agent's own watch: what guest processes changed, and what the agent's
 // own operations did, is recorded as known, so the host's report of it raises nothing.
+// A name the running batch raised events on keeps what the batch recorded: those
+// events are the agent's own (queued before its operations returned), and a stat now
+// could take in a host change not yet reported, which would then raise nothing.
 func (s *guestSession) drain() {
 	buf := make([]byte, 64<<10)
 	changed := map[*gdir]map[string]bool{}
@@ -483,6 +487,9 @@ func (s *guestSession) drain() {
 	}
 	for d, names := range changed {
 		for name := range names {
+			if s.own[d][name] {
+				continue
+			}
 			if a, ok, err := statEntry(d.path(name)); err == nil && ok {
 				d.entries[name] = a
 			} else if err == nil {
@@ -497,6 +504,11 @@ func (s *guestSession) apply(changes []Change) {
 	s.budget = s.g.opts.Budget
 	s.nudge = map[*gdir]bool{}
 	s.listed = map[*gdir]map[string]dirent{}
+	s.own = map[*gdir]map[string]bool{}
+	defer func() {
+		s.drain() // the events of this batch's own operations, all queued by now
+		s.own = nil
+	}()
 	for _, c := range changes {
 		sh := s.shares[c.Share]
 		if sh == nil || c.Path != "" && !filepath.IsLocal(filepath.FromSlash(c.Path)) {
@@ -616,6 +628,12 @@ func (s *guestSession) raise(d *gdir, name string, op func() error) {
 		return
 	}
 	s.budget--
+	if name != "" {
+		if s.own[d] == nil {
+			s.own[d] = map[string]bool{}
+		}
+		s.own[d][name] = true
+	}
 	if err := op(); err != nil && !errors.Is(err, unix.EEXIST) {
 		s.g.opts.Logf("file events: %s: %v", d.path(name), err)
 	}
