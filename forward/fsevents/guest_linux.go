@@ -113,7 +113,7 @@ type guestSession struct {
 	pins   pinner
 	budget int
 	nudge  map[*gdir]bool
-	own    map[*gdir]map[string]bool // names this batch raised events on (drain leaves them)
+	own    map[*gdir]map[string]bool   // names this batch raised events on (drain leaves them)
 	listed map[*gdir]map[string]dirent // this batch's listings of virtiofs folders
 }
 
