@@ -64,7 +64,37 @@ func benchShares(args []string) error {
 	return nil
 }
 
-type fsResult struct{ writeMBs, readMBs, statSec float64 }
+type fsResult struct {
+	writeMBs, readMBs, statSec float64
+	// listSec is the directory read alone (names and types, no stat) of the same folder,
+	// from cold caches: statSec - listSec is what the per-file lookups and stats cost.
+	listSec float64
+	// msgs counts the 9P requests of the timed stat walk by type, for 9P mounts.
+	msgs map[string]int
+}
+
+// breakdown says where one stat walk's time went: the directory read, the per-file
+// lookups and stats, and for 9P the requests each file took and the time of one.
+func (x fsResult) breakdown() string {
+	per := (x.statSec - x.listSec) / statFiles
+	s := fmt.Sprintf("list %.2fs + %.0fus/file", x.listSec, per*1e6)
+	if len(x.msgs) == 0 {
+		return s
+	}
+	var names []string
+	total := 0
+	for k, n := range x.msgs {
+		names = append(names, k)
+		total += n
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, k := range names {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(x.msgs[k])/statFiles))
+	}
+	return fmt.Sprintf("%s; 9p/file: %s = %.2f requests, %.0fus each", s, strings.Join(parts, " "),
+		float64(total)/statFiles, x.statSec/float64(total)*1e6)
+}
 
 // compareShares runs the rounds on one machine whose share of host sits at /mnt/skiff,
 // with sshfs of the same folder at /mnt/sshfs.
@@ -88,7 +118,7 @@ func compareShares(ctx context.Context, pm *peerMachine, host, typ string, size 
 				return "", fmt.Errorf("%s: %w", m.name, err)
 			}
 			res[m.name] = append(res[m.name], x)
-			fmt.Printf("round %d %-13s write %7.1f MB/s  read %7.1f MB/s  stat %6.2fs\n", r, m.name, x.writeMBs, x.readMBs, x.statSec)
+			fmt.Printf("round %d %-13s write %7.1f MB/s  read %7.1f MB/s  stat %6.2fs (%s)\n", r, m.name, x.writeMBs, x.readMBs, x.statSec, x.breakdown())
 		}
 	}
 	med := func(xs []fsResult, f func(fsResult) float64) float64 {
@@ -103,9 +133,18 @@ func compareShares(ctx context.Context, pm *peerMachine, host, typ string, size 
 	sw, pw := med(s, func(x fsResult) float64 { return x.writeMBs }), med(p, func(x fsResult) float64 { return x.writeMBs })
 	sr, pr := med(s, func(x fsResult) float64 { return x.readMBs }), med(p, func(x fsResult) float64 { return x.readMBs })
 	ss, ps := med(s, func(x fsResult) float64 { return x.statSec }), med(p, func(x fsResult) float64 { return x.statSec })
+	// The breakdown shown is the median stat round's.
+	at := func(xs []fsResult, v float64) fsResult {
+		for _, x := range xs {
+			if x.statSec == v {
+				return x
+			}
+		}
+		return fsResult{}
+	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "  %-13s write %7.1f MB/s  read %7.1f MB/s  stat %6.2fs\n", typ, sw, sr, ss)
-	fmt.Fprintf(&t, "  %-13s write %7.1f MB/s  read %7.1f MB/s  stat %6.2fs\n", "sshfs", pw, pr, ps)
+	fmt.Fprintf(&t, "  %-13s write %7.1f MB/s  read %7.1f MB/s  stat %6.2fs (%s)\n", typ, sw, sr, ss, at(s, ss).breakdown())
+	fmt.Fprintf(&t, "  %-13s write %7.1f MB/s  read %7.1f MB/s  stat %6.2fs (%s)\n", "sshfs", pw, pr, ps, at(p, ps).breakdown())
 	fmt.Fprintf(&t, "  ratio %s/sshfs: write %.2fx  read %.2fx  stat %.2fx faster (goal >= 2x)\n", typ, sw/pw, sr/pr, ps/ss)
 	return t.String(), nil
 }
@@ -246,7 +285,21 @@ func measureShare(c *ssh.Client, host, guest, tag string, size int64) (fsResult,
 			return r, err
 		}
 	}
-	el, out, err = timedGuest(c, dropCaches, fmt.Sprintf("find %s/%s -type f -printf '%%s\\n' | grep -c '^1$'", guest, dir))
+	// The directory read alone, from cold caches: ls -f neither sorts nor stats.
+	el, out, err = timedGuest(c, dropCaches, fmt.Sprintf("ls -f %s/%s | wc -l", guest, dir))
+	if err != nil {
+		return r, fmt.Errorf("list: %v: %s", err, out)
+	}
+	if n := strings.TrimSpace(out); n != strconv.Itoa(statFiles+2) {
+		return r, fmt.Errorf("list: the guest saw %q entries; want %d", n, statFiles+2)
+	}
+	r.listSec = el.Seconds()
+	nine := strings.HasPrefix(tag, "9p")
+	setup := dropCaches
+	if nine {
+		setup += "; " + trace9pOn
+	}
+	el, out, err = timedGuest(c, setup, fmt.Sprintf("find %s/%s -type f -printf '%%s\\n' | grep -c '^1$'", guest, dir))
 	if err != nil {
 		return r, fmt.Errorf("stat: %v: %s", err, out)
 	}
@@ -254,7 +307,43 @@ func measureShare(c *ssh.Client, host, guest, tag string, size int64) (fsResult,
 		return r, fmt.Errorf("stat: the guest saw %q files of size 1; want %d", n, statFiles)
 	}
 	r.statSec = el.Seconds()
+	if nine {
+		hist, err := guestRun(c, trace9pOff)
+		if err != nil {
+			fmt.Printf("no 9P request counts (the guest kernel's 9p trace events and hist triggers): %v\n", err)
+		} else {
+			r.msgs = parse9pHist(hist)
+		}
+	}
 	return r, nil
+}
+
+// The guest kernel's 9p:9p_client_req trace event with a hist trigger counts the requests
+// of the timed walk by type, in the kernel, without a trace buffer to overflow.
+const (
+	trace9pEvent = "/sys/kernel/tracing/events/9p/9p_client_req"
+	trace9pOn    = "{ mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; } && echo 'hist:keys=type' > " + trace9pEvent + "/trigger"
+	trace9pOff   = "cat " + trace9pEvent + "/hist && echo '!hist:keys=type' > " + trace9pEvent + "/trigger"
+)
+
+// ninePNames are the 9P2000.L requests a stat walk sends, by type number.
+var ninePNames = map[int]string{8: "statfs", 12: "lopen", 24: "getattr", 30: "xattrwalk", 40: "readdir", 110: "walk", 116: "read", 120: "clunk"}
+
+// parse9pHist reads a hist trigger's lines: "{ type:        110 } hitcount:      10000".
+func parse9pHist(hist string) map[string]int {
+	m := map[string]int{}
+	for _, line := range strings.Split(hist, "\n") {
+		var typ, n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(line), "{ type: %d } hitcount: %d", &typ, &n); err != nil {
+			continue
+		}
+		name, ok := ninePNames[typ]
+		if !ok {
+			name = "T" + strconv.Itoa(typ)
+		}
+		m[name] += n
+	}
+	return m
 }
 
 func lastLine(s string) string {
