@@ -28,6 +28,7 @@ func TestShareOverTransport(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "back")); strings.TrimSpace(string(b)) != "from-guest" {
 		t.Fatalf("the host did not see the guest's write: %q", b)
 	}
+	checkCoherent(t, e, "default", dir, "/mnt/s9")
 	// What the host agent's 9p server does to host files, as a guest's tools ask.
 	e.Must("machine", "ssh", "--", strings.Join([]string{
 		"set -e", "cd /mnt/s9",
@@ -102,6 +103,7 @@ func TestShareKeepsSkiffData(t *testing.T) {
 	if out := e.Must("machine", "ssh", "--", "cat /mnt/plain/hello"); !strings.Contains(out, "plain share") {
 		t.Fatalf("plain share: %q", out)
 	}
+	checkCoherent(t, e, "default", plain, "/mnt/plain")
 	// However the guest asks, Skiff's home is not there: no secret, no disk, no image.
 	out, err := e.Run("machine", "ssh", "--", "cat /mnt/skiffhome/machines/default/secret || ls /mnt/skiffhome/machines/default/")
 	if err == nil {

@@ -1,0 +1,100 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/machine/machinetest"
+)
+
+// checkCoherent: whatever a share type caches in the guest, a build never reads a stale
+// file. The host edits a file that the guest has just read (in place, longer, the same
+// size, shorter; replaced by a rename; deleted; created under a name the guest just
+// found missing), then tells the guest through an ssh session, not through the share;
+// the guest's very next stat and read show the host's size, mtime and content.
+func checkCoherent(t *testing.T, e *machinetest.Env, name, host, guest string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	f, c := filepath.Join(host, "coherent"), filepath.Join(host, "coherent-new")
+	os.Remove(c)
+	if err := os.WriteFile(f, []byte("first"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// For each line it reads, the guest answers with what it sees of both names.
+	script := fmt.Sprintf(`cd %s || exit 1
+show() { if [ -e "$1" ]; then printf '%%s %%s|' "$(stat -c '%%s %%.9Y' -- "$1")" "$(cat -- "$1")"; else printf 'missing|'; fi; }
+while read -r _; do show coherent; show coherent-new; echo; done`, guest)
+	cmd := e.Cmd(ctx, "machine", "ssh", name, "--", script)
+	in, _ := cmd.StdinPipe()
+	outp, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { in.Close(); cancel(); cmd.Wait() }()
+	lines := bufio.NewReader(outp)
+	ask := func() string {
+		if _, err := io.WriteString(in, "go\n"); err != nil {
+			t.Fatalf("guest session: %v: %s", err, stderr.String())
+		}
+		l, err := lines.ReadString('\n')
+		if err != nil {
+			t.Fatalf("guest session: %v: %s", err, stderr.String())
+		}
+		return strings.TrimSpace(l)
+	}
+	want := func() string {
+		var s strings.Builder
+		for _, p := range []string{f, c} {
+			st, err := os.Stat(p)
+			if err != nil {
+				s.WriteString("missing|")
+				continue
+			}
+			b, _ := os.ReadFile(p)
+			mt := st.ModTime()
+			fmt.Fprintf(&s, "%d %d.%09d %s|", st.Size(), mt.Unix(), mt.Nanosecond(), b)
+		}
+		return s.String()
+	}
+	write := func(p, s string) func() error { return func() error { return os.WriteFile(p, []byte(s), 0o644) } }
+	steps := []struct {
+		what string
+		edit func() error
+	}{
+		{"nothing yet", func() error { return nil }},
+		{"rewritten in place, longer", write(f, "second, longer")},
+		{"rewritten in place, the same size", write(f, "SECOND, LONGER")},
+		{"rewritten in place, shorter", write(f, "3rd")},
+		{"replaced by a rename", func() error {
+			if err := os.WriteFile(f+".tmp", []byte("fourth, by rename"), 0o644); err != nil {
+				return err
+			}
+			return os.Rename(f+".tmp", f)
+		}},
+		{"created where the guest found nothing", write(c, "created")},
+		{"deleted", func() error { return os.Remove(f) }},
+		{"created again", write(f, "again")},
+		{"its mtime set alone", func() error { return os.Chtimes(f, time.Now(), time.Unix(981173106, 5)) }},
+	}
+	for _, s := range steps {
+		if err := s.edit(); err != nil {
+			t.Fatal(err)
+		}
+		w := want()
+		if got := ask(); got != w {
+			t.Fatalf("%s: right after the host's edit (%s) the guest saw\n  %s\nwhere the host has\n  %s", guest, s.what, got, w)
+		}
+	}
+}
