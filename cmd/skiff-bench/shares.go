@@ -20,8 +20,8 @@ import (
 // Lima's reverse-sshfs runs when it is installed.
 const sftpServer = "/usr/lib/openssh/sftp-server"
 
-// The files each stat measurement walks.
-const statFiles = 10000
+// statFiles is how many files each stat measurement walks (-files).
+var statFiles = 10000
 
 // benchShares measures, inside the guest, sequential write and read MB/s and the time to
 // stat 10,000 files on a Skiff share against sshfs of the same host folder in the same VM,
@@ -33,6 +33,7 @@ func benchShares(args []string) error {
 	sizeMB := fs.Int("size", 128, "MiB per sequential read or write")
 	rounds := fs.Int("rounds", 3, "rounds per file system")
 	types := fs.String("types", "9p,9p-transport,virtiofs", "Skiff share types to measure, one machine each")
+	fs.IntVar(&statFiles, "files", statFiles, "files each stat measurement walks")
 	fs.Parse(args)
 	if _, err := os.Stat(sftpServer); err != nil {
 		return fmt.Errorf("the sshfs peer needs the host's SFTP server (apt-get install openssh-sftp-server): %w", err)
@@ -42,9 +43,17 @@ func benchShares(args []string) error {
 		return err
 	}
 	defer cleanup()
+	// The shared folders live outside the bench's Skiff home: Skiff's 9p server refuses to
+	// share its own data, and a share it refused would leave the guest writing to the
+	// empty mount point on its own disk.
+	shares, err := os.MkdirTemp("", "skb-shares")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(shares)
 	var tables []string
 	for _, typ := range strings.Split(*types, ",") {
-		host := filepath.Join(b.home, "share-"+typ)
+		host := filepath.Join(shares, typ)
 		if err := os.MkdirAll(host, 0o755); err != nil {
 			return err
 		}
@@ -76,7 +85,7 @@ type fsResult struct {
 // breakdown says where one stat walk's time went: the directory read, the per-file
 // lookups and stats, and for 9P the requests each file took and the time of one.
 func (x fsResult) breakdown() string {
-	per := (x.statSec - x.listSec) / statFiles
+	per := (x.statSec - x.listSec) / float64(statFiles)
 	s := fmt.Sprintf("list %.2fs + %.0fus/file", x.listSec, per*1e6)
 	if len(x.msgs) == 0 {
 		return s
@@ -90,10 +99,10 @@ func (x fsResult) breakdown() string {
 	sort.Strings(names)
 	var parts []string
 	for _, k := range names {
-		parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(x.msgs[k])/statFiles))
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(x.msgs[k])/float64(statFiles)))
 	}
 	return fmt.Sprintf("%s; 9p/file: %s = %.2f requests, %.0fus each", s, strings.Join(parts, " "),
-		float64(total)/statFiles, x.statSec/float64(total)*1e6)
+		float64(total)/float64(statFiles), x.statSec/float64(total)*1e6)
 }
 
 // compareShares runs the rounds on one machine whose share of host sits at /mnt/skiff,
@@ -104,6 +113,9 @@ func compareShares(ctx context.Context, pm *peerMachine, host, typ string, size 
 		return "", err
 	}
 	defer c.Close()
+	if out, err := guestRun(c, "grep ' /mnt/skiff ' /proc/mounts"); err != nil {
+		return "", fmt.Errorf("the guest has no %s share at /mnt/skiff (see the machine's log): %v %s", typ, err, out)
+	}
 	stop, err := reverseSSHFS(ctx, c, host, "/mnt/sshfs")
 	if err != nil {
 		return "", err
