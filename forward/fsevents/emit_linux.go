@@ -3,6 +3,7 @@ package fsevents
 import (
 	"errors"
 	"path/filepath"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,10 +16,17 @@ import (
 // in order; all carry the entry's own name in its directory's watch):
 //
 //	modified file  IN_OPEN, IN_MODIFY, IN_CLOSE_WRITE: the file opened for writing, its
-//	               mtime read and set to that value (an mtime set alone is reported as
-//	               IN_MODIFY), then closed. Nothing of the file changes but its ctime;
-//	               a host write landing between that read and the set (one round
-//	               trip) would keep the earlier mtime.
+//	               mtime set (an mtime set alone is reported as IN_MODIFY), then
+//	               closed. On virtiofs the mtime is set to the value just read from
+//	               the open file, so nothing changes but the ctime (a host write in
+//	               that one round trip would keep the earlier mtime). On 9p the guest
+//	               kernel keeps a set mtime to whole seconds (its super block's time
+//	               granularity), which would move the file back in time by up to a
+//	               second (and make chokidar, which compares atime and mtime, drop the
+//	               next change): there a file written in the last few seconds has its
+//	               mtime set to the host's "now" (forward by the event's delay, never
+//	               back), and an older mtime (an archive's, cp -p's) is kept: the
+//	               file gets IN_ATTRIB instead.
 //	created file   IN_ATTRIB (its mode set to the mode it has), then as modified.
 //	created dir    IN_ATTRIB|IN_ISDIR.
 //	deleted file   IN_CREATE then IN_DELETE: a dangling symlink made under the name
@@ -68,23 +76,47 @@ func statEntry(p string) (attrs, bool, error) {
 	return attrs{ino: st.Ino, mode: uint32(st.Mode), size: st.Size, mtime: st.Mtime, atime: st.Atime, full: true}, true, nil
 }
 
+// timeGrain is how finely a share's mount keeps the timestamps the guest sets.
+type timeGrain int
+
+const (
+	grainNanos   timeGrain = iota // virtiofs: an mtime can be set back exactly
+	grainSeconds                  // 9p: the guest kernel truncates a set mtime to whole seconds
+)
+
+// recentWrite is how old an mtime may be for a 9p file to have it moved to now (see
+// above): the delay of a host change to its guest event, with room for a busy host.
+const recentWrite = 3 * time.Second
+
+// errOldMtime: the file's mtime can neither be set back exactly nor moved to now.
+var errOldMtime = errors.New("mtime cannot be kept on this mount")
+
 // emitModify raises IN_OPEN, IN_MODIFY and IN_CLOSE_WRITE on a regular file.
-func emitModify(p string) error {
+func emitModify(p string, a attrs, grain timeGrain) error {
+	if grain == grainSeconds && a.mtime.Nsec != 0 {
+		// Decided before the open, whose close alone raises IN_CLOSE_WRITE. A host
+		// write after the batch's stat is reported in a batch of its own.
+		if age := time.Since(time.Unix(a.mtime.Sec, int64(a.mtime.Nsec))); age > recentWrite || age < -time.Second {
+			return errOldMtime
+		}
+	}
 	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	// An mtime alone set is reported as IN_MODIFY (fsnotify_change); the value is the
-	// file's own, so make and editors see no newer file. (fallocate would raise it too,
-	// but file systems move the mtime on it, and 9p has none.) It is read from the open
-	// file just before: the batch's stat may predate a later host write, and setting
-	// that older mtime would move the file back in time.
+	// An mtime alone set is reported as IN_MODIFY (fsnotify_change). (fallocate would
+	// raise it too, but file systems move the mtime on it, and 9p has none.) It is read
+	// from the open file just before: the batch's stat may predate a later host write.
 	var st unix.Statx_t
 	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_FORCE_SYNC, unix.STATX_MTIME, &st); err != nil {
 		return err
 	}
-	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: st.Mtime.Sec, Nsec: int64(st.Mtime.Nsec)}}
+	mtime := unix.Timespec{Sec: st.Mtime.Sec, Nsec: int64(st.Mtime.Nsec)}
+	if grain == grainSeconds && mtime.Nsec != 0 {
+		mtime = unix.Timespec{Nsec: unix.UTIME_NOW} // the server's clock: never before the write
+	}
+	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, mtime}
 	// utimensat(fd, NULL, ...) is futimens: x/sys has no call that passes a NULL path.
 	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
 		return e
@@ -102,9 +134,10 @@ func emitAttrib(p string, a attrs) error {
 }
 
 // emitWrite raises what a modified file becomes, or IN_ATTRIB where the file cannot be
-// opened for writing (a busy executable, a file the server refuses to open so).
-func emitWrite(p string, a attrs) error {
-	err := emitModify(p)
+// opened for writing (a busy executable, a file the server refuses to open so) or its
+// mtime cannot be kept.
+func emitWrite(p string, a attrs, grain timeGrain) error {
+	err := emitModify(p, a, grain)
 	if err == nil {
 		return nil
 	}
@@ -115,10 +148,12 @@ func emitWrite(p string, a attrs) error {
 }
 
 // emitCreate raises what a created entry becomes (see above).
-func emitCreate(p string, a attrs) error {
+func emitCreate(p string, a attrs, grain timeGrain) error {
 	err := emitAttrib(p, a)
 	if a.mode&unix.S_IFMT == unix.S_IFREG && err == nil {
-		err = emitModify(p)
+		if err = emitModify(p, a, grain); errors.Is(err, errOldMtime) {
+			err = nil // IN_ATTRIB is raised already
+		}
 	}
 	return err
 }

@@ -97,6 +97,14 @@ type gdir struct {
 	entries map[string]attrs
 }
 
+// grain is how finely the share's mount keeps the times the guest sets.
+func (sh *gshare) grain() timeGrain {
+	if sh.v9p {
+		return grainSeconds
+	}
+	return grainNanos
+}
+
 func (d *gdir) path(name string) string {
 	return filepath.Join(d.share.mount, filepath.FromSlash(d.rel), name)
 }
@@ -591,16 +599,16 @@ func (s *guestSession) entry(d *gdir, name string) {
 		if cur.isDir() && (s.pins.pinned(d.path("")) || s.pins.roots[d.path("")]) {
 			s.pins.pin(p) // before watchers hear of it and look it up
 		}
-		s.raise(d, name, func() error { return emitCreate(p, cur) })
+		s.raise(d, name, func() error { return emitCreate(p, cur, d.share.grain()) })
 	case prev.same(cur):
 		d.entries[name] = cur
 	default:
 		d.entries[name] = cur
 		if cur.mode&unix.S_IFMT == unix.S_IFREG && prev.ino == cur.ino {
-			s.raise(d, name, func() error { return emitWrite(p, cur) })
+			s.raise(d, name, func() error { return emitWrite(p, cur, d.share.grain()) })
 		} else if cur.mode&unix.S_IFMT == unix.S_IFREG {
 			// Replaced (an editor's save by rename): written, as far as watchers go.
-			s.raise(d, name, func() error { return emitCreate(p, cur) })
+			s.raise(d, name, func() error { return emitCreate(p, cur, d.share.grain()) })
 		} else {
 			s.raise(d, name, func() error { return emitAttrib(p, cur) })
 		}
@@ -636,5 +644,13 @@ func (s *guestSession) raise(d *gdir, name string, op func() error) {
 	}
 	if err := op(); err != nil && !errors.Is(err, unix.EEXIST) {
 		s.g.opts.Logf("file events: %s: %v", d.path(name), err)
+	}
+	// What the operation itself changed (the ctime; on 9p the mtime it may move to now)
+	// is known, so the host's report of it raises nothing. A new size, inode or mode is
+	// the host's, and its report is still to come: that keeps what the batch saw.
+	if prev, ok := d.entries[name]; ok && name != "" {
+		if a, ok, err := statEntry(d.path(name)); err == nil && ok && a.ino == prev.ino && a.size == prev.size && a.mode == prev.mode {
+			d.entries[name] = a
+		}
 	}
 }

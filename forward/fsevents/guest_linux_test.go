@@ -239,3 +239,71 @@ func TestPinsFollowBinds(t *testing.T) {
 		t.Fatalf("still held after the bind went: %v", p.fds)
 	}
 }
+
+// A modified file's event leaves its mtime as the host left it, or on a mount that
+// keeps whole seconds (9p) moves a recent one forward, never back: chokidar drops a
+// change whose mtime went back below its atime, and make would miss a newer file.
+func TestEmitModifyKeepsMtime(t *testing.T) {
+	dir := t.TempDir()
+	w := newWatcher(t, dir)
+	mtimeOf := func(p string) time.Time {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime()
+	}
+	file := func(name string, mtime time.Time) (string, attrs) {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		a, _, err := statEntry(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.events()
+		return p, a
+	}
+	old := time.Now().Add(-time.Hour).Truncate(time.Second).Add(123456789)
+
+	p, a := file("exact", old)
+	if err := emitWrite(p, a, grainNanos); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.events(); !slices.Equal(got, []string{"MODIFY exact", "CLOSE_WRITE exact"}) {
+		t.Errorf("virtiofs: the watcher saw %q", got)
+	}
+	if got := mtimeOf(p); !got.Equal(old) {
+		t.Errorf("virtiofs: the mtime moved from %v to %v", old, got)
+	}
+
+	p, a = file("archived", old)
+	if err := emitWrite(p, a, grainSeconds); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.events(); !slices.Equal(got, []string{"ATTRIB archived"}) {
+		t.Errorf("9p, an old mtime: the watcher saw %q, want only ATTRIB", got)
+	}
+	if got := mtimeOf(p); !got.Equal(old) {
+		t.Errorf("9p, an old mtime: it moved from %v to %v", old, got)
+	}
+
+	recent := time.Now().Add(-500 * time.Millisecond).Truncate(time.Second).Add(987654321)
+	if recent.After(time.Now()) {
+		recent = recent.Add(-time.Second)
+	}
+	p, a = file("fresh", recent)
+	if err := emitWrite(p, a, grainSeconds); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.events(); !slices.Equal(got, []string{"MODIFY fresh", "CLOSE_WRITE fresh"}) {
+		t.Errorf("9p, a recent mtime: the watcher saw %q", got)
+	}
+	if got := mtimeOf(p); got.Before(recent) || got.After(time.Now()) {
+		t.Errorf("9p, a recent mtime: %v became %v, want between it and now", recent, got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,6 +164,7 @@ func fileEvents(t *testing.T, shareType string) {
 		if err := c.do(proj); err != nil {
 			t.Fatalf("%s: %v", c.what, err)
 		}
+		written := mtimes(t, proj)
 		missing := map[string][]string{}
 		latency := map[string]time.Duration{}
 		deadline := start.Add(2 * time.Second)
@@ -191,6 +193,13 @@ func fileEvents(t *testing.T, shareType string) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		time.Sleep(300 * time.Millisecond) // what else arrives, for the report
+		// Raising the events leaves the host's files as they were: no mtime goes back
+		// (on 9p a recent one may move forward to the moment of the event).
+		for p, m := range mtimes(t, proj) {
+			if w, ok := written[p]; ok && m.Before(w) {
+				t.Errorf("%s: the mtime of %s went back from %v to %v", c.what, p, w, m)
+			}
+		}
 		fmt.Fprintf(&report, "== %s\n", c.what)
 		for _, w := range fsWatchers {
 			lines := logs(w.name)
@@ -218,6 +227,27 @@ func fileEvents(t *testing.T, shareType string) {
 	if failed {
 		t.Fatalf("a watcher missed a change (%s)", shareType)
 	}
+}
+
+// mtimes maps each file below dir to its mtime.
+func mtimes(t *testing.T, dir string) map[string]time.Time {
+	out := map[string]time.Time{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // a delete's placeholder, there for a moment
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if fi, err := d.Info(); err == nil {
+			out[p] = fi.ModTime()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // watcherOutput is what a watcher printed so far.
