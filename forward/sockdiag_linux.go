@@ -17,7 +17,8 @@ func openSockDiag() (int, error) {
 // diagListeners asks the kernel's socket diagnostics, on fd from openSockDiag, for one
 // protocol and family's listeners. /proc/net/tcp walks the whole established-connection
 // hash on every read; a dump filtered to LISTEN walks only the listening one, and the scan
-// runs several times a second for the life of the machine.
+// runs on every listen the kernel reports (ListenWatch), or several times a second where
+// it cannot.
 func diagListeners(fd int, proto string, family uint8) ([]Listener, error) {
 	const (
 		tcpListen = 10 // TCP_LISTEN

@@ -38,7 +38,8 @@ type Agent struct {
 	Exclude      map[int]bool // guest ports never mirrored (sshd, the agent itself)
 	System       System
 	Logf         func(string, ...any)
-	// ScanEvery is how often socket tables are read; well under the 1 s forwarding goal.
+	// ScanEvery is how often socket tables are read where the kernel cannot tell of
+	// listens (forward.ListenWatch); well under the 1 s forwarding goal.
 	ScanEvery time.Duration
 	// FileEvents serves forward.ServiceFileEvents (forward/fsevents); nil refuses it.
 	FileEvents transport.Handler
@@ -116,12 +117,31 @@ func (a *Agent) udp(addr string) transport.Handler {
 	}
 }
 
+// Where the kernel tells of listens, the socket tables are read newsGap after its news
+// (a proxy binding v4 and v6 is one reading), at most every ScanEvery (a UDP socket per
+// DNS lookup is news too), and every safetyEvery besides: waking an idle VM several
+// times a second costs, under emulation most of all.
+const (
+	newsGap     = 20 * time.Millisecond
+	safetyEvery = 30 * time.Second
+)
+
 // ports streams the forwardable listener set: once at once, then on every change.
 func (a *Agent) ports(ctx context.Context, _ string, conn net.Conn) {
 	defer conn.Close()
 	every := a.ScanEvery
 	if every == 0 {
 		every = 200 * time.Millisecond
+	}
+	minGap := every
+	var news <-chan struct{}
+	if w, err := forward.NewListenWatch(); err != nil {
+		if a.Logf != nil {
+			a.Logf("ports: %v; the socket tables are read every %s", err, every)
+		}
+	} else {
+		defer w.Close()
+		news, every = w.C(), safetyEvery
 	}
 	// Notice the host going away even while nothing changes.
 	go func() {
@@ -135,6 +155,7 @@ func (a *Agent) ports(ctx context.Context, _ string, conn net.Conn) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		read := time.Now()
 		cur := forward.ScanListeners(a.GuestIP, a.Exclude)
 		if first || !reflect.DeepEqual(cur, last) {
 			if cur == nil {
@@ -149,6 +170,8 @@ func (a *Agent) ports(ctx context.Context, _ string, conn net.Conn) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-news:
+			time.Sleep(max(newsGap, time.Until(read.Add(minGap))))
 		}
 	}
 }
