@@ -80,6 +80,18 @@ func Open(conn net.Conn, secret []byte, service string) error {
 	if _, err := conn.Write(msg); err != nil {
 		return fmt.Errorf("transport handshake: %w", err)
 	}
+	return readStatus(conn, service)
+}
+
+// RefusedError is a server's answer that it cannot connect a service.
+type RefusedError struct {
+	Service, Reason string
+}
+
+func (e *RefusedError) Error() string { return e.Service + ": " + e.Reason }
+
+// readStatus reads the server's answer to a service request.
+func readStatus(conn net.Conn, service string) error {
 	var st [3]byte
 	if _, err := io.ReadFull(conn, st[:]); err != nil {
 		return fmt.Errorf("transport handshake: %w", err)
@@ -87,7 +99,7 @@ func Open(conn net.Conn, secret []byte, service string) error {
 	if st[0] != statusOK {
 		reason := make([]byte, binary.BigEndian.Uint16(st[1:]))
 		io.ReadFull(conn, reason)
-		return fmt.Errorf("%s: %s", service, reason)
+		return &RefusedError{Service: service, Reason: string(reason)}
 	}
 	return nil
 }
@@ -153,10 +165,37 @@ type Dialer interface {
 type Client struct {
 	Raw    RawDialer
 	Secret []byte
+	// Parked is how many authenticated streams the client keeps parked on the peer
+	// (ServicePark), so that a Dial costs one round trip; 0 parks none. The first Dial
+	// starts parking, each Dial tops the pool up, and an idle client dials nothing.
+	Parked int
+
+	parked parked
 }
 
 // Dial opens service on the peer.
 func (c *Client) Dial(ctx context.Context, service string) (net.Conn, error) {
+	if c.Parked <= 0 {
+		return c.open(ctx, service)
+	}
+	defer c.fill(c.Parked)
+	if conn := c.parked.take(); conn != nil {
+		err := unpark(ctx, conn, service)
+		if err == nil {
+			return conn, nil
+		}
+		conn.Close()
+		var refused *RefusedError
+		if errors.As(err, &refused) || ctx.Err() != nil {
+			return nil, err
+		}
+		// A parked stream the peer dropped (it restarted): dial afresh.
+	}
+	return c.open(ctx, service)
+}
+
+// open dials the medium and authenticates a stream for service.
+func (c *Client) open(ctx context.Context, service string) (net.Conn, error) {
 	conn, err := c.Raw(ctx)
 	if err != nil {
 		return nil, err
@@ -269,6 +308,15 @@ func ServeWith(ctx context.Context, ln net.Listener, secret []byte, route Router
 		if err != nil {
 			refused.add(fmt.Sprintf("connection from %s: %v", conn.RemoteAddr(), err))
 			conn.Close()
+			return
+		}
+		if service == ServicePark {
+			// Authenticated: held, outside the handshake bound, until it is named.
+			if err := Grant(conn); err != nil {
+				conn.Close()
+				return
+			}
+			serveParked(ctx, conn, route)
 			return
 		}
 		h, err := route(service)

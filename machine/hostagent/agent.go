@@ -112,8 +112,13 @@ func (a *Agent) current() (vmm.VM, transport.Dialer) {
 // setVM records the VM Run booted and how to reach its guest.
 func (a *Agent) setVM(vm vmm.VM, guest transport.Dialer) {
 	a.mu.Lock()
+	old := a.guest
 	a.vm, a.guest = vm, guest
 	a.mu.Unlock()
+	// The streams the old dialer parked went to the old VM.
+	if c, ok := old.(io.Closer); ok && old != guest {
+		c.Close()
+	}
 }
 
 // portManager is the published-port manager, nil until the machine runs.
@@ -495,14 +500,19 @@ func medium(vm vmm.VM) string {
 	return mediumNetwork
 }
 
+// parkedStreams is how many authenticated streams to the guest are kept parked
+// (transport.Client.Parked): a docker command's connection or a published port's then
+// costs one round trip to the guest agent, not a connect and the handshake's two.
+const parkedStreams = 4
+
 // guestDialer reaches vm's guest agent: over its socket device where it has one.
 func (a *Agent) guestDialer(vm vmm.VM) transport.Dialer {
 	if gd, ok := vm.(vmm.GuestDialer); ok {
-		return &transport.Client{Secret: a.secret, Raw: func(ctx context.Context) (net.Conn, error) {
+		return &transport.Client{Secret: a.secret, Parked: parkedStreams, Raw: func(ctx context.Context) (net.Conn, error) {
 			return gd.DialGuest(ctx, VsockPort)
 		}}
 	}
-	return &transport.Client{Secret: a.secret, Raw: func(ctx context.Context) (net.Conn, error) {
+	return &transport.Client{Secret: a.secret, Parked: parkedStreams, Raw: func(ctx context.Context) (net.Conn, error) {
 		return a.net.DialGuest(ctx, GuestAgentPort)
 	}}
 }

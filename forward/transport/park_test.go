@@ -1,0 +1,205 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingDialer is dialer that counts the raw connections it makes.
+func countingDialer(addr func() string, secret []byte, parked int) (*Client, *atomic.Int32) {
+	var n atomic.Int32
+	return &Client{Secret: secret, Parked: parked, Raw: func(ctx context.Context) (net.Conn, error) {
+		n.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr())
+	}}, &n
+}
+
+func parkedCount(c *Client) int {
+	c.parked.mu.Lock()
+	defer c.parked.mu.Unlock()
+	return len(c.parked.conns)
+}
+
+func waitParked(t *testing.T, c *Client, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for parkedCount(c) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams parked, want %d", parkedCount(c), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func echo(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	io.WriteString(c, msg)
+	c.(*net.TCPConn).CloseWrite()
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if string(b) != msg {
+		t.Fatalf("echo returned %q, want %q", b, msg)
+	}
+}
+
+// After the first Dial, streams come from the parked pool: no new connection is made
+// for them until the pool is topped up, and each still reaches its service.
+func TestParkedStreamsServeDials(t *testing.T) {
+	s, _ := NewSecret()
+	addr, lines := serveWith(t, s, ServeOptions{})
+	var blocked atomic.Bool
+	c, raw := countingDialer(func() string {
+		if blocked.Load() {
+			return "127.0.0.1:1"
+		}
+		return addr
+	}, s, 2)
+	defer c.Close()
+	conn, err := c.Dial(context.Background(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, conn, "first")
+	waitParked(t, c, 2)
+	// With the medium cut, the two parked streams still serve two dials, and a third
+	// has none left.
+	blocked.Store(true)
+	for i := range 2 {
+		conn, err = c.Dial(context.Background(), "echo")
+		if err != nil {
+			t.Fatalf("parked dial %d: %v", i, err)
+		}
+		echo(t, conn, "parked")
+	}
+	if conn, err := c.Dial(context.Background(), "echo"); err == nil {
+		conn.Close()
+		t.Fatal("a third dial succeeded with the medium cut and two streams parked")
+	}
+	blocked.Store(false)
+	if conn, err = c.Dial(context.Background(), "echo"); err != nil {
+		t.Fatal(err)
+	}
+	echo(t, conn, "again")
+	// A parked stream asked for an unknown service is refused with the reason, and no
+	// fresh connection is tried for it.
+	waitParked(t, c, 2)
+	before := raw.Load()
+	_, err = c.Dial(context.Background(), "nope")
+	var refused *RefusedError
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "no such service") {
+		t.Fatalf("unknown service on a parked stream: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := raw.Load() - before; got != 1 {
+		t.Fatalf("%d connections made after a refusal on a parked stream, want 1 (the top-up)", got)
+	}
+	if l := lines(); len(l) != 0 {
+		t.Fatalf("parking logged %q", l)
+	}
+}
+
+// A parked stream cannot be parked again, nor named by a peer without the secret: a
+// stranger's connection never gets as far as parking.
+func TestParkNeedsTheSecret(t *testing.T) {
+	s, _ := NewSecret()
+	other, _ := NewSecret()
+	addr, _ := serveWith(t, s, ServeOptions{})
+	c, _ := countingDialer(func() string { return addr }, other, 2)
+	defer c.Close()
+	if _, err := c.Dial(context.Background(), "echo"); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := parkedCount(c); n != 0 {
+		t.Fatalf("%d streams parked with the wrong secret", n)
+	}
+	good, _ := countingDialer(func() string { return addr }, s, 0)
+	conn, err := good.Dial(context.Background(), ServicePark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unpark(context.Background(), conn, ServicePark); err == nil {
+		t.Fatal("a parked stream was parked again")
+	}
+	conn.Close()
+}
+
+// Streams parked on a peer that went away (its agent restarted) are found dead on use
+// and the dial goes to the new peer.
+func TestDeadParkedStreamsDialAfresh(t *testing.T) {
+	s, _ := NewSecret()
+	ln1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx1, stop1 := context.WithCancel(context.Background())
+	route := func(string) (Handler, error) {
+		return func(_ context.Context, _ string, c net.Conn) { io.Copy(c, c); c.Close() }, nil
+	}
+	go Serve(ctx1, ln1, s, route, t.Logf)
+	var addr atomic.Value
+	addr.Store(ln1.Addr().String())
+	c, _ := countingDialer(func() string { return addr.Load().(string) }, s, 2)
+	defer c.Close()
+	conn, err := c.Dial(context.Background(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, conn, "one")
+	waitParked(t, c, 2)
+	stop1() // closes the listener and every parked stream on the server side
+	addr2, _ := serveWith(t, s, ServeOptions{})
+	addr.Store(addr2)
+	time.Sleep(50 * time.Millisecond)
+	for i := range 3 {
+		conn, err := c.Dial(context.Background(), "echo")
+		if err != nil {
+			t.Fatalf("dial %d after the peer restarted: %v", i, err)
+		}
+		echo(t, conn, "two")
+	}
+}
+
+// A server that predates parking refuses it; the client then dials every stream afresh.
+func TestPeerWithoutParking(t *testing.T) {
+	s, _ := NewSecret()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go AcceptLoop(context.Background(), ln, func(conn net.Conn) {
+		service, err := Accept(conn, s)
+		if err != nil || service != "echo" {
+			Refuse(conn, "unknown service")
+			conn.Close()
+			return
+		}
+		Grant(conn)
+		io.Copy(conn, conn)
+		conn.Close()
+	})
+	c, _ := countingDialer(func() string { return ln.Addr().String() }, s, 2)
+	defer c.Close()
+	for range 3 {
+		conn, err := c.Dial(context.Background(), "echo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		echo(t, conn, "old")
+	}
+	time.Sleep(50 * time.Millisecond)
+	c.parked.mu.Lock()
+	off := c.parked.off
+	c.parked.mu.Unlock()
+	if !off || parkedCount(c) != 0 {
+		t.Fatalf("parking still on (%v) with %d parked against a peer that refuses it", off, parkedCount(c))
+	}
+}
