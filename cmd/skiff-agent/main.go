@@ -73,6 +73,7 @@ func logf(format string, args ...any) {
 func run(pid1 bool) error {
 	ctx := context.Background()
 	stopProfile := bootProfile()
+	go profileOnSignal()
 	sys, err := guestinit.Boot(ctx, guestinit.Options{PID1: pid1, VsockNetwork: vsockNetwork(ctx)}, logf)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -112,9 +113,24 @@ func (p *peerMachine) sshWithBench(ctx context.Context, path string) (*ssh.Clien
 // ssh connects to the guest's sshd over the network's tunnel, as Lima and podman machine
 // reach their guests' sshd through a forwarded port.
 func (p *peerMachine) ssh(ctx context.Context) (*ssh.Client, error) {
-	conn, err := p.dialGuest(ctx, peerSSHPort)
-	if err != nil {
-		return nil, err
+	// The peers' sshd may still be starting (it detaches once bound, but the guest is
+	// emulated): a reset is retried for a while.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		conn, err := p.dialGuest(ctx, peerSSHPort)
+		if err == nil {
+			var c *ssh.Client
+			if c, err = guestSSH(p.Dir, conn); err == nil {
+				return c, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
 	}
-	return guestSSH(p.Dir, conn)
 }

@@ -111,7 +111,14 @@ func benchPorts(args []string) error {
 		}
 	}
 	if *profile != "" {
-		if err := profileAgent(gv, *profile, func() error { _, err := transfer(paths[0].addr, size); return err }); err != nil {
+		c, err := pm.ssh(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := profileAgent(gv, *profile, func() error {
+			return profileGuestAgent(c, strings.TrimSuffix(*profile, ".pprof")+"-guest.pprof", func() error { _, err := transfer(paths[0].addr, size); return err })
+		}); err != nil {
 			return err
 		}
 	}
