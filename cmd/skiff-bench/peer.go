@@ -114,8 +114,9 @@ func (p *peerMachine) sshWithBench(ctx context.Context, path string) (*ssh.Clien
 // reach their guests' sshd through a forwarded port.
 func (p *peerMachine) ssh(ctx context.Context) (*ssh.Client, error) {
 	// The peers' sshd may still be starting (it detaches once bound, but the guest is
-	// emulated): a reset is retried for a while.
-	deadline := time.Now().Add(time.Minute)
+	// emulated, and on a host busy with other VMs a minute was seen not to be enough): a
+	// reset is retried for a while.
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		conn, err := p.dialGuest(ctx, peerSSHPort)
 		if err == nil {
