@@ -88,7 +88,7 @@ func (m *Manager) Init(ctx context.Context, s *Spec, o InitOptions) (*images.Ins
 		}
 	}
 	s.Image = ImageRef{Digest: inst.Digest, Version: inst.Manifest.Version, Dir: inst.Dir, Source: o.Image, Arch: inst.Manifest.Arch}
-	return inst, m.Home.Create(s)
+	return inst, m.Home.withGroupLease(s, func() error { return m.Home.Create(s) })
 }
 
 // Phase is a step of a start as the caller sees it.
@@ -438,6 +438,9 @@ type Changes struct {
 	// FileEvents: whether host file changes reach watchers in the guest (from the next
 	// start).
 	FileEvents *bool
+	// NetworkGroup: the network group the machine joins ("" leaves its group), with a
+	// new lease there (from the next start).
+	NetworkGroup *string
 }
 
 // SetResult says what Set did.
@@ -453,7 +456,8 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	if err != nil {
 		return nil, err
 	}
-	hardware := c.CPUs != nil || c.MemoryMiB != nil || c.DiskGiB != nil || c.HostLoopback != nil || c.MemoryReclaim != nil
+	hardware := c.CPUs != nil || c.MemoryMiB != nil || c.DiskGiB != nil || c.HostLoopback != nil || c.MemoryReclaim != nil ||
+		(c.NetworkGroup != nil && *c.NetworkGroup != spec.NetworkGroup)
 	if st := d.Status(ctx); hardware && st.State != StateStopped && st.State != StateCrashed {
 		return nil, wrongState(name, st.State, "stop it before changing it")
 	}
@@ -479,6 +483,9 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	if c.FileEvents != nil {
 		next.NoFileEvents = !*c.FileEvents
 	}
+	if c.NetworkGroup != nil {
+		next.NetworkGroup = *c.NetworkGroup
+	}
 	if c.DiskGiB != nil {
 		if *c.DiskGiB < spec.DiskGiB {
 			return nil, ErrInvalidf("--disk-size %dGiB: the data disk is %dGiB and cannot shrink", *c.DiskGiB, spec.DiskGiB)
@@ -501,7 +508,13 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 			return nil, err
 		}
 	}
-	if err := next.Save(d.File(FileConfig)); err != nil {
+	save := func() error { return next.Save(d.File(FileConfig)) }
+	if next.NetworkGroup != spec.NetworkGroup || (next.NetworkGroup != "" && next.GroupLease == nil) {
+		err = m.Home.withGroupLease(&next, save)
+	} else {
+		err = save()
+	}
+	if err != nil {
 		return nil, err
 	}
 	res := &SetResult{Spec: &next}

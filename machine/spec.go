@@ -84,6 +84,17 @@ type Spec struct {
 	// NoFileEvents turns off raising host file changes as inotify events on the guest's
 	// 9p and virtiofs shares (forward/fsevents).
 	NoFileEvents bool `json:"noFileEvents,omitempty"`
+	// NetworkGroup puts the machine on a network it shares with the other machines of the
+	// group (a second NIC; forward/usernet/netgroup). GroupLease is its address there,
+	// given at init or set and kept until it leaves the group.
+	NetworkGroup string      `json:"networkGroup,omitempty"`
+	GroupLease   *GroupLease `json:"groupLease,omitempty"`
+}
+
+// GroupLease is a machine's address and MAC on its network group.
+type GroupLease struct {
+	Address string `json:"address"`
+	MAC     string `json:"mac"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,29}$`)
@@ -145,6 +156,9 @@ func (s *Spec) Validate(l Limits) error {
 	case "", "balloon", "free-page-reporting", "dynamic-memory", "off":
 	default:
 		return fmt.Errorf("invalid --memory-reclaim %q: use balloon, free-page-reporting, dynamic-memory or off (or leave it to the backend)", s.MemoryReclaim)
+	}
+	if s.NetworkGroup != "" && !nameRE.MatchString(s.NetworkGroup) {
+		return fmt.Errorf("invalid --network-group %q: use 1-30 characters a-z, 0-9, '-', '_' or '.', starting with a letter or digit", s.NetworkGroup)
 	}
 	seen := map[string]bool{}
 	for _, m := range s.Mounts {

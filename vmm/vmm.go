@@ -38,9 +38,19 @@ type Config struct {
 	// Network is the embedded user-mode network the VM's NIC attaches to.
 	Network Network
 	MAC     string
+	// Group, when set, is a second NIC on the network the machine shares with the other
+	// machines of its group (forward/usernet/netgroup). Backends that cannot attach one
+	// refuse to start.
+	Group *GroupNIC
 	// Reclaim is how guest memory the guest no longer uses goes back to the host: one of
 	// the Reclaim constants; ReclaimAuto is the backend's best.
 	Reclaim string
+}
+
+// GroupNIC is a VM's NIC on its group's network.
+type GroupNIC struct {
+	Network Network
+	MAC     string
 }
 
 // How a VM's unused guest memory goes back to the host.

@@ -94,6 +94,7 @@ func initCmd() *cobra.Command {
 		noFileEvents          bool
 		switchContext         bool
 		memoryReclaim         string
+		networkGroup          string
 	)
 	c := &cobra.Command{
 		Use:   "init [NAME]",
@@ -115,7 +116,8 @@ func initCmd() *cobra.Command {
 			}
 			spec := &machine.Spec{Name: name, Backend: backend, CPUs: cpus, MemoryMiB: memMiB,
 				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind, ShareType: shareType,
-				NoHostLoopback: noHostLoopback, SwitchContext: switchContext, MemoryReclaim: memoryReclaim, NoFileEvents: noFileEvents}
+				NoHostLoopback: noHostLoopback, SwitchContext: switchContext, MemoryReclaim: memoryReclaim, NoFileEvents: noFileEvents,
+				NetworkGroup: networkGroup}
 			if !noHome {
 				if hd, err := os.UserHomeDir(); err == nil {
 					spec.Mounts = append(spec.Mounts, machine.Mount{HostPath: hd, GuestPath: machine.GuestPathFor(hd)})
@@ -164,6 +166,7 @@ func initCmd() *cobra.Command {
 	f.BoolVar(&noFileEvents, "no-file-events", false, "do not raise host file changes as inotify events in the VM (9p and virtiofs shares)")
 	f.BoolVar(&switchContext, "switch-context", false, "make the machine's docker context the current one on every start, even over one you chose")
 	f.StringVar(&memoryReclaim, "memory-reclaim", "", memoryReclaimHelp)
+	f.StringVar(&networkGroup, "network-group", "", networkGroupHelp)
 	return c
 }
 
@@ -489,7 +492,7 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	var cpus int
 	var memory, disk string
 	var autostart, hostLoopback, switchContext, fileEvents bool
-	var memoryReclaim string
+	var memoryReclaim, networkGroup string
 	c := &cobra.Command{
 		Use:   "set [NAME]",
 		Short: "Change a stopped machine's CPUs, memory or disk size",
@@ -530,6 +533,9 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 		if flags.Changed("file-events") {
 			ch.FileEvents = &fileEvents
 		}
+		if flags.Changed("network-group") {
+			ch.NetworkGroup = &networkGroup
+		}
 		res, err := m.Set(cmd.Context(), name, ch)
 		if err != nil {
 			return err
@@ -549,8 +555,11 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	c.Flags().BoolVar(&switchContext, "switch-context", false, "make the machine's docker context the current one on every start, even over one you chose")
 	c.Flags().StringVar(&memoryReclaim, "memory-reclaim", "", memoryReclaimHelp)
 	c.Flags().BoolVar(&fileEvents, "file-events", true, "whether host file changes reach file watchers in the VM (9p and virtiofs shares); from the next start")
+	c.Flags().StringVar(&networkGroup, "network-group", "", networkGroupHelp+` ("" leaves the group); from the next start`)
 	return c
 }
+
+const networkGroupHelp = "join the machines of this group on a network of their own (a second NIC, names NAME.skiff.internal; qemu only)"
 
 func logsCmd() *cobra.Command {
 	var serial, follow bool

@@ -37,7 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts := hostcmd.Options{}
 	system := &cobra.Command{Use: "system", Short: "Host integration: well-known engine endpoints"}
 	system.AddCommand(hostcmd.NewSocket(opts))
-	root.AddCommand(machineCmd(opts), versionCmd(), hostAgentCmd(), hostcmd.NewDoctor(opts), system)
+	root.AddCommand(machineCmd(opts), versionCmd(), hostAgentCmd(), hostcmd.NewDoctor(opts), system,
+		swarmCmd(opts), netgroupSwitchCmd(opts))
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -4,10 +4,13 @@
 package usernet
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -49,7 +52,13 @@ type Options struct {
 	// (host.docker.internal) no longer leads to the host's 127.0.0.1, nor answers at all.
 	// The host's other addresses stay reachable as from any program on the host.
 	NoHostLoopback bool
+	// GroupHosts, when set, are the names of the machine's network group and their
+	// addresses there, answered in the zone GroupDomain (NAME.skiff.internal).
+	GroupHosts map[string]string
 }
+
+// GroupDomain is the zone the network group's names resolve in, from every member.
+const GroupDomain = "skiff.internal."
 
 // New builds the network: DHCP with a static lease for the guest, DNS through the host's
 // resolver, and host.docker.internal / host.containers.internal pointing at the host.
@@ -83,6 +92,9 @@ func configuration(o Options) *types.Configuration {
 		GatewayVirtualIPs: []string{HostIP},
 		Forwards:          map[string]string{},
 		Protocol:          types.QemuProtocol,
+	}
+	if o.GroupHosts != nil {
+		cfg.DNS = append(cfg.DNS, groupZone(o.GroupHosts))
 	}
 	if o.NoHostLoopback {
 		// Without the translation a connection to HostIP would be dialled on the host as
@@ -142,3 +154,44 @@ func (n *Network) ListenGateway(port int) (net.Listener, error) {
 // BytesSent and BytesReceived report traffic for inspect and benchmarks.
 func (n *Network) BytesSent() uint64     { return n.vn.BytesSent() }
 func (n *Network) BytesReceived() uint64 { return n.vn.BytesReceived() }
+
+func groupZone(hosts map[string]string) types.Zone {
+	z := types.Zone{Name: GroupDomain}
+	for name, ip := range hosts {
+		if a := net.ParseIP(ip); a != nil {
+			z.Records = append(z.Records, types.Record{Name: name, IP: a})
+		}
+	}
+	return z
+}
+
+// SetGroupHosts adds names to the network group's zone (machines that joined the group
+// after this one started). A name given again takes its new address.
+func (n *Network) SetGroupHosts(hosts map[string]string) error {
+	b, err := json.Marshal(groupZone(hosts))
+	if err != nil {
+		return err
+	}
+	// The zone API is gvisor-tap-vsock's own HTTP handler; served in-process, never on a socket.
+	req, err := http.NewRequest(http.MethodPost, "/services/dns/add", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	rec := &recorder{header: http.Header{}}
+	n.vn.ServicesMux().ServeHTTP(rec, req)
+	if rec.code != 0 && rec.code != http.StatusOK {
+		return fmt.Errorf("user-mode network: group names: %s", rec.body.String())
+	}
+	return nil
+}
+
+// recorder is the least of an http.ResponseWriter, for the in-process zone call.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(code int)        { r.code = code }

@@ -3,8 +3,10 @@ package usernet
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -119,5 +121,53 @@ func TestHostLoopbackThroughHostIP(t *testing.T) {
 func TestNoHostLoopback(t *testing.T) {
 	if dialHostLoopback(t, Options{NoHostLoopback: true}) {
 		t.Fatal("NoHostLoopback: the host's loopback still answers at HostIP")
+	}
+}
+
+// zones are the DNS zones the network answers, as gvisor-tap-vsock lists them.
+func zones(t *testing.T, n *Network) map[string]map[string]string {
+	req, _ := http.NewRequest(http.MethodGet, "/services/dns/all", nil)
+	rec := &recorder{header: http.Header{}}
+	n.vn.ServicesMux().ServeHTTP(rec, req)
+	var zs []struct {
+		Name    string
+		Records []struct {
+			Name string
+			IP   net.IP
+		}
+	}
+	if err := json.Unmarshal(rec.body.Bytes(), &zs); err != nil {
+		t.Fatalf("zones: %v: %s", err, rec.body.String())
+	}
+	out := map[string]map[string]string{}
+	for _, z := range zs {
+		out[z.Name] = map[string]string{}
+		for i := len(z.Records) - 1; i >= 0; i-- { // the first record of a name wins
+			out[z.Name][z.Records[i].Name] = z.Records[i].IP.String()
+		}
+	}
+	return out
+}
+
+func TestGroupHosts(t *testing.T) {
+	n, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := zones(t, n)[GroupDomain]; ok {
+		t.Fatal("a machine in no group answers the group's zone")
+	}
+	n, err = New(Options{GroupHosts: map[string]string{"a": "198.19.100.2", "b": "198.19.100.3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if z := zones(t, n)[GroupDomain]; z["a"] != "198.19.100.2" || z["b"] != "198.19.100.3" {
+		t.Fatalf("group zone = %v", z)
+	}
+	if err := n.SetGroupHosts(map[string]string{"c": "198.19.100.4", "b": "198.19.100.9"}); err != nil {
+		t.Fatal(err)
+	}
+	if z := zones(t, n)[GroupDomain]; z["a"] != "198.19.100.2" || z["b"] != "198.19.100.9" || z["c"] != "198.19.100.4" {
+		t.Fatalf("group zone after a member joined and one moved = %v", z)
 	}
 }

@@ -19,7 +19,8 @@ func ConfigureLink(iface string, mtu int, addr netip.Prefix, gw netip.Addr) erro
 	if family == 0 || !addr.IsValid() {
 		return fmt.Errorf("configure %s: invalid address %s", iface, addr)
 	}
-	if addrFamily(gw) != family {
+	// No gateway (the zero Addr): a link with only its own subnet, as a network group's.
+	if gw.IsValid() && addrFamily(gw) != family {
 		return fmt.Errorf("configure %s: gateway %s does not match address %s", iface, gw, addr)
 	}
 	if mtu <= 0 || uint64(mtu) > math.MaxUint32 {
@@ -55,6 +56,9 @@ func ConfigureLink(iface string, mtu int, addr netip.Prefix, gw netip.Addr) erro
 			Family: family, Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_BOOT,
 			Scope: unix.RT_SCOPE_UNIVERSE, Type: unix.RTN_UNICAST,
 		}).attr(unix.RTA_GATEWAY, gw.AsSlice()).attr(unix.RTA_OIF, u32(link.Index))},
+	}
+	if !gw.IsValid() {
+		steps = steps[:len(steps)-1]
 	}
 
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)

@@ -286,7 +286,65 @@ func (s *System) setupNetwork() error {
 			return err
 		}
 	}
-	return s.configureLink(iface)
+	if g := s.Seed.Group; g != nil && interfaceMAC(iface) == strings.ToLower(g.MAC) {
+		// The group's NIC came up first; the main one is the other.
+		if iface, err = waitInterfaceNot(g.MAC, 5*time.Second); err != nil {
+			return err
+		}
+	}
+	if err := s.configureLink(iface); err != nil {
+		return err
+	}
+	return s.setupGroupNetwork()
+}
+
+// setupGroupNetwork gives the NIC on the machine's network group its address: a link to
+// the other members only, with no route beyond its subnet.
+func (s *System) setupGroupNetwork() error {
+	g := s.Seed.Group
+	if g == nil {
+		return nil
+	}
+	addr, err := netip.ParsePrefix(g.Address)
+	if err != nil {
+		return fmt.Errorf("seed: network group address: %w", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ents, _ := os.ReadDir("/sys/class/net")
+		for _, e := range ents {
+			if interfaceMAC(e.Name()) == strings.ToLower(g.MAC) {
+				return ConfigureLink(e.Name(), g.MTU, addr, netip.Addr{})
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the network group's NIC (%s) did not appear", g.MAC)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// interfaceMAC is an interface's MAC as the kernel writes it (lower case), or "".
+func interfaceMAC(name string) string {
+	b, _ := os.ReadFile("/sys/class/net/" + name + "/address")
+	return strings.TrimSpace(string(b))
+}
+
+// waitInterfaceNot is the first interface other than lo whose MAC is not mac.
+func waitInterfaceNot(mac string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ents, _ := os.ReadDir("/sys/class/net")
+		for _, e := range ents {
+			if e.Name() != "lo" && interfaceMAC(e.Name()) != strings.ToLower(mac) {
+				return e.Name(), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", errors.New("no network interface appeared besides the network group's")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // configureLink gives iface the seed's network (ConfigureSeedNetwork).

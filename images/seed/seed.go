@@ -30,6 +30,14 @@ type Network struct {
 	VsockPort uint32 `json:"vsockPort,omitempty"`
 }
 
+// GroupNetwork is the guest's second NIC, on the network it shares with the other
+// machines of its group: found by its MAC, given Address, and no gateway.
+type GroupNetwork struct {
+	MAC     string `json:"mac"`
+	Address string `json:"address"` // CIDR
+	MTU     int    `json:"mtu"`
+}
+
 // Share is a host folder the guest mounts.
 type Share struct {
 	Tag       string `json:"tag"`
@@ -48,8 +56,10 @@ type Seed struct {
 	AuthorizedKeys string  `json:"authorizedKeys"`
 	HostKey        string  `json:"hostKey"` // OpenSSH PEM private key, pinned on the host
 	Network        Network `json:"network"`
-	AgentPort      int     `json:"agentPort"` // guest listens here for host streams
-	HostPort       int     `json:"hostPort"`  // host listens here (on the gateway) for guest streams
+	// Group, when set, is the machine's NIC on its network group.
+	Group     *GroupNetwork `json:"group,omitempty"`
+	AgentPort int           `json:"agentPort"` // guest listens here for host streams
+	HostPort  int           `json:"hostPort"`  // host listens here (on the gateway) for guest streams
 	// HostVsockPort, when set, is where the guest opens its streams to the host instead:
 	// host vsock, for a guest that cannot reach the gateway (WSL on its own network).
 	HostVsockPort uint32   `json:"hostVsockPort,omitempty"`

@@ -215,9 +215,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.secret, err = os.ReadFile(a.Dir.File(machine.FileSecret)); err != nil {
 		return fmt.Errorf("machine secret: %w", err)
 	}
-	if a.net, err = usernet.New(usernet.Options{Secret: a.secret, NoHostLoopback: a.Spec.NoHostLoopback}); err != nil {
+	if a.net, err = usernet.New(usernet.Options{Secret: a.secret, NoHostLoopback: a.Spec.NoHostLoopback, GroupHosts: a.groupHosts()}); err != nil {
 		return err
 	}
+	go a.refreshGroupHosts(ctx)
 	if err := a.serveHost(ctx); err != nil {
 		return err
 	}
@@ -653,7 +654,7 @@ func (a *Agent) watchPorts(ctx context.Context, guest transport.Dialer, ports *h
 			if err := dec.Decode(&ls); err != nil {
 				return
 			}
-			ports.Update(ctx, ls)
+			ports.Update(ctx, a.groupListeners(ls))
 		}
 	})
 }
@@ -767,6 +768,9 @@ func (a *Agent) vmConfig(ctx context.Context) (vmm.Config, error) {
 		MAC:       usernet.GuestMAC,
 		Reclaim:   a.Spec.MemoryReclaim,
 	}
+	if cfg.Group, err = a.groupNIC(); err != nil {
+		return vmm.Config{}, err
+	}
 	for i, m := range a.Spec.Mounts {
 		if typ := a.mountShareType(m); typ != shareOverTransport {
 			cfg.Shares = append(cfg.Shares, vmm.Share{Tag: shareTag(i), HostPath: m.HostPath, ReadOnly: m.ReadOnly, Type: typ})
@@ -813,6 +817,7 @@ func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 		sd.Network.VsockPort = n.NetworkVsockPort()
 	}
 	sd.HostVsockPort = hostStreamPort(a.Backend)
+	sd.Group = a.groupSeed()
 	for i, m := range a.Spec.Mounts {
 		sd.Shares = append(sd.Shares, seedShare(i, m, a.mountShareType(m)))
 	}

@@ -134,3 +134,21 @@ func TestArgsVZDevices(t *testing.T) {
 		}
 	}
 }
+
+func TestArgsNetworkGroup(t *testing.T) {
+	cfg := vmm.Config{Name: "m1", Arch: "amd64", CPUs: 1, MemoryMiB: 1024, RunDir: "/r", MAC: "5a:94:ef:e4:0c:ee"}
+	if args := strings.Join((&Backend{}).Args(cfg, "tcg", "/r/net.sock", "/r/qmp.sock", "/d/vm.pid"), " "); strings.Contains(args, "net1") {
+		t.Fatalf("a machine on no network group got a second NIC:\n%s", args)
+	}
+	cfg.Group = &vmm.GroupNIC{MAC: "5a:94:ef:13:64:02"}
+	args := strings.Join((&Backend{}).Args(cfg, "tcg", "/r/net.sock", "/r/qmp.sock", "/d/vm.pid"), " ")
+	// The group's NIC comes after the main one, so that the guest names it eth1.
+	main := strings.Index(args, "netdev=net0,mac=5a:94:ef:e4:0c:ee")
+	group := strings.Index(args, "-netdev stream,id=net1,server=off,addr.type=unix,addr.path=/r/group.sock -device virtio-net-pci,netdev=net1,mac=5a:94:ef:13:64:02")
+	if main < 0 || group < main {
+		t.Fatalf("QEMU arguments lack the group's NIC after the main one:\n%s", args)
+	}
+	if _, err := (&Backend{VZDevices: true}).openNIC(cfg, "/r/net.sock"); err == nil {
+		t.Fatal("vz's datagram NIC took a network group it cannot carry")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 // the user-mode network (vmm.Network.ServeDatagram).
 type nic struct {
 	ln    net.Listener // stream: QEMU connects here
+	group net.Listener // stream: QEMU's NIC on the machine's network group, if it has one
 	host  net.Conn     // dgram: the user-mode network's end
 	guest *os.File     // dgram: QEMU's end, inherited
 }
@@ -57,7 +59,45 @@ func (b *Backend) cmdline(cfg vmm.Config, accel string) string {
 	return c
 }
 
-func (b *Backend) openNIC(netSock string) (*nic, error) {
+// groupArgs are the second NIC's, on the machine's network group (vmm.GroupNIC).
+func groupArgs(cfg vmm.Config) []string {
+	if cfg.Group == nil {
+		return nil
+	}
+	return []string{
+		"-netdev", "stream,id=net1,server=off,addr.type=unix,addr.path=" + groupSock(cfg),
+		"-device", "virtio-net-pci,netdev=net1,mac=" + cfg.Group.MAC + ",mrg_rxbuf=on,romfile=",
+	}
+}
+
+func groupSock(cfg vmm.Config) string { return filepath.Join(cfg.RunDir, "group.sock") }
+
+func (b *Backend) openNIC(cfg vmm.Config, netSock string) (*nic, error) {
+	var group net.Listener
+	if cfg.Group != nil {
+		if b.VZDevices {
+			return nil, errors.New("qemu: a network group is not carried on vz's datagram NIC yet")
+		}
+		os.Remove(groupSock(cfg))
+		l, err := net.Listen("unix", groupSock(cfg))
+		if err != nil {
+			return nil, fmt.Errorf("qemu: network group socket: %w", err)
+		}
+		os.Chmod(groupSock(cfg), 0o600)
+		group = l
+	}
+	n, err := b.openMainNIC(netSock)
+	if err != nil {
+		if group != nil {
+			group.Close()
+		}
+		return nil, err
+	}
+	n.group = group
+	return n, nil
+}
+
+func (b *Backend) openMainNIC(netSock string) (*nic, error) {
 	if b.VZDevices {
 		host, guest, err := datagramPair()
 		if err != nil {
@@ -76,16 +116,31 @@ func (b *Backend) openNIC(netSock string) (*nic, error) {
 
 // attach serves the NIC once QEMU runs: at once for a datagram pair, or when QEMU has
 // connected to the stream socket, which it does as it initialises the card.
-func (n *nic) attach(network vmm.Network, exited <-chan struct{}) error {
+func (n *nic) attach(cfg vmm.Config, exited <-chan struct{}) error {
+	if err := n.attachMain(cfg.Network, exited); err != nil {
+		return err
+	}
+	if n.group == nil {
+		return nil
+	}
+	return serveWhenConnected(n.group, cfg.Group.Network, exited, "network group")
+}
+
+func (n *nic) attachMain(network vmm.Network, exited <-chan struct{}) error {
 	if n.host != nil {
 		n.guest.Close() // QEMU has its copy
 		go network.ServeDatagram(context.Background(), n.host)
 		return nil
 	}
+	return serveWhenConnected(n.ln, network, exited, "network")
+}
+
+// serveWhenConnected serves the stream QEMU opens on ln, once it has.
+func serveWhenConnected(ln net.Listener, network vmm.Network, exited <-chan struct{}, what string) error {
 	connCh := make(chan net.Conn, 1)
 	go func() {
-		c, err := n.ln.Accept()
-		n.ln.Close()
+		c, err := ln.Accept()
+		ln.Close()
 		if err == nil {
 			connCh <- c
 		}
@@ -97,7 +152,7 @@ func (n *nic) attach(network vmm.Network, exited <-chan struct{}) error {
 	case <-exited:
 		return errExited
 	case <-time.After(30 * time.Second):
-		return errors.New("qemu: the VM did not attach to the network within 30s")
+		return fmt.Errorf("qemu: the VM did not attach to the %s within 30s", what)
 	}
 }
 
@@ -109,6 +164,9 @@ var errExited = errors.New("qemu exited")
 func (n *nic) Close() {
 	if n.ln != nil {
 		n.ln.Close()
+	}
+	if n.group != nil {
+		n.group.Close()
 	}
 	if n.guest != nil {
 		n.guest.Close()

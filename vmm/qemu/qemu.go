@@ -156,6 +156,7 @@ func (b *Backend) Args(cfg vmm.Config, accel, netSock, qmpSock, pidFile string) 
 		"-device", "virtio-rng-pci",
 		"-device", balloonArg(cfg),
 	)
+	a = append(a, groupArgs(cfg)...)
 	for i, s := range cfg.Shares {
 		if s.Type == shareVirtiofs {
 			a = append(a, virtiofsArgs(cfg, i)...)
@@ -279,7 +280,7 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 	accel, why := b.ChooseAccel(cfg.Arch, cfg.Kernel)
 	netSock, qmpSock, pidFile := paths(cfg)
 	os.Remove(qmpSock)
-	ln, err := b.openNIC(netSock)
+	ln, err := b.openNIC(cfg, netSock)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +359,7 @@ func (b *Backend) launch(ctx context.Context, cfg vmm.Config, opt launchOptions)
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	if err := ln.attach(cfg.Network, vm.Done()); err != nil {
+	if err := ln.attach(cfg, vm.Done()); err != nil {
 		if errors.Is(err, errExited) {
 			return nil, vm.Err()
 		}
