@@ -357,3 +357,17 @@ func TestAsksToSwitch(t *testing.T) {
 		}
 	}
 }
+
+// The cheap pre-test lets through every path the hijack expression matches.
+func TestMayHijackCoversHijackRE(t *testing.T) {
+	for _, p := range []string{"/containers/x/attach", "/v1.43/containers/abc/attach", "/exec/e1/start",
+		"/v1.41/libpod/exec/e1/start", "/libpod/containers/c/attach", "/session", "/v1.44/session", "/grpc", "/v1.44/grpc",
+		"/_ping", "/containers/json", "/v1.43/containers/x/start", "/containers/x/attach/ws"} {
+		if hijackRE.MatchString(p) && !mayHijack(p) {
+			t.Errorf("%s matches hijackRE but mayHijack says no", p)
+		}
+	}
+	if mayHijack("/_ping") || mayHijack("/v1.43/containers/json") {
+		t.Error("mayHijack let a plain endpoint through")
+	}
+}
