@@ -30,8 +30,15 @@ func checkCoherent(t *testing.T, e *machinetest.Env, name, host, guest string) {
 	if err := os.WriteFile(f, []byte("first"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// For each line it reads, the guest answers with what it sees of both names.
+	// For each line it reads, the guest answers with what it sees of both names. Meanwhile
+	// it looks them up and reads them again and again, as a build or a watcher would, with
+	// shell builtins only (no process to start, so many times a second even emulated), so
+	// that whatever the guest may cache for a timeout (virtiofs' attributes and entries) is
+	// always fresh from its own point of view when the host edits: however slow the ssh
+	// round trip, a cache that trusted itself would be caught.
 	script := fmt.Sprintf(`cd %s || exit 1
+( while :; do [ -e coherent ]; [ -e coherent-new ]; read -r x < coherent; read -r x < coherent-new; done ) >/dev/null 2>&1 &
+trap 'kill $!' EXIT
 show() { if [ -e "$1" ]; then printf '%%s %%s|' "$(stat -c '%%s %%.9Y' -- "$1")" "$(cat -- "$1")"; else printf 'missing|'; fi; }
 while read -r _; do show coherent; show coherent-new; echo; done`, guest)
 	cmd := e.Cmd(ctx, "machine", "ssh", name, "--", script)

@@ -41,6 +41,7 @@ func (v virtiofsShares) check(t *testing.T, e *machinetest.Env, name string) {
 		t.Fatalf("the guest did not mount the shares over virtiofs, or did not read the host's file:\n%s", out)
 	}
 	e.CheckBindMount(name, v.rw)
+	checkCoherent(t, e, name, v.rw, "/mnt/vrw")
 
 	// An edit on the host shows in the guest within virtiofsd's cache timeout.
 	os.WriteFile(edit, []byte("second, longer\n"), 0o644)

@@ -73,14 +73,19 @@ func (b *Backend) findVirtiofsd(ctx context.Context) (virtiofsd, error) {
 	return virtiofsd{}, errors.New("virtiofsd not found: install it (Debian 12: apt-get install qemu-system-common; Debian 13 and later: apt-get install virtiofsd) or use --share-type 9p")
 }
 
-// Options of every virtiofsd. cache=auto keeps attributes and entries for a second
-// (readdirplus fills them during a directory walk): stat is served from the guest's cache,
-// an edit on the host shows in the guest within that second, and the guest writes
-// through (no writeback cache), so the host sees its edits at once. announce_submounts
-// gives file systems mounted inside a share their own device numbers in the guest, as
-// 9p's multidevs=remap does, so inode numbers never collide. xattrs stay off: with them
-// the guest asks for security.capability before every write, and nothing that bind
-// mounts a host folder needs the host's xattrs.
+// Options of every virtiofsd. The guest must never read a file the host has changed as
+// it was: cache=auto alone lets the guest keep attributes and entries for a second, and
+// in that second a file the host rewrote read as its new bytes cut at the old size, or
+// its old size padded with zeros, and a file replaced by a rename read as the old one.
+// So the C virtiofsd gets timeout=0: every lookup and stat asks the host, the page cache
+// is dropped when a file is opened (cache=auto's close-to-open), and readdirplus, whose
+// attributes would expire at once, is off. The Rust virtiofsd keeps cache=auto for now:
+// its coherent mode (--cache never, with --allow-mmap for shared mappings) is untried
+// here. The guest writes through (no writeback cache), so the host sees its edits
+// at once. announce_submounts gives file systems mounted inside a share their own device
+// numbers in the guest, as 9p's multidevs=remap does, so inode numbers never collide.
+// xattrs stay off: with them the guest asks for security.capability before every write,
+// and nothing that bind mounts a host folder needs the host's xattrs.
 const virtiofsCache = "auto"
 
 // args is virtiofsd's command line for one share; it serves the vhost-user socket it
@@ -99,6 +104,9 @@ func (d virtiofsd) args(sh vmm.Share, asUser bool) []string {
 	if asUser {
 		// Raising the descriptor limit past the hard one needs real root.
 		a = append(a, "--rlimit-nofile=0")
+	}
+	if !d.rust {
+		a = append(a, "-o", "timeout=0", "-o", "no_readdirplus") // see virtiofsCache
 	}
 	return append(a, strings.Fields(os.Getenv(VirtiofsdArgsEnv))...)
 }

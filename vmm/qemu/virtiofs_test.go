@@ -51,3 +51,20 @@ func TestVirtiofsdFailure(t *testing.T) {
 		t.Fatalf("no virtiofsd: %v", err)
 	}
 }
+
+// The C virtiofsd lets the guest cache no attribute or entry (timeout=0), so a host edit
+// is what the guest's next stat and open see (machine/e2e checkCoherent proves it in a
+// guest); readdirplus, whose attributes would expire at once, is off.
+func TestVirtiofsdCoherent(t *testing.T) {
+	t.Setenv(VirtiofsdArgsEnv, "")
+	for _, sh := range []vmm.Share{{HostPath: "/rw"}, {HostPath: "/ro", ReadOnly: true}} {
+		for _, asUser := range []bool{false, true} {
+			got := " " + strings.Join(virtiofsd{path: "/usr/lib/qemu/virtiofsd"}.args(sh, asUser), " ") + " "
+			for _, want := range []string{" -o cache=auto ", " -o timeout=0 ", " -o no_readdirplus "} {
+				if !strings.Contains(got, want) {
+					t.Errorf("virtiofsd for %+v (as user %v) lacks %q:%s", sh, asUser, want, got)
+				}
+			}
+		}
+	}
+}
