@@ -307,7 +307,13 @@ func connectionCost(sock string, n int) (fresh, kept time.Duration, err error) {
 		}
 		return time.Since(t0), nil
 	}
-	once := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+	// A new transport per request, as a docker command makes: a connection of its own,
+	// without "Connection: close" (which the docker CLI does not send either).
+	fresh1 := func() (time.Duration, error) {
+		tr := &http.Transport{DialContext: dial}
+		defer tr.CloseIdleConnections()
+		return ping(&http.Client{Timeout: time.Minute, Transport: tr})
+	}
 	tr := &http.Transport{DialContext: dial}
 	defer tr.CloseIdleConnections()
 	keep := &http.Client{Timeout: time.Minute, Transport: tr}
@@ -316,7 +322,7 @@ func connectionCost(sock string, n int) (fresh, kept time.Duration, err error) {
 	}
 	var fs, ks []time.Duration
 	for i := 0; i < n; i++ {
-		f, err := ping(once)
+		f, err := fresh1()
 		if err != nil {
 			return 0, 0, err
 		}

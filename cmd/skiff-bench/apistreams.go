@@ -22,10 +22,11 @@ type streamOptions struct {
 }
 
 // streamOp is one large stream through an engine socket; run returns the bytes that
-// crossed it.
+// crossed it and, where the command does more than the stream, the stream's own time
+// (0: the command's).
 type streamOp struct {
 	name string
-	run  func(ctx context.Context, sock string) (int64, error)
+	run  func(ctx context.Context, sock string) (int64, time.Duration, error)
 }
 
 // dockerAt runs the docker CLI against sock with stdout going to out; it returns the
@@ -103,16 +104,16 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 			return err
 		}
 		layer = nil
-		discard := func(args ...string) func(ctx context.Context, sock string) (int64, error) {
-			return func(ctx context.Context, sock string) (int64, error) {
+		discard := func(args ...string) func(ctx context.Context, sock string) (int64, time.Duration, error) {
+			return func(ctx context.Context, sock string) (int64, time.Duration, error) {
 				var w countWriter
 				err := cli(sock, nil, &w, args...)
-				return w.n, err
+				return w.n, 0, err
 			}
 		}
 		ops = append(ops,
-			streamOp{"docker cp in", func(ctx context.Context, sock string) (int64, error) {
-				return size, cli(sock, nil, nil, "cp", in, "cpbox:/stream.bin")
+			streamOp{"docker cp in", func(ctx context.Context, sock string) (int64, time.Duration, error) {
+				return size, 0, cli(sock, nil, nil, "cp", in, "cpbox:/stream.bin")
 			}},
 			streamOp{"docker cp out", discard("cp", "cpbox:/stream.bin", "-")},
 			streamOp{"docker logs", discard("logs", "logbox")},
@@ -131,12 +132,14 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 			if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 				return err
 			}
-			ops = append(ops, streamOp{"build context", func(ctx context.Context, sock string) (int64, error) {
+			// BuildKit's own time for the context's upload: the build and the prune
+			// after it are not the stream.
+			ops = append(ops, streamOp{"build context", func(ctx context.Context, sock string) (int64, time.Duration, error) {
 				if err := freshContext(dir, o.buildMB); err != nil {
-					return 0, err
+					return 0, 0, err
 				}
 				x, err := timedBuild(sock, config, dir)
-				return int64(x.mb * 1e6), err
+				return int64(x.mb * 1e6), x.transfer, err
 			}})
 		}
 	}
@@ -156,8 +159,11 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 					return err
 				}
 				t0 := time.Now()
-				nb, err := op.run(ctx, p.sock)
+				nb, own, err := op.run(ctx, p.sock)
 				el := time.Since(t0)
+				if own > 0 {
+					el = own
+				}
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", p.name, op.name, err)
 				}
@@ -179,7 +185,7 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 	}
 	if o.profile != "" && len(ops) > 0 {
 		if err := profileAgent(pm.api(), o.profile+"-stream.pprof", func() error {
-			return profileGuestAgent(c, o.profile+"-guest-stream.pprof", func() error { _, err := ops[0].run(ctx, skiffSock); return err })
+			return profileGuestAgent(c, o.profile+"-guest-stream.pprof", func() error { _, _, err := ops[0].run(ctx, skiffSock); return err })
 		}); err != nil {
 			return err
 		}
