@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
+	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/skiff-dev/skiff/installer/hostenv"
@@ -16,6 +18,12 @@ import (
 
 // swarmPort is where managers listen for nodes (Docker's default).
 const swarmPort = "2377"
+
+// heartbeatPeriod is how often nodes report to the manager: Docker's 5 s marks a node
+// down after 15 s without one, which an emulated VM (TCG) on a busy host misses, and the
+// swarm then shuts down and reschedules tasks that were fine. A stopped machine's node is
+// seen down after a minute instead. The rest of the swarm's settings stay Docker's.
+const heartbeatPeriod = 20 * time.Second
 
 // SwarmNode is a machine's place in its swarm.
 type SwarmNode struct {
@@ -55,7 +63,8 @@ func (m *Manager) SwarmInit(ctx context.Context, name string) (*SwarmNode, error
 	}
 	defer c.Close()
 	addr := s.GroupLease.Address
-	res, err := c.SwarmInit(ctx, client.SwarmInitOptions{ListenAddr: net.JoinHostPort(addr, swarmPort), AdvertiseAddr: addr})
+	res, err := c.SwarmInit(ctx, client.SwarmInitOptions{ListenAddr: net.JoinHostPort(addr, swarmPort), AdvertiseAddr: addr,
+		Spec: swarm.Spec{Dispatcher: swarm.DispatcherConfig{HeartbeatPeriod: heartbeatPeriod}}})
 	if err != nil {
 		return nil, fmt.Errorf("swarm init on %s: %w", name, err)
 	}

@@ -67,6 +67,7 @@ type Agent struct {
 	net       *usernet.Network
 	startedAt time.Time
 	cfg       vmm.Config
+	netGroup  groupPorts // the guest's listeners as last given to the ports (netgroup.go)
 	group     *errgroup.Group
 	readySig  chan struct{} // closed when ready is first set
 	stopReq   chan agentapi.StopRequest

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/skiff-dev/skiff/forward"
@@ -88,6 +90,7 @@ func (a *Agent) refreshGroupHosts(ctx context.Context) {
 			if err := a.net.SetGroupHosts(a.groupHosts()); err != nil {
 				a.logf("network group names: %v", err)
 			}
+			a.retryGroupPorts(ctx)
 		}
 	}
 }
@@ -195,6 +198,13 @@ func (a *Agent) groupListeners(ls []forward.Listener) []forward.Listener {
 		return ls
 	}
 	out := make([]forward.Listener, 0, len(ls))
+	defer func() {
+		// Under the lock a retry holds while it applies the previous list, so that the
+		// list returned here is the last one the ports get.
+		a.netGroup.mu.Lock()
+		a.netGroup.last, a.netGroup.seen = out, true
+		a.netGroup.mu.Unlock()
+	}()
 	for _, l := range ls {
 		if swarmPorts[forward.Listener{Proto: l.Proto, Port: l.Port}] {
 			continue
@@ -205,4 +215,27 @@ func (a *Agent) groupListeners(ls []forward.Listener) []forward.Listener {
 		out = append(out, l)
 	}
 	return out
+}
+
+// groupPorts is what retryGroupPorts applies again.
+type groupPorts struct {
+	mu   sync.Mutex
+	last []forward.Listener
+	seen bool
+}
+
+// retryGroupPorts gives the ports the guest's listeners again, so that host ports refused
+// as in use are tried anew: every member holds a swarm's published ports, the first to bind
+// one on the host serves it, and when that machine stops another takes it over. (The guest
+// sends its listeners only when they change, which the other machine's stop does not.)
+func (a *Agent) retryGroupPorts(ctx context.Context) {
+	pm := a.portManager()
+	if pm == nil || !slices.ContainsFunc(pm.Status(), func(f forward.Forward) bool { return f.Error != "" }) {
+		return // nothing refused: nothing to try again, and no event for nothing
+	}
+	a.netGroup.mu.Lock()
+	defer a.netGroup.mu.Unlock()
+	if a.netGroup.seen {
+		pm.Update(ctx, a.netGroup.last)
+	}
 }

@@ -1,10 +1,13 @@
 package hostagent
 
 import (
+	"context"
+	"net"
 	"reflect"
 	"testing"
 
 	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/forward/hostports"
 	"github.com/skiff-dev/skiff/machine"
 )
 
@@ -29,5 +32,32 @@ func TestGroupListeners(t *testing.T) {
 	}
 	if got := a.groupListeners(ls); !reflect.DeepEqual(got, want) {
 		t.Fatalf("group listeners:\n got %v\nwant %v", got, want)
+	}
+}
+
+// A host port another program held is taken once it is free, without the guest's
+// listeners changing: the other member of a swarm that served it has stopped.
+func TestRetryGroupPorts(t *testing.T) {
+	holder, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := holder.Addr().(*net.TCPAddr).Port
+	pm := &hostports.Manager{Logf: t.Logf}
+	defer pm.Close()
+	a := &Agent{Spec: &machine.Spec{NetworkGroup: "g"}, ports: pm}
+	ctx := context.Background()
+	pm.Update(ctx, a.groupListeners([]forward.Listener{{Proto: "tcp", IP: "::", Port: port}}))
+	refused := func() bool {
+		st := pm.Status()
+		return len(st) != 1 || st[0].Error != ""
+	}
+	if !refused() {
+		t.Fatalf("a held host port was bound: %+v", pm.Status())
+	}
+	holder.Close()
+	a.retryGroupPorts(ctx)
+	if refused() {
+		t.Fatalf("the freed host port was not taken: %+v", pm.Status())
 	}
 }
