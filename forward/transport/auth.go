@@ -266,12 +266,17 @@ type ServeOptions struct {
 	// LogEvery is how often refused connections are logged (DefaultLogEvery): the first
 	// at once, the rest summed up in one line per period.
 	LogEvery time.Duration
+	// ParkedIdle is how long a parked stream that is never named is held
+	// (DefaultParkedIdle), so that the streams of a client that went away without a word
+	// (a guest restored from a snapshot whose host is another process) do not pile up.
+	ParkedIdle time.Duration
 }
 
 // Defaults for ServeOptions.
 const (
 	DefaultMaxPending = 128
 	DefaultLogEvery   = 10 * time.Second
+	DefaultParkedIdle = 2 * parkedAge // the client drops them after parkedAge
 )
 
 // ServeWith accepts streams on ln until ctx ends. Unauthenticated peers are refused and
@@ -282,6 +287,9 @@ func ServeWith(ctx context.Context, ln net.Listener, secret []byte, route Router
 	}
 	if o.LogEvery <= 0 {
 		o.LogEvery = DefaultLogEvery
+	}
+	if o.ParkedIdle <= 0 {
+		o.ParkedIdle = DefaultParkedIdle
 	}
 	refused := &refusalLog{logf: logf, every: o.LogEvery}
 	pending := make(chan struct{}, o.MaxPending)
@@ -316,7 +324,7 @@ func ServeWith(ctx context.Context, ln net.Listener, secret []byte, route Router
 				conn.Close()
 				return
 			}
-			serveParked(ctx, conn, route)
+			serveParked(ctx, conn, route, o.ParkedIdle)
 			return
 		}
 		h, err := route(service)

@@ -24,14 +24,16 @@ const parkedAge = 5 * time.Minute
 
 // serveParked waits for the name of the service a parked stream is for, then answers and
 // serves it as a fresh stream.
-func serveParked(ctx context.Context, conn net.Conn, route Router) {
+func serveParked(ctx context.Context, conn net.Conn, route Router, idle time.Duration) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	conn.SetReadDeadline(time.Now().Add(idle))
 	var n [2]byte
 	_, err := io.ReadFull(conn, n[:])
 	name := make([]byte, binary.BigEndian.Uint16(n[:]))
 	if err == nil {
 		_, err = io.ReadFull(conn, name)
 	}
+	conn.SetReadDeadline(time.Time{})
 	if !stop() || err != nil {
 		conn.Close()
 		return

@@ -83,6 +83,15 @@ func TestParkedStreamsServeDials(t *testing.T) {
 		t.Fatal("a third dial succeeded with the medium cut and two streams parked")
 	}
 	blocked.Store(false)
+	// Top-ups that failed while the medium was cut are tried again by the next Dial.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		c.parked.mu.Lock()
+		filling := c.parked.filling
+		c.parked.mu.Unlock()
+		if filling == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if conn, err = c.Dial(context.Background(), "echo"); err != nil {
 		t.Fatal(err)
 	}
@@ -201,5 +210,22 @@ func TestPeerWithoutParking(t *testing.T) {
 	c.parked.mu.Unlock()
 	if !off || parkedCount(c) != 0 {
 		t.Fatalf("parking still on (%v) with %d parked against a peer that refuses it", off, parkedCount(c))
+	}
+}
+
+// A parked stream never named is closed by the server after ParkedIdle: a client that
+// vanished without closing (a restored snapshot) leaves nothing behind for long.
+func TestUnnamedParkedStreamsExpire(t *testing.T) {
+	s, _ := NewSecret()
+	addr, _ := serveWith(t, s, ServeOptions{ParkedIdle: 200 * time.Millisecond})
+	c, _ := countingDialer(func() string { return addr }, s, 0)
+	conn, err := c.Dial(context.Background(), ServicePark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("an unnamed parked stream was not closed by the server: %v", err)
 	}
 }
