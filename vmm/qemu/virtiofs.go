@@ -75,8 +75,9 @@ func (b *Backend) findVirtiofsd(ctx context.Context) (virtiofsd, error) {
 
 // Options of every virtiofsd. The guest must never read a file the host has changed as
 // it was: cache=auto alone lets the guest keep attributes and entries for a second, and
-// in that second a file the host rewrote read as its new bytes cut at the old size, or
-// its old size padded with zeros, and a file replaced by a rename read as the old one.
+// in that second a file the host rewrote was seen with its old size (read as its new
+// bytes cut at the old size, or padded with zeros to it), and an entry the host replaced
+// by a rename still leads to the old inode.
 // So the C virtiofsd gets timeout=0: every lookup and stat asks the host, the page cache
 // is dropped when a file is opened (cache=auto's close-to-open), and readdirplus, whose
 // attributes would expire at once, is off. The Rust virtiofsd keeps cache=auto for now:
