@@ -143,11 +143,15 @@ func (a *Agent) ports(ctx context.Context, _ string, conn net.Conn) {
 		defer w.Close()
 		news, every = w.C(), safetyEvery
 	}
-	// Notice the host going away even while nothing changes.
+	// Notice the host going away even while nothing changes: the loop then ends too, and
+	// with it the listen watch (a host agent that went with a suspend leaves its stream
+	// to be reset after the restore).
+	gone := make(chan struct{})
 	go func() {
 		buf := make([]byte, 1)
 		conn.Read(buf)
 		conn.Close()
+		close(gone)
 	}()
 	enc := json.NewEncoder(conn)
 	var last []forward.Listener
@@ -168,6 +172,8 @@ func (a *Agent) ports(ctx context.Context, _ string, conn net.Conn) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-gone:
 			return
 		case <-t.C:
 		case <-news:
