@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -284,16 +283,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		break
 	}
 	a.setPhase(agentapi.PhaseRunning)
-	// Boot's garbage (seed, probes, first streams) goes back to the OS: the agent idles
-	// for hours next to a VM and should not sit on it.
-	a.goAgent(ctx, "free memory", func(ctx context.Context) error {
-		select {
-		case <-ctx.Done():
-		case <-time.After(5 * time.Second):
-			debug.FreeOSMemory()
-		}
-		return nil
-	})
+	a.goAgent(ctx, "free memory", a.freeMemory)
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	if err := a.startForwarders(runCtx); err != nil {
