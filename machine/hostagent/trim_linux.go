@@ -15,22 +15,39 @@ import (
 // init, the kernel mapping neighbours of each page it faults) leaves most of its 20 MB
 // resident though idling touches little of it. The pages are clean copies of the file:
 // what is used again faults back in from the page cache, and RSS then says what the
-// agent really holds. It returns the bytes unmapped.
+// agent really holds. A mapping holding any page of its own (Anonymous in smaps: a
+// position-independent build's relocated read-only data) is left as it is: dropping
+// those pages would fault the unrelocated file back in. It returns the bytes unmapped.
 func trimResident() (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, err
 	}
-	f, err := os.Open("/proc/self/maps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	var total int64
+	type mapping struct {
+		start, end uint64
+		anon       bool
+	}
+	var maps []mapping
+	var cur *mapping // the exe's read-only private mapping being read, if any
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// start-end perms offset dev inode path
 		fl := strings.Fields(sc.Text())
+		if len(fl) == 0 {
+			continue
+		}
+		if v, ok := strings.CutSuffix(fl[0], ":"); ok && !strings.Contains(fl[0], "-") {
+			if cur != nil && v == "Anonymous" && len(fl) > 1 && fl[1] != "0" {
+				cur.anon = true
+			}
+			continue
+		}
+		// A mapping's first line: start-end perms offset dev inode path.
+		cur = nil
 		if len(fl) < 6 || fl[5] != exe || strings.Contains(fl[1], "w") || !strings.HasSuffix(fl[1], "p") {
 			continue
 		}
@@ -40,11 +57,22 @@ func trimResident() (int64, error) {
 		if !ok || err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		// Not unix.Madvise: the range is the program's own image, no Go slice.
-		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED); errno != 0 {
-			return total, fmt.Errorf("madvise %s: %w", fl[0], errno)
-		}
-		total += int64(end - start)
+		maps = append(maps, mapping{start: start, end: end})
+		cur = &maps[len(maps)-1]
 	}
-	return total, sc.Err()
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, m := range maps {
+		if m.anon {
+			continue
+		}
+		// Not unix.Madvise: the range is the program's own image, no Go slice.
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), unix.MADV_DONTNEED); errno != 0 {
+			return total, fmt.Errorf("madvise %x-%x: %w", m.start, m.end, errno)
+		}
+		total += int64(m.end - m.start)
+	}
+	return total, nil
 }
