@@ -327,18 +327,24 @@ func ServeWith(ctx context.Context, ln net.Listener, secret []byte, route Router
 			serveParked(ctx, conn, route, o.ParkedIdle)
 			return
 		}
-		h, err := route(service)
-		if err != nil {
-			Refuse(conn, err.Error())
-			conn.Close()
-			return
-		}
-		if err := Grant(conn); err != nil {
-			conn.Close()
-			return
-		}
-		h(ctx, service, conn)
+		dispatch(ctx, conn, service, route)
 	})
+}
+
+// dispatch hands an authenticated stream to the handler of the service it names, or
+// refuses it.
+func dispatch(ctx context.Context, conn net.Conn, service string, route Router) {
+	h, err := route(service)
+	if err != nil {
+		Refuse(conn, err.Error())
+		conn.Close()
+		return
+	}
+	if err := Grant(conn); err != nil {
+		conn.Close()
+		return
+	}
+	h(ctx, service, conn)
 }
 
 // refusalLog logs the first refusal of a period as it happens and sums up the rest in one

@@ -44,17 +44,7 @@ func serveParked(ctx context.Context, conn net.Conn, route Router, idle time.Dur
 		conn.Close()
 		return
 	}
-	h, err := route(service)
-	if err != nil {
-		Refuse(conn, err.Error())
-		conn.Close()
-		return
-	}
-	if err := Grant(conn); err != nil {
-		conn.Close()
-		return
-	}
-	h(ctx, service, conn)
+	dispatch(ctx, conn, service, route)
 }
 
 // parked is a Client's pool of parked streams.
