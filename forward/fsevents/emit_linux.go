@@ -106,15 +106,19 @@ func emitModify(p string, a attrs, grain timeGrain) error {
 	}
 	defer unix.Close(fd)
 	// An mtime alone set is reported as IN_MODIFY (fsnotify_change). (fallocate would
-	// raise it too, but file systems move the mtime on it, and 9p has none.) It is read
-	// from the open file just before: the batch's stat may predate a later host write.
-	var st unix.Statx_t
-	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_FORCE_SYNC, unix.STATX_MTIME, &st); err != nil {
-		return err
-	}
-	mtime := unix.Timespec{Sec: st.Mtime.Sec, Nsec: int64(st.Mtime.Nsec)}
-	if grain == grainSeconds && mtime.Nsec != 0 {
-		mtime = unix.Timespec{Nsec: unix.UTIME_NOW} // the server's clock: never before the write
+	// raise it too, but file systems move the mtime on it, and 9p has none.) A recent 9p
+	// file's goes to the server's clock, never before the write, with no read first.
+	mtime := unix.Timespec{Nsec: unix.UTIME_NOW}
+	if grain == grainNanos || a.mtime.Nsec == 0 {
+		// The value to set back is read from the open file just before: the batch's
+		// stat may predate a later host write.
+		var st unix.Statx_t
+		if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_FORCE_SYNC, unix.STATX_MTIME, &st); err != nil {
+			return err
+		}
+		if grain == grainNanos || st.Mtime.Nsec == 0 {
+			mtime = unix.Timespec{Sec: st.Mtime.Sec, Nsec: int64(st.Mtime.Nsec)}
+		}
 	}
 	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, mtime}
 	// utimensat(fd, NULL, ...) is futimens: x/sys has no call that passes a NULL path.
