@@ -89,6 +89,9 @@ type Spec struct {
 	// given at init or set and kept until it leaves the group.
 	NetworkGroup string      `json:"networkGroup,omitempty"`
 	GroupLease   *GroupLease `json:"groupLease,omitempty"`
+	// Kubernetes runs a single-node Kubernetes in the machine beside its engine, from the
+	// image's Kubernetes layer (downloaded only for machines that ask for it).
+	Kubernetes bool `json:"kubernetes,omitempty"`
 }
 
 // GroupLease is a machine's address and MAC on its network group.

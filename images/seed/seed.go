@@ -68,6 +68,9 @@ type Seed struct {
 	HostTimeNano  int64    `json:"hostTimeNano"`
 	TrimInterval  int      `json:"trimIntervalSeconds"`
 	Env           []string `json:"env,omitempty"`
+	// Kubernetes starts the single-node control plane and kubelet from the Kubernetes
+	// layer, which the host attaches beside the root.
+	Kubernetes bool `json:"kubernetes,omitempty"`
 }
 
 // Marshal encodes the seed as a disk image of exactly Size bytes.
