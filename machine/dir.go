@@ -73,6 +73,9 @@ func (h Home) CacheDir() string { return filepath.Join(h.Root, "cache") }
 
 func (h Home) machinesDir() string { return filepath.Join(h.Root, "machines") }
 
+// MachinesDir holds a folder for each machine.
+func (h Home) MachinesDir() string { return h.machinesDir() }
+
 // Dir returns the directory handle of a machine, whether or not it exists.
 func (h Home) Dir(name string) Dir {
 	return Dir{Name: name, Path: filepath.Join(h.machinesDir(), name), Run: h.runDir(name)}

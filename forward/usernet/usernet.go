@@ -9,11 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
@@ -41,6 +43,11 @@ const (
 type Network struct {
 	vn     *virtualnetwork.VirtualNetwork
 	secret []byte
+
+	groupMu sync.Mutex
+	// groupNames are the group names the zone answers, as last given: the zone API only
+	// prepends records, so a name is posted again only when its address changed.
+	groupNames map[string]string
 }
 
 // Options configure a Network.
@@ -67,7 +74,7 @@ func New(o Options) (*Network, error) {
 	if err != nil {
 		return nil, fmt.Errorf("user-mode network: %w", err)
 	}
-	n := &Network{vn: vn, secret: o.Secret}
+	n := &Network{vn: vn, secret: o.Secret, groupNames: maps.Clone(o.GroupHosts)}
 	if p := os.Getenv(ServicesEnv); p != "" {
 		if err := n.serveServices(p); err != nil {
 			return nil, err
@@ -166,9 +173,22 @@ func groupZone(hosts map[string]string) types.Zone {
 }
 
 // SetGroupHosts adds names to the network group's zone (machines that joined the group
-// after this one started). A name given again takes its new address.
+// after this one started). A name given again with a new address takes it; one given with
+// the address it has changes nothing. A name left out keeps answering: gvisor-tap-vsock's
+// zone API can add records but not remove them.
 func (n *Network) SetGroupHosts(hosts map[string]string) error {
-	b, err := json.Marshal(groupZone(hosts))
+	n.groupMu.Lock()
+	defer n.groupMu.Unlock()
+	changed := map[string]string{}
+	for name, ip := range hosts {
+		if n.groupNames[name] != ip {
+			changed[name] = ip
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(groupZone(changed))
 	if err != nil {
 		return err
 	}
@@ -182,6 +202,10 @@ func (n *Network) SetGroupHosts(hosts map[string]string) error {
 	if rec.code != 0 && rec.code != http.StatusOK {
 		return fmt.Errorf("user-mode network: group names: %s", rec.body.String())
 	}
+	if n.groupNames == nil {
+		n.groupNames = map[string]string{}
+	}
+	maps.Copy(n.groupNames, changed)
 	return nil
 }
 

@@ -124,23 +124,30 @@ func TestNoHostLoopback(t *testing.T) {
 	}
 }
 
-// zones are the DNS zones the network answers, as gvisor-tap-vsock lists them.
-func zones(t *testing.T, n *Network) map[string]map[string]string {
+type zoneList []struct {
+	Name    string
+	Records []struct {
+		Name string
+		IP   net.IP
+	}
+}
+
+// listZones is the network's DNS zones as gvisor-tap-vsock lists them.
+func listZones(t *testing.T, n *Network) zoneList {
 	req, _ := http.NewRequest(http.MethodGet, "/services/dns/all", nil)
 	rec := &recorder{header: http.Header{}}
 	n.vn.ServicesMux().ServeHTTP(rec, req)
-	var zs []struct {
-		Name    string
-		Records []struct {
-			Name string
-			IP   net.IP
-		}
-	}
+	var zs zoneList
 	if err := json.Unmarshal(rec.body.Bytes(), &zs); err != nil {
 		t.Fatalf("zones: %v: %s", err, rec.body.String())
 	}
+	return zs
+}
+
+// zones are the DNS zones the network answers: each name's address.
+func zones(t *testing.T, n *Network) map[string]map[string]string {
 	out := map[string]map[string]string{}
-	for _, z := range zs {
+	for _, z := range listZones(t, n) {
 		out[z.Name] = map[string]string{}
 		for i := len(z.Records) - 1; i >= 0; i-- { // the first record of a name wins
 			out[z.Name][z.Records[i].Name] = z.Records[i].IP.String()
@@ -169,5 +176,24 @@ func TestGroupHosts(t *testing.T) {
 	}
 	if z := zones(t, n)[GroupDomain]; z["a"] != "198.19.100.2" || z["b"] != "198.19.100.9" || z["c"] != "198.19.100.4" {
 		t.Fatalf("group zone after a member joined and one moved = %v", z)
+	}
+	// The agent gives the whole group again on every change of the machines' folder: the
+	// zone must not grow with each call.
+	count := func() (n2 int) {
+		for _, z := range listZones(t, n) {
+			if z.Name == GroupDomain {
+				n2 += len(z.Records)
+			}
+		}
+		return n2
+	}
+	before := count()
+	for range 50 {
+		if err := n.SetGroupHosts(map[string]string{"a": "198.19.100.2", "b": "198.19.100.9", "c": "198.19.100.4"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := count(); after != before {
+		t.Fatalf("the group zone grew from %d to %d records when given the same names again", before, after)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/usernet/netgroup"
 	"github.com/skiff-dev/skiff/images/seed"
@@ -74,26 +76,99 @@ func (a *Agent) groupHosts() map[string]string {
 	return a.home().GroupHosts(a.Spec.NetworkGroup)
 }
 
-// refreshGroupHosts adds the names of machines that joined the group after this one
-// started, until ctx ends.
+// groupRetry is how often host ports refused as in use are tried again while any is.
+const groupRetry = 10 * time.Second
+
+// refreshGroupHosts keeps the group's names and its refused host ports current until ctx
+// ends. It wakes when a machine's folder changes (a machine made or removed, a spec or
+// lease saved, an agent or VM started or gone), and on a timer only while some host port
+// is refused: an idle member sleeps.
 func (a *Agent) refreshGroupHosts(ctx context.Context) {
 	if a.Spec.NetworkGroup == "" {
 		return
 	}
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
+	changed, err := watchMachines(ctx, a.home().MachinesDir(), a.logf)
+	if err != nil {
+		a.logf("network group names: watch the machines: %v; looking every %v instead", err, groupRetry)
+		t := time.NewTicker(groupRetry)
+		defer t.Stop()
+		changed = t.C
+	}
+	retry := time.NewTimer(groupRetry)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
 			if err := a.net.SetGroupHosts(a.groupHosts()); err != nil {
 				a.logf("network group names: %v", err)
 			}
-			a.retryGroupPorts(ctx)
+		case <-retry.C:
+		}
+		if a.retryGroupPorts(ctx) {
+			retry.Reset(groupRetry)
 		}
 	}
 }
+
+// watchMachines reports, coalesced, each change of what a machine's folder says about
+// it: its spec, its agent and VM pid files, the folder itself.
+func watchMachines(ctx context.Context, root string, logf func(string, ...any)) (<-chan time.Time, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := w.Add(root); err != nil {
+		w.Close()
+		return nil, err
+	}
+	ents, _ := os.ReadDir(root)
+	for _, e := range ents {
+		if e.IsDir() {
+			w.Add(filepath.Join(root, e.Name()))
+		}
+	}
+	out := make(chan time.Time, 1)
+	go func() {
+		defer w.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				logf("network group names: watch the machines: %v", err)
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if filepath.Dir(ev.Name) == root {
+					if ev.Has(fsnotify.Create) {
+						w.Add(ev.Name) // a new machine's folder; a file there fails harmlessly
+					}
+				} else if !machineStateFiles[filepath.Base(ev.Name)] {
+					continue // its logs and disks: nothing the group's names depend on
+				}
+				select {
+				case out <- time.Now():
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// machineStateFiles are the files of a machine's folder whose changes matter to the other
+// members of its group.
+var machineStateFiles = map[string]bool{machine.FileConfig: true, machine.FileAgentPID: true, machine.FileVMPID: true}
 
 // dialSwitch connects to the group's switch, starting one when none answers.
 func dialSwitch(ctx context.Context, home machine.Home, group string) (net.Conn, error) {
@@ -227,15 +302,20 @@ type groupPorts struct {
 // retryGroupPorts gives the ports the guest's listeners again, so that host ports refused
 // as in use are tried anew: every member holds a swarm's published ports, the first to bind
 // one on the host serves it, and when that machine stops another takes it over. (The guest
-// sends its listeners only when they change, which the other machine's stop does not.)
-func (a *Agent) retryGroupPorts(ctx context.Context) {
+// sends its listeners only when they change, which the other machine's stop does not.) It
+// reports whether some port is still refused.
+func (a *Agent) retryGroupPorts(ctx context.Context) bool {
 	pm := a.portManager()
-	if pm == nil || !slices.ContainsFunc(pm.Status(), func(f forward.Forward) bool { return f.Error != "" }) {
-		return // nothing refused: nothing to try again, and no event for nothing
+	refused := func() bool {
+		return slices.ContainsFunc(pm.Status(), func(f forward.Forward) bool { return f.Error != "" })
+	}
+	if pm == nil || !refused() {
+		return false // nothing refused: nothing to try again, and no event for nothing
 	}
 	a.netGroup.mu.Lock()
 	defer a.netGroup.mu.Unlock()
 	if a.netGroup.seen {
 		pm.Update(ctx, a.netGroup.last)
 	}
+	return refused()
 }

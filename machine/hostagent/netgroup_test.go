@@ -3,8 +3,11 @@ package hostagent
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/forward/hostports"
@@ -55,9 +58,64 @@ func TestRetryGroupPorts(t *testing.T) {
 	if !refused() {
 		t.Fatalf("a held host port was bound: %+v", pm.Status())
 	}
+	if !a.retryGroupPorts(ctx) {
+		t.Fatal("retry reported no refused port while the port is held")
+	}
 	holder.Close()
-	a.retryGroupPorts(ctx)
+	if a.retryGroupPorts(ctx) {
+		t.Fatal("retry reported a refused port after taking it")
+	}
 	if refused() {
 		t.Fatalf("the freed host port was not taken: %+v", pm.Status())
 	}
+}
+
+func TestWatchMachines(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "machines")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed, err := watchMachines(ctx, root, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case <-changed:
+			t.Fatalf("%s was reported as a change", what)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	heard := func(what string) {
+		t.Helper()
+		select {
+		case <-changed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s was not reported", what)
+		}
+		for len(changed) > 0 { // coalesced: at most one more
+			<-changed
+		}
+	}
+	dir := filepath.Join(root, "b")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	heard("a new machine's folder")
+	time.Sleep(100 * time.Millisecond) // the event of the folder before the watch on it
+	for len(changed) > 0 {
+		<-changed
+	}
+	if err := os.WriteFile(filepath.Join(dir, machine.FileAgentLog), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	quiet("a log line")
+	if err := os.WriteFile(filepath.Join(dir, machine.FileConfig), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	heard("a spec saved in the new machine's folder")
+	if err := os.Remove(filepath.Join(dir, machine.FileConfig)); err != nil {
+		t.Fatal(err)
+	}
+	heard("a spec removed")
 }
