@@ -400,6 +400,9 @@ func (m *Manager) Remove(ctx context.Context, name string, o RmOptions) error {
 			return err
 		}
 	}
+	if err := d.RemoveKube(); err != nil && o.Warn != nil {
+		o.Warn(fmt.Sprintf("the machine's kubeconfig entries: %v", err))
+	}
 	var b vmm.Backend
 	if s, err := d.Spec(); err == nil {
 		// A machine without a readable config (its init stopped halfway) never started,
@@ -441,6 +444,9 @@ type Changes struct {
 	// NetworkGroup: the network group the machine joins ("" leaves its group), with a
 	// new lease there (from the next start).
 	NetworkGroup *string
+	// Kubernetes: whether the machine runs Kubernetes (from the next start); turning it
+	// off removes its entries from the user's kubeconfig at once.
+	Kubernetes *bool
 }
 
 // SetResult says what Set did.
@@ -457,7 +463,8 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 		return nil, err
 	}
 	hardware := c.CPUs != nil || c.MemoryMiB != nil || c.DiskGiB != nil || c.HostLoopback != nil || c.MemoryReclaim != nil ||
-		(c.NetworkGroup != nil && *c.NetworkGroup != spec.NetworkGroup)
+		(c.NetworkGroup != nil && *c.NetworkGroup != spec.NetworkGroup) ||
+		(c.Kubernetes != nil && *c.Kubernetes != spec.Kubernetes)
 	if st := d.Status(ctx); hardware && st.State != StateStopped && st.State != StateCrashed {
 		return nil, wrongState(name, st.State, "stop it before changing it")
 	}
@@ -485,6 +492,9 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	}
 	if c.NetworkGroup != nil {
 		next.NetworkGroup = *c.NetworkGroup
+	}
+	if c.Kubernetes != nil {
+		next.Kubernetes = *c.Kubernetes
 	}
 	if c.DiskGiB != nil {
 		if *c.DiskGiB < spec.DiskGiB {
@@ -518,6 +528,11 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 		return nil, err
 	}
 	res := &SetResult{Spec: &next}
+	if spec.Kubernetes && !next.Kubernetes {
+		if err := d.RemoveKube(); err != nil {
+			return nil, fmt.Errorf("remove the machine's kubeconfig entries: %w", err)
+		}
+	}
 	// A suspended VM cannot resume with other hardware; say so now, not at start.
 	if hardware && d.SavedStateInfo() != nil {
 		if err := d.DiscardSavedState(); err != nil {
@@ -542,6 +557,9 @@ type View struct {
 	} `json:"dataDisk"`
 	// SavedState is the suspended VM's state, when there is one.
 	SavedState *SavedStateInfo `json:"savedState,omitempty"`
+	// Kubernetes is where the machine's Kubernetes is reached from the host, when it
+	// runs one (the API port once a start chose it, the kubeconfig entries once written).
+	Kubernetes *KubeState `json:"kubernetes,omitempty"`
 }
 
 // Inspect computes one machine's view now.
@@ -554,6 +572,11 @@ func (m *Manager) Inspect(ctx context.Context, name string) (*View, error) {
 	v.Disk.Path = d.File(FileDataDisk)
 	v.Disk.SizeBytes, v.Disk.AllocatedBytes = fileSizes(v.Disk.Path)
 	v.SavedState = d.SavedStateInfo()
+	if s.Kubernetes {
+		if v.Kubernetes, err = d.KubeState(); err != nil {
+			return nil, err
+		}
+	}
 	return v, nil
 }
 

@@ -94,6 +94,10 @@ type Spec struct {
 	Kubernetes bool `json:"kubernetes,omitempty"`
 }
 
+// KubernetesMinMemoryMiB is the least memory a machine with Kubernetes gets: etcd, the
+// control plane, kubelet and containerd run beside the engine and the pods.
+const KubernetesMinMemoryMiB = 2048
+
 // GroupLease is a machine's address and MAC on its network group.
 type GroupLease struct {
 	Address string `json:"address"`
@@ -159,6 +163,14 @@ func (s *Spec) Validate(l Limits) error {
 	case "", "balloon", "free-page-reporting", "dynamic-memory", "off":
 	default:
 		return fmt.Errorf("invalid --memory-reclaim %q: use balloon, free-page-reporting, dynamic-memory or off (or leave it to the backend)", s.MemoryReclaim)
+	}
+	if s.Kubernetes {
+		if s.Engine != EngineDocker {
+			return fmt.Errorf("invalid --kubernetes with --engine %s: Kubernetes runs beside docker only (podman is not supported yet)", s.Engine)
+		}
+		if s.MemoryMiB < KubernetesMinMemoryMiB {
+			return fmt.Errorf("invalid --kubernetes with --memory %dMiB: Kubernetes needs at least %dMiB", s.MemoryMiB, KubernetesMinMemoryMiB)
+		}
 	}
 	if s.NetworkGroup != "" && !nameRE.MatchString(s.NetworkGroup) {
 		return fmt.Errorf("invalid --network-group %q: use 1-30 characters a-z, 0-9, '-', '_' or '.', starting with a letter or digit", s.NetworkGroup)

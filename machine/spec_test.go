@@ -29,15 +29,22 @@ func TestValidate(t *testing.T) {
 	if err := ok.Validate(lim); err != nil {
 		t.Fatal(err)
 	}
+	kube := ok
+	kube.Kubernetes, kube.MemoryMiB = true, KubernetesMinMemoryMiB
+	if err := kube.Validate(lim); err != nil {
+		t.Fatal(err)
+	}
 	for name, mut := range map[string]func(*Spec){
-		"invalid machine name": func(s *Spec) { s.Name = "Bad!" },
-		"at least 1 CPU":       func(s *Spec) { s.CPUs = 0 },
-		"this host has 4 CPUs": func(s *Spec) { s.CPUs = 5 },
-		"this host has only":   func(s *Spec) { s.MemoryMiB = 9000 },
-		"--disk-size":          func(s *Spec) { s.DiskGiB = 1 },
-		"--engine":             func(s *Spec) { s.Engine = "lxc" },
-		"--share-type":         func(s *Spec) { s.ShareType = "nfs" },
-		"used twice":           func(s *Spec) { s.Mounts = []Mount{{"/a", "/g", false}, {"/b", "/g", false}} },
+		"invalid machine name":        func(s *Spec) { s.Name = "Bad!" },
+		"at least 1 CPU":              func(s *Spec) { s.CPUs = 0 },
+		"this host has 4 CPUs":        func(s *Spec) { s.CPUs = 5 },
+		"this host has only":          func(s *Spec) { s.MemoryMiB = 9000 },
+		"--disk-size":                 func(s *Spec) { s.DiskGiB = 1 },
+		"--engine":                    func(s *Spec) { s.Engine = "lxc" },
+		"--share-type":                func(s *Spec) { s.ShareType = "nfs" },
+		"used twice":                  func(s *Spec) { s.Mounts = []Mount{{"/a", "/g", false}, {"/b", "/g", false}} },
+		"podman is not supported yet": func(s *Spec) { s.Kubernetes, s.Engine, s.MemoryMiB = true, EnginePodman, 4096 },
+		"Kubernetes needs at least":   func(s *Spec) { s.Kubernetes = true },
 	} {
 		s := ok
 		mut(&s)

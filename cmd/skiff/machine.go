@@ -95,6 +95,7 @@ func initCmd() *cobra.Command {
 		switchContext         bool
 		memoryReclaim         string
 		networkGroup          string
+		kubernetes            bool
 	)
 	c := &cobra.Command{
 		Use:   "init [NAME]",
@@ -117,7 +118,7 @@ func initCmd() *cobra.Command {
 			spec := &machine.Spec{Name: name, Backend: backend, CPUs: cpus, MemoryMiB: memMiB,
 				DiskGiB: diskMiB / 1024, Engine: machine.Engine(engine), PortBindAddress: bind, ShareType: shareType,
 				NoHostLoopback: noHostLoopback, SwitchContext: switchContext, MemoryReclaim: memoryReclaim, NoFileEvents: noFileEvents,
-				NetworkGroup: networkGroup}
+				NetworkGroup: networkGroup, Kubernetes: kubernetes}
 			if !noHome {
 				if hd, err := os.UserHomeDir(); err == nil {
 					spec.Mounts = append(spec.Mounts, machine.Mount{HostPath: hd, GuestPath: machine.GuestPathFor(hd)})
@@ -167,6 +168,7 @@ func initCmd() *cobra.Command {
 	f.BoolVar(&switchContext, "switch-context", false, "make the machine's docker context the current one on every start, even over one you chose")
 	f.StringVar(&memoryReclaim, "memory-reclaim", "", memoryReclaimHelp)
 	f.StringVar(&networkGroup, "network-group", "", networkGroupHelp)
+	f.BoolVar(&kubernetes, "kubernetes", false, kubernetesHelp)
 	return c
 }
 
@@ -493,6 +495,7 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	var memory, disk string
 	var autostart, hostLoopback, switchContext, fileEvents bool
 	var memoryReclaim, networkGroup string
+	var kubernetes bool
 	c := &cobra.Command{
 		Use:   "set [NAME]",
 		Short: "Change a stopped machine's CPUs, memory or disk size",
@@ -536,6 +539,9 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 		if flags.Changed("network-group") {
 			ch.NetworkGroup = &networkGroup
 		}
+		if flags.Changed("kubernetes") {
+			ch.Kubernetes = &kubernetes
+		}
 		res, err := m.Set(cmd.Context(), name, ch)
 		if err != nil {
 			return err
@@ -556,8 +562,11 @@ func setCmd(opts hostcmd.Options) *cobra.Command {
 	c.Flags().StringVar(&memoryReclaim, "memory-reclaim", "", memoryReclaimHelp)
 	c.Flags().BoolVar(&fileEvents, "file-events", true, "whether host file changes reach file watchers in the VM (9p and virtiofs shares); from the next start")
 	c.Flags().StringVar(&networkGroup, "network-group", "", networkGroupHelp+` ("" leaves the group); from the next start`)
+	c.Flags().BoolVar(&kubernetes, "kubernetes", false, kubernetesHelp+"; from the next start (=false removes its kubeconfig entries now)")
 	return c
 }
+
+const kubernetesHelp = "run a single-node Kubernetes beside docker (at least 2GiB memory), with a kubeconfig context skiff (skiff-NAME) on the host"
 
 const networkGroupHelp = "join the machines of this group on a network of their own (a second NIC, names NAME.skiff.internal; qemu only)"
 
