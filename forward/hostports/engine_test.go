@@ -247,3 +247,30 @@ func TestWatchEngineFollowsEvents(t *testing.T) {
 		t.Fatal("WatchEngine did not return after its context ended")
 	}
 }
+
+// An agent source's port (a Kubernetes service) is bound at its own address whatever the
+// socket table says, yields to the engine's, and goes when its source drops it.
+func TestSourceBetweenSocketTableAndEngine(t *testing.T) {
+	p, q := freeTCPPort(t), freeTCPPort(t)
+	m := &Manager{Guest: refuse{}, BindAddr: "0.0.0.0", Logf: t.Logf}
+	defer m.Close()
+	ctx := context.Background()
+	m.Update(ctx, []forward.Listener{{Proto: "tcp", IP: "0.0.0.0", Port: p}})
+	m.UpdateSource(ctx, "kubernetes", []Published{
+		{Proto: "tcp", HostIP: "127.0.0.1", HostPort: p, Target: "192.168.127.2:30080"},
+		{Proto: "udp", HostIP: "127.0.0.1", HostPort: q, Target: "192.168.127.2:30053"},
+	})
+	got := byHost(m.Status())
+	if f := got["127.0.0.1:"+strconv.Itoa(p)]; f.GuestAddr != "192.168.127.2:30080" || f.Error != "" || len(got) != 2 {
+		t.Fatalf("with the source: %+v", got)
+	}
+	m.UpdatePublished(ctx, []Published{{Proto: "tcp", HostPort: p, Target: "172.17.0.2:80"}})
+	if f := byHost(m.Status())["0.0.0.0:"+strconv.Itoa(p)]; f.GuestAddr != "172.17.0.2:80" {
+		t.Fatalf("the engine's port did not win: %+v", m.Status())
+	}
+	m.UpdatePublished(ctx, nil)
+	m.UpdateSource(ctx, "kubernetes", nil)
+	if st := m.Status(); len(st) != 1 || st[0].GuestAddr != "0.0.0.0:"+strconv.Itoa(p) {
+		t.Fatalf("after the source dropped its ports: %+v", st)
+	}
+}

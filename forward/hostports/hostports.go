@@ -45,6 +45,7 @@ type Manager struct {
 	active    map[string]*forwarder
 	listeners []forward.Listener
 	published []Published
+	sources   map[string][]Published // UpdateSource's, by source
 	// atLimit and loopback remember what was last logged, so that a refusal that stands
 	// is logged once, not on every reconcile.
 	atLimit  bool
@@ -127,7 +128,19 @@ func (m *Manager) UpdatePublished(ctx context.Context, ps []Published) {
 	m.reconcile(ctx)
 }
 
-// wants merges both sources, the engine's last so that it wins, and returns the keys in
+// UpdateSource replaces the ports one of the agent's own sources asks for (Kubernetes'
+// services) and reconciles. They are bound like the engine's, which win a port both name.
+func (m *Manager) UpdateSource(ctx context.Context, source string, ps []Published) {
+	m.mu.Lock()
+	if m.sources == nil {
+		m.sources = map[string][]Published{}
+	}
+	m.sources[source] = ps
+	m.mu.Unlock()
+	m.reconcile(ctx)
+}
+
+// wants merges the sources, the engine's last so that it wins, and returns the keys in
 // the order slots are given under the limit: the engine's ports (asked for by the user)
 // first, then the socket table's, each by key.
 func (m *Manager) wants() (map[string]want, []string) {
@@ -145,6 +158,13 @@ func (m *Manager) wants() (map[string]want, []string) {
 		ws[w.key()] = w
 	}
 	engine := map[string]bool{}
+	for _, src := range slices.Sorted(maps.Keys(m.sources)) {
+		for _, p := range m.sources[src] {
+			w := want{proto: p.Proto, port: p.HostPort, bind: m.hostBind(p.HostIP), target: p.Target, guest: p.Target}
+			engine[w.key()] = true
+			ws[w.key()] = w
+		}
+	}
 	for _, p := range m.published {
 		w := want{proto: p.Proto, port: p.HostPort, bind: m.hostBind(p.HostIP), target: p.Target, guest: p.Target}
 		engine[w.key()] = true
@@ -253,7 +273,7 @@ func (m *Manager) Status() []forward.Forward {
 // Close removes every forward.
 func (m *Manager) Close() {
 	m.mu.Lock()
-	m.listeners, m.published = nil, nil
+	m.listeners, m.published, m.sources = nil, nil, nil
 	m.mu.Unlock()
 	m.reconcile(context.Background())
 }
