@@ -189,7 +189,7 @@ type Options struct {
 	// Client is used for http(s) sources.
 	Client *http.Client
 	// Roles are the image's optional files to install besides its kernel, initrd and root
-	// (RoleEFIBoot, RoleWSLRootfs): only the backend that boots from one needs it, and the
+	// (RoleEFIBoot, RoleWSLRootfs, RoleKube): only the backend that boots from one needs it, and the
 	// WSL root alone is as big as the rest. Installing an image again adds those missing.
 	Roles []string
 	// Arch is the architecture an image index is resolved for; empty is this host's.
@@ -203,6 +203,7 @@ const (
 	RoleRoot      = "root"
 	RoleEFIBoot   = "efi-boot"   // the Hyper-V boot disk (vmm.EFIBootDisk)
 	RoleWSLRootfs = "wsl-rootfs" // WSL's root filesystem tarball
+	RoleKube      = "kube"       // the Kubernetes layer, for machines that run Kubernetes
 )
 
 // wanted says whether an install with opt takes f.

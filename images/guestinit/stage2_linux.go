@@ -44,6 +44,7 @@ type System struct {
 	engine     *exec.Cmd
 	containerd *exec.Cmd
 	sshd       *exec.Cmd
+	kubeOn     bool // the seed asked for Kubernetes and its layer is mounted
 	pid1       bool
 	bootEnded  bool
 	stopping   bool     // Shutdown began: daemons exiting now were asked to
@@ -165,11 +166,29 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	if err := <-dataDone; err != nil {
 		return nil, err
 	}
+	kube := sd.Kubernetes && opt.WSL == nil && sd.Engine != "podman"
+	if sd.Kubernetes && !kube {
+		logf("kubernetes: not supported with engine %s or under WSL yet; not starting it", sd.Engine)
+	}
+	if kube {
+		if err := s.mountKubeLayer(); err != nil {
+			logf("kubernetes: %v", err)
+			kube = false
+		}
+	}
+	s.kubeOn = kube
 	if err := s.startEngine(); err != nil {
 		return nil, err
 	}
 	if err := <-netDone; err != nil {
 		return nil, err
+	}
+	if kube {
+		go func() {
+			if err := s.startKube(context.Background()); err != nil {
+				logf("kubernetes: %v", err)
+			}
+		}()
 	}
 	go s.mountShares()
 	if err := s.startSSHD(); err != nil {
@@ -507,6 +526,7 @@ func fsSmallerThanDisk(dev string) bool {
 	return uint64(st.Blocks)*uint64(st.Bsize) < size-size/20
 }
 
+// startEngine starts the engine; with Kubernetes on, containerd serves its CRI too.
 func (s *System) startEngine() error {
 	var cmd *exec.Cmd
 	switch s.Seed.Engine {
@@ -516,7 +536,11 @@ func (s *System) startEngine() error {
 	default:
 		// containerd starts at the same time as dockerd rather than after dockerd's own
 		// initialisation, which is how it runs when dockerd spawns it.
-		if err := s.startDaemon(&s.containerd, exec.Command("containerd"), "/var/log/containerd.log", nil); err != nil {
+		ctrd := exec.Command("containerd")
+		if s.kubeOn {
+			ctrd.Args = append(ctrd.Args, "--config", kubeContainerdConfig)
+		}
+		if err := s.startDaemon(&s.containerd, ctrd, "/var/log/containerd.log", nil); err != nil {
 			return err
 		}
 		if forgot, err := ForgetDefaultBridge(DockerNetworkDB, DockerConfig); err != nil {
@@ -851,13 +875,15 @@ func (s *System) Shutdown(poweroff bool) {
 		unix.Kill(-1, unix.SIGKILL)
 	}
 	unix.Sync()
+	// The kubelet's volumes and the containers' root filesystems, which hold the data disk.
+	unmountUnder("/run/containerd", "/run/netns", KubeDir, "/var/log/pods")
 	// Shares first, then the binds into the data disk, then the data disk itself: a busy
 	// data disk would be detached lazily and need journal recovery at the next boot.
 	var mounts []string
 	for _, sh := range s.Seed.Shares {
 		mounts = append(mounts, sh.GuestPath)
 	}
-	mounts = append(mounts, "/var/lib/docker", "/var/lib/containerd", "/var/lib/containers", DataMount)
+	mounts = append(mounts, "/var/log/pods", "/var/lib/docker", "/var/lib/containerd", "/var/lib/containers", DataMount)
 	for _, m := range mounts {
 		if err := unix.Unmount(m, 0); err != nil {
 			unix.Unmount(m, unix.MNT_DETACH)

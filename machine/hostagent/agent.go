@@ -633,6 +633,7 @@ func (a *Agent) startForwarders(ctx context.Context) error {
 		return nil
 	})
 	a.startFileEvents(ctx, guest)
+	a.startKube(ctx, guest, ports)
 	return nil
 }
 
@@ -645,7 +646,7 @@ func (a *Agent) watchPorts(ctx context.Context, guest transport.Dialer, ports *h
 			if err := dec.Decode(&ls); err != nil {
 				return
 			}
-			ports.Update(ctx, a.groupListeners(ls))
+			ports.Update(ctx, a.kubeListeners(a.groupListeners(ls)))
 		}
 	})
 }
@@ -762,6 +763,13 @@ func (a *Agent) vmConfig(ctx context.Context) (vmm.Config, error) {
 	if cfg.Group, err = a.groupNIC(); err != nil {
 		return vmm.Config{}, err
 	}
+	if a.Spec.Kubernetes {
+		layer := man[images.RoleKube]
+		if layer == "" {
+			return vmm.Config{}, fmt.Errorf("the machine runs Kubernetes but its image %s has no Kubernetes layer (build one with make image-kube)", img.Version)
+		}
+		cfg.Disks = append(cfg.Disks, vmm.Disk{Path: layer, Serial: "skiff-kube", ReadOnly: true})
+	}
 	for i, m := range a.Spec.Mounts {
 		if typ := a.mountShareType(m); typ != shareOverTransport {
 			cfg.Shares = append(cfg.Shares, vmm.Share{Tag: shareTag(i), HostPath: m.HostPath, ReadOnly: m.ReadOnly, Type: typ})
@@ -803,6 +811,7 @@ func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 		VsockPort:    VsockPort,
 		HostTimeNano: now.UnixNano(),
 		TrimInterval: 3600,
+		Kubernetes:   a.Spec.Kubernetes,
 	}
 	if n, ok := a.Backend.(vmm.VsockNetworker); ok {
 		sd.Network.VsockPort = n.NetworkVsockPort()
@@ -825,6 +834,10 @@ func (a *Agent) verifyImage(ctx context.Context) (*images.Manifest, error) {
 	opt := images.VerifyOptions{Digest: img.Digest, Source: img.Source}
 	if chk, ok := a.Backend.(vmm.ImageChecker); ok {
 		opt.Roles = chk.ImageRoles()
+	}
+	if a.Spec.Kubernetes {
+		// Installed only for the machines that run Kubernetes: missing, it is fetched.
+		opt.Roles = append(opt.Roles, images.RoleKube)
 	}
 	v, err := images.Verify(ctx, img.Dir, opt)
 	if errors.Is(err, images.ErrImageChanged) && img.Source != "" {
