@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -257,4 +258,44 @@ func (d Dir) RemoveKube() error {
 	}
 	st.Kubeconfig, st.Name = "", ""
 	return d.SaveKubeState(st)
+}
+
+// KubeCredentials are what a client needs of a cluster's admin kubeconfig: the cluster's
+// CA and the client's certificate and key, PEM.
+type KubeCredentials struct {
+	CA, Cert, Key []byte
+}
+
+// ParseKubeCredentials reads the first cluster's CA and the first user's certificate
+// and key from a kubeconfig whose certificates are inline.
+func ParseKubeCredentials(conf []byte) (*KubeCredentials, error) {
+	var k kubeconfig
+	if err := yaml.Unmarshal(conf, &k); err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	if len(k.Clusters) == 0 || len(k.Users) == 0 {
+		return nil, errors.New("kubeconfig: no cluster or no user")
+	}
+	cluster, err := inlineSection(k.Clusters[0], "cluster", "certificate-authority")
+	if err != nil {
+		return nil, err
+	}
+	user, err := inlineSection(k.Users[0], "user", "client-certificate", "client-key")
+	if err != nil {
+		return nil, err
+	}
+	var c KubeCredentials
+	for _, f := range []struct {
+		m   map[string]any
+		key string
+		to  *[]byte
+	}{{cluster, "certificate-authority-data", &c.CA}, {user, "client-certificate-data", &c.Cert}, {user, "client-key-data", &c.Key}} {
+		s, _ := f.m[f.key].(string)
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b) == 0 {
+			return nil, fmt.Errorf("kubeconfig: %s is missing or not base64", f.key)
+		}
+		*f.to = b
+	}
+	return &c, nil
 }

@@ -155,3 +155,16 @@ func readTestKubeconfig(t *testing.T, p string) *kubeconfig {
 	}
 	return &k
 }
+
+func TestParseKubeCredentials(t *testing.T) {
+	c, err := ParseKubeCredentials([]byte(testAdminConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.CA) != "CA" || string(c.Cert) != "CERT" || string(c.Key) != "KEY" {
+		t.Fatalf("got %q %q %q", c.CA, c.Cert, c.Key)
+	}
+	if _, err := ParseKubeCredentials([]byte(strings.Replace(testAdminConf, "client-key-data: S0VZ", "", 1))); err == nil {
+		t.Fatal("a kubeconfig without a key was taken")
+	}
+}

@@ -52,31 +52,6 @@ func sshCmd() *cobra.Command {
 	}
 }
 
-// sshClientConfig authenticates with the machine's key and pins the host key made at init.
-func sshClientConfig(d machine.Dir) (*ssh.ClientConfig, error) {
-	keyPEM, err := os.ReadFile(d.File(machine.FileSSHKey))
-	if err != nil {
-		return nil, err
-	}
-	signer, err := ssh.ParsePrivateKey(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("machine ssh key: %w", err)
-	}
-	hostPub, err := os.ReadFile(d.File(machine.FileHostKey + ".pub"))
-	if err != nil {
-		return nil, err
-	}
-	pinned, _, _, _, err := ssh.ParseAuthorizedKey(hostPub)
-	if err != nil {
-		return nil, fmt.Errorf("pinned host key: %w", err)
-	}
-	return &ssh.ClientConfig{
-		User:            "root",
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.FixedHostKey(pinned),
-	}, nil
-}
-
 func runSSH(cmd *cobra.Command, name string, command []string) (int, error) {
 	m, err := manager(hostcmd.Options{})
 	if err != nil {
@@ -89,7 +64,7 @@ func runSSH(cmd *cobra.Command, name string, command []string) (int, error) {
 	if st := d.Status(cmd.Context()); st.State != machine.StateRunning {
 		return 0, &machine.Error{Name: name, Class: machine.ErrState, Detail: "is " + string(st.State), Hint: "start it with: skiff machine start" + nameSuffix(name)}
 	}
-	cfg, err := sshClientConfig(d)
+	cfg, err := d.SSHClientConfig()
 	if err != nil {
 		return 0, err
 	}
