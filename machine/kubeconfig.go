@@ -247,17 +247,19 @@ func RemoveKubeconfig(path, name string) error {
 }
 
 // RemoveKube removes the machine's entries from the kubeconfig they were written to and
-// forgets it (the API port is kept for a later start).
-func (d Dir) RemoveKube() error {
+// forgets it (the API port is kept for a later start). It returns what it removed: the
+// entries' name and file, empty when there were none.
+func (d Dir) RemoveKube() (name, path string, err error) {
 	st, err := d.KubeState()
 	if err != nil || st.Kubeconfig == "" {
-		return err
+		return "", "", err
 	}
 	if err := RemoveKubeconfig(st.Kubeconfig, st.Name); err != nil {
-		return err
+		return "", "", err
 	}
+	name, path = st.Name, st.Kubeconfig
 	st.Kubeconfig, st.Name = "", ""
-	return d.SaveKubeState(st)
+	return name, path, d.SaveKubeState(st)
 }
 
 // KubeCredentials are what a client needs of a cluster's admin kubeconfig: the cluster's

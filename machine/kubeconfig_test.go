@@ -1,12 +1,16 @@
 package machine
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/skiff-dev/skiff/vmm"
 )
 
 const testAdminConf = `apiVersion: v1
@@ -166,5 +170,53 @@ func TestParseKubeCredentials(t *testing.T) {
 	}
 	if _, err := ParseKubeCredentials([]byte(strings.Replace(testAdminConf, "client-key-data: S0VZ", "", 1))); err == nil {
 		t.Fatal("a kubeconfig without a key was taken")
+	}
+}
+
+// set --kubernetes=false and rm take the machine's entries out of the kubeconfig they
+// were written to, whatever KUBECONFIG says now.
+func TestSetAndRemoveDropKubeconfigEntries(t *testing.T) {
+	h := Home{Root: t.TempDir()}
+	m := &Manager{Home: h, Backend: func(string) (vmm.Backend, error) { return nil, nil }}
+	ctx := context.Background()
+	kc := filepath.Join(t.TempDir(), "config")
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "elsewhere"))
+	// rm also removes the machine's client connections: the test's, not the user's.
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	for _, n := range []string{DefaultName, "dev"} {
+		s := &Spec{Name: n, Backend: "qemu", CPUs: 1, MemoryMiB: 2048, DiskGiB: 2, Engine: EngineDocker, Kubernetes: true}
+		if err := h.Create(s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := MergeKubeconfig(MergeKubeconfigOptions{Path: kc, Name: KubeName(n), Admin: []byte(testAdminConf), Server: "https://127.0.0.1:6443"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Dir(n).SaveKubeState(&KubeState{APIPort: 6443, Kubeconfig: kc, Name: KubeName(n)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	off := false
+	res, err := m.Set(ctx, "dev", Changes{Kubernetes: &off})
+	if err != nil || res.Spec.Kubernetes {
+		t.Fatalf("set --kubernetes=false: %+v %v", res, err)
+	}
+	k := readTestKubeconfig(t, kc)
+	if len(k.Contexts) != 1 || k.Contexts[0].Name != "skiff" {
+		t.Fatalf("after set: %+v", k.Contexts)
+	}
+	if st, _ := h.Dir("dev").KubeState(); st.Kubeconfig != "" || st.APIPort != 6443 {
+		t.Fatalf("kube state after set: %+v", st)
+	}
+	var notes []string
+	if err := m.Remove(ctx, DefaultName, RmOptions{Note: func(s string) { notes = append(notes, s) }}); err != nil {
+		t.Fatal(err)
+	}
+	if k := readTestKubeconfig(t, kc); len(k.Contexts)+len(k.Clusters)+len(k.Users) != 0 || k.CurrentContext != "" {
+		t.Fatalf("after rm: %+v", k)
+	}
+	if !slices.ContainsFunc(notes, func(s string) bool { return strings.Contains(s, `"skiff" is removed from `+kc) }) {
+		t.Fatalf("rm's notes: %q", notes)
 	}
 }

@@ -400,7 +400,8 @@ func (m *Manager) Remove(ctx context.Context, name string, o RmOptions) error {
 			return err
 		}
 	}
-	if err := d.RemoveKube(); err != nil && o.Warn != nil {
+	kubeName, kubeconfig, err := d.RemoveKube()
+	if err != nil && o.Warn != nil {
 		o.Warn(fmt.Sprintf("the machine's kubeconfig entries: %v", err))
 	}
 	var b vmm.Backend
@@ -422,6 +423,9 @@ func (m *Manager) Remove(ctx context.Context, name string, o RmOptions) error {
 		o.Note(fmt.Sprintf("docker's current context is %q again", prev))
 	}
 	hostenv.RemoveAll(ctx, hostenv.Clients(), name)
+	if kubeName != "" && o.Note != nil {
+		o.Note(fmt.Sprintf("kubectl's context %q is removed from %s", kubeName, kubeconfig))
+	}
 	return nil
 }
 
@@ -529,7 +533,7 @@ func (m *Manager) Set(ctx context.Context, name string, c Changes) (*SetResult, 
 	}
 	res := &SetResult{Spec: &next}
 	if spec.Kubernetes && !next.Kubernetes {
-		if err := d.RemoveKube(); err != nil {
+		if _, _, err := d.RemoveKube(); err != nil {
 			return nil, fmt.Errorf("remove the machine's kubeconfig entries: %w", err)
 		}
 	}

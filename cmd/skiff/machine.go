@@ -239,6 +239,10 @@ func startMachine(ctx context.Context, out io.Writer, m *machine.Manager, name s
 		fmt.Fprintf(out, "warning: %s\n", w)
 	}
 	fmt.Fprintf(out, "Engine (%s) socket: %s\n", res.State.Engine, res.Engine)
+	if _, spec, err := m.Machine(name); err == nil && spec.Kubernetes {
+		fmt.Fprintf(out, "Kubernetes starts in the background: kubectl --context %s get nodes once the host agent has merged its kubeconfig (skiff machine logs%s says when).\n",
+			machine.KubeName(name), nameSuffix(name))
+	}
 	if !sayContext(out, res) {
 		fmt.Fprintf(out, "Use it with:  docker --context %s ps\n", res.Context)
 		fmt.Fprintf(out, "         or:  export DOCKER_HOST=%s\n", hostenv.EngineHost(res.Engine))
