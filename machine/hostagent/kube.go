@@ -64,8 +64,14 @@ func (a *Agent) runKube(ctx context.Context, guest transport.Dialer, ports *host
 	if err != nil {
 		return err
 	}
-	if st.APIPort == 0 {
+	if st.APIPort == 0 || !portFree(st.APIPort) {
+		// First start, or a host program took the port since: the kubeconfig entry is
+		// written again below with the new one.
+		old := st.APIPort
 		st.APIPort = pickKubeAPIPort()
+		if old != 0 {
+			a.warn("kubernetes: host port %d is taken; the API server is at 127.0.0.1:%d now", old, st.APIPort)
+		}
 		if err := a.Dir.SaveKubeState(st); err != nil {
 			return err
 		}
@@ -101,15 +107,25 @@ func (a *Agent) runKube(ctx context.Context, guest transport.Dialer, ports *host
 
 // pickKubeAPIPort is 6443 when the host has it free, else a free port the kernel picks.
 func pickKubeAPIPort() int {
-	for _, addr := range []string{"127.0.0.1:" + strconv.Itoa(defaultKubeAPIPort), "127.0.0.1:0"} {
-		ln, err := net.Listen("tcp4", addr)
-		if err == nil {
-			port := ln.Addr().(*net.TCPAddr).Port
-			ln.Close()
-			return port
-		}
+	if portFree(defaultKubeAPIPort) {
+		return defaultKubeAPIPort
 	}
-	return defaultKubeAPIPort
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return defaultKubeAPIPort
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// portFree says whether the host's loopback has port free for a listener.
+func portFree(port int) bool {
+	ln, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
 }
 
 // mergeKubeconfig writes the machine's entries into the user's kubeconfig, and

@@ -316,3 +316,21 @@ func testCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKe
 	}
 	return c, key
 }
+
+func TestPickKubeAPIPort(t *testing.T) {
+	p := pickKubeAPIPort()
+	if !portFree(p) {
+		t.Fatalf("picked port %d is not free", p)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if portFree(p) {
+		t.Fatalf("port %d held here reads as free", p)
+	}
+	if q := pickKubeAPIPort(); q == p || q == 0 {
+		t.Fatalf("picked %d again (held)", q)
+	}
+}
