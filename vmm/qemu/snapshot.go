@@ -197,24 +197,26 @@ func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.
 	}
 	var opt launchOptions
 	var feed func() error
+	loaded := make(chan error, 1) // the guest memory, copied while QEMU starts
 	if sharedRAM {
 		src, err := os.Open(filepath.Join(dir, stateRAM))
 		if err != nil {
 			return nil, fmt.Errorf("qemu: saved state: %w", err)
 		}
 		defer src.Close()
-		if opt.ram, err = newRAM(cfg.MemoryMiB); err != nil {
-			return nil, err
-		}
-		if err := loadRAM(opt.ram, src, cfg.MemoryMiB<<20); err != nil {
-			opt.ram.Close()
-			return nil, fmt.Errorf("qemu: load guest memory: %w", err)
-		}
 		if opt.incoming, err = os.Open(filepath.Join(dir, stateDevice)); err != nil {
-			opt.ram.Close()
 			return nil, fmt.Errorf("qemu: saved state: %w", err)
 		}
+		if opt.ram, err = newRAM(cfg.MemoryMiB); err != nil {
+			opt.incoming.Close()
+			return nil, err
+		}
+		// QEMU maps the memory at start but reads none of it before the incoming
+		// migration (its ROMs are regions of their own), so the copy runs beside its
+		// start-up, which is about as long, instead of before it.
+		go func() { loaded <- loadRAM(opt.ram, src, cfg.MemoryMiB<<20) }()
 	} else {
+		loaded <- nil
 		src, err := os.Open(filepath.Join(dir, stateStream))
 		if err != nil {
 			return nil, fmt.Errorf("qemu: saved state: %w", err)
@@ -233,11 +235,17 @@ func (b *Backend) Restore(ctx context.Context, cfg vmm.Config, dir string) (vmm.
 	}
 	vm, err := b.launch(ctx, cfg, opt)
 	opt.incoming.Close()
+	lerr := <-loaded
 	if err != nil {
 		if opt.ram != nil {
 			opt.ram.Close()
 		}
 		return nil, err
+	}
+	if lerr != nil {
+		vm.Kill(context.Background())
+		vm.Wait(context.Background())
+		return nil, fmt.Errorf("qemu: load guest memory: %w", lerr)
 	}
 	fed := make(chan error, 1)
 	if feed != nil {
