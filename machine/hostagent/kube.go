@@ -94,10 +94,11 @@ func (a *Agent) runKube(ctx context.Context, guest transport.Dialer, ports *host
 	if err != nil {
 		return err
 	}
-	if err := waitKubeReady(ctx, api); err != nil {
+	a.logf("kubernetes: admin.conf fetched from the guest after %s; waiting for the API server", time.Since(began).Round(100*time.Millisecond))
+	if err := waitKubeReady(ctx, api, a.logf); err != nil {
 		return err
 	}
-	a.logf("kubernetes: the API server is ready (%s after the engine), on the host at 127.0.0.1:%d", time.Since(began).Round(100*time.Millisecond), st.APIPort)
+	a.logf("kubernetes: the API server answers (%s after the engine), on the host at 127.0.0.1:%d", time.Since(began).Round(100*time.Millisecond), st.APIPort)
 	if err := a.mergeKubeconfig(st, admin); err != nil {
 		a.warn("kubernetes: the kubeconfig: %v", err)
 	}
@@ -214,14 +215,20 @@ func sshOutput(ctx context.Context, guest transport.Dialer, cfg *ssh.ClientConfi
 	return out, err
 }
 
-// waitKubeReady waits until the API server answers its readiness check.
-func waitKubeReady(ctx context.Context, api *kubeAPI) error {
+// waitKubeReady waits until the API server serves the admin (kubeAPI.ready), and says
+// why not once a minute.
+func waitKubeReady(ctx context.Context, api *kubeAPI, logf func(string, ...any)) error {
+	var said time.Time
 	for {
 		c, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := api.ready(c)
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if time.Since(said) > time.Minute && ctx.Err() == nil {
+			said = time.Now()
+			logf("kubernetes: the API server does not answer yet: %v", err)
 		}
 		select {
 		case <-ctx.Done():

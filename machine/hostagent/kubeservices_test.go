@@ -262,7 +262,7 @@ func startTestAPIServer(t *testing.T, kube, etcd string) *kubeAPI {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := waitKubeReady(ctx, api); err != nil {
+	if err := waitKubeReady(ctx, api, t.Logf); err != nil {
 		t.Fatalf("the API server did not become ready: %v", err)
 	}
 	// The default namespace is made by the server itself, a moment after it is ready.
