@@ -70,7 +70,7 @@ func TestKubernetes(t *testing.T) {
 		began := time.Now()
 		e.Must(append([]string{"machine", "start"}, args...)...)
 		phase("machine started")
-		nodeReady(t, kubectl, kubeconfig)
+		nodeReady(t, kubectl, kubeconfig, began)
 		t.Logf("node Ready %.1fs after start", time.Since(began).Seconds())
 	}
 	start()
@@ -219,8 +219,10 @@ func hostKubectl(t *testing.T) string {
 	return kubectl
 }
 
-// nodeReady waits for the kubeconfig context and then the node's Ready condition.
-func nodeReady(t *testing.T, kubectl func(...string) (string, error), kubeconfig string) {
+// nodeReady waits for the kubeconfig context and then the node's Ready condition, from a
+// kubelet that renewed the node's lease after since: after a restart, the Ready kept in
+// etcd from before is stale until the kubelet reports again.
+func nodeReady(t *testing.T, kubectl func(...string) (string, error), kubeconfig string, since time.Time) {
 	t.Helper()
 	machinetest.Eventually(t, 10*time.Minute, "the skiff context in "+kubeconfig, func() bool {
 		b, _ := os.ReadFile(kubeconfig)
@@ -228,7 +230,12 @@ func nodeReady(t *testing.T, kubectl func(...string) (string, error), kubeconfig
 	})
 	machinetest.Eventually(t, 10*time.Minute, "node Ready", func() bool {
 		out, _ := kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{end}`)
-		return strings.TrimSpace(out) == "True"
+		if strings.TrimSpace(out) != "True" {
+			return false
+		}
+		out, _ = kubectl("get", "lease", "-n", "kube-node-lease", "default", "-o", "jsonpath={.spec.renewTime}")
+		renewed, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out))
+		return err == nil && renewed.After(since)
 	})
 }
 
