@@ -27,8 +27,8 @@ import (
 // warm and a cold restart, and rm taking the kubeconfig entries away.
 func TestKubernetes(t *testing.T) {
 	e := machinetest.New(t)
-	requireKubeLayer(t, e.Image)
-	kubectlBin := hostKubectl(t)
+	arch := requireKubeLayer(t, e.Image)
+	kubectlBin := hostKubectl(t, e.Image, arch)
 	// The kubeconfig Skiff merges into is the test's, not the user's: the host agent
 	// inherits KUBECONFIG from the start command.
 	kubeconfig := filepath.Join(t.TempDir(), "kube", "config")
@@ -181,8 +181,8 @@ spec:
 }
 
 // requireKubeLayer skips when the image has no Kubernetes layer: CI builds one only when
-// it is cached (.ci/test-all says so).
-func requireKubeLayer(t *testing.T, dir string) {
+// it is cached (.ci/test-all says so). It returns the image's architecture.
+func requireKubeLayer(t *testing.T, dir string) string {
 	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -193,24 +193,38 @@ func requireKubeLayer(t *testing.T, dir string) {
 	}
 	for _, f := range m.Files {
 		if f.Role == images.RoleKube {
-			return
+			if f.Name != "kube.squashfs.zst" {
+				t.Fatalf("the Kubernetes layer is %s; this test unpacks kube.squashfs.zst", f.Name)
+			}
+			return m.Arch
 		}
 	}
 	t.Skipf("the image at %s has no Kubernetes layer: build it with `make image-kube` (a cold build is ~20 min)", dir)
+	return ""
 }
 
 // hostKubectl is kubectl for the host: SKIFF_KUBECTL, else the multi-call binary of
-// images/kube built for this host (seconds when the layer's build left its cache) and run
-// by the name kubectl.
-func hostKubectl(t *testing.T) string {
+// images/kube run by the name kubectl: the layer's own copy when the image is for this
+// host's architecture, else built for this host (seconds when the layer's build left the
+// Go build cache warm, ~20 min cold).
+func hostKubectl(t *testing.T, image string, arch string) string {
 	if p := os.Getenv("SKIFF_KUBECTL"); p != "" {
 		return p
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "kube")
-	build := exec.Command("bash", filepath.Join(machinetest.RepoRoot(t), "images", "kube", "build.sh"), runtime.GOARCH, bin)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build kubectl (images/kube): %v\n%s", err, out)
+	if arch == runtime.GOARCH {
+		sq := filepath.Join(dir, "kube.squashfs")
+		cmd := exec.Command("sh", "-c", `zstd -dcq "$1" > "$2" && unsquashfs -q -n -d "$3" "$2" bin/kube && mv "$3/bin/kube" "$4" && rm "$2"`,
+			"sh", filepath.Join(image, "kube.squashfs.zst"), sq, filepath.Join(dir, "layer"), bin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("kubectl from the Kubernetes layer: %v\n%s", err, out)
+		}
+	} else {
+		build := exec.Command("bash", filepath.Join(machinetest.RepoRoot(t), "images", "kube", "build.sh"), runtime.GOARCH, bin)
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build kubectl (images/kube): %v\n%s", err, out)
+		}
 	}
 	kubectl := filepath.Join(dir, "kubectl")
 	if err := os.Symlink(bin, kubectl); err != nil {

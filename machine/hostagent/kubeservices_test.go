@@ -105,9 +105,13 @@ func TestKubeServicesPublished(t *testing.T) {
 // one with a class of its own is left alone, and a deleted service's ports go.
 func TestKubeServicesAgainstAPIServer(t *testing.T) {
 	kube := os.Getenv("SKIFF_KUBE_BIN")
-	etcd, etcdErr := exec.LookPath("etcd")
-	if kube == "" || etcdErr != nil {
-		t.Skip("needs a real API server: set SKIFF_KUBE_BIN to the multi-call kube binary (images/kube, run as `kube kube-apiserver`) and install etcd (apt install etcd-server)")
+	etcd := os.Getenv("SKIFF_ETCD_BIN")
+	if etcd == "" {
+		etcd, _ = exec.LookPath("etcd")
+	}
+	if kube == "" || etcd == "" {
+		t.Skip("needs a real API server: set SKIFF_KUBE_BIN to the multi-call kube binary (images/kube, run as `kube kube-apiserver`; the Kubernetes layer's bin/kube) " +
+			"and SKIFF_ETCD_BIN to etcd (the layer's bin/etcd), or install etcd-server")
 	}
 	if testing.Short() {
 		t.Skip("starts etcd and an API server")
