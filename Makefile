@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 IMAGE_OUT := $(CURDIR)/images/out/$(ARCH)
 LDFLAGS := -s -w -X github.com/skiff-dev/skiff/installer.Version=$(VERSION) -X github.com/skiff-dev/skiff/images.DefaultRef=$(IMAGE_OUT)
 
-.PHONY: all build agent image image-systemd test test-unit test-faults bench-boot clean up install uninstall
+.PHONY: all build agent image image-kube image-systemd test test-unit test-faults bench-boot clean up install uninstall
 
 all: build
 
@@ -26,6 +26,11 @@ agent:
 # (under /var/cache/skiff/images, override with SKIFF_IMAGE_CACHE).
 image: agent
 	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(IMAGE_OUT)
+
+# The image with the Kubernetes layer (images/kubelayer.sh), which `make image` adds only
+# when it is cached: a cold build is the Kubernetes build, ~20 min and ~3 GB of Go cache.
+image-kube: agent
+	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(IMAGE_OUT) --kube
 
 image-systemd: agent
 	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(CURDIR)/images/out/$(ARCH)-systemd --variant systemd

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the Skiff guest image for one architecture from Debian trixie packages.
 #
-#   images/build.sh ARCH AGENT_BINARY OUTDIR [--variant systemd]
-#   images/build.sh --is-cached ARCH [--variant systemd]   exit 0 when the slow stage is cached
+#   images/build.sh ARCH AGENT_BINARY OUTDIR [--variant systemd] [--kube]
+#   images/build.sh --is-cached ARCH [--variant systemd] [--kube]   exit 0 when the slow stage is cached
+#
+# --kube builds the Kubernetes layer (kubelayer.sh) when it is not cached; without it the
+# image gets the layer only if it is cached. --is-cached --kube asks about the layer.
 #
 # Two stages, each cached by a hash of its inputs so that an unchanged recipe is skipped:
 #   rootfs  mmdebstrap + prune + squashfs  (slow: minutes; keyed by this script and the lists)
@@ -25,7 +28,14 @@ else
 	shift 3
 fi
 VARIANT=minimal
-if [ "${1:-}" = "--variant" ]; then VARIANT=${2:?variant name}; fi
+KUBE=auto
+while [ $# -gt 0 ]; do
+	case $1 in
+	--variant) VARIANT=${2:?variant name} && shift 2 ;;
+	--kube) KUBE=build && shift ;;
+	*) echo "build.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+done
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 MIRROR=${SKIFF_DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -86,13 +96,15 @@ qemu_arch() {
 . "$HERE/wslroot.sh"
 # shellcheck source=images/efiboot.sh
 . "$HERE/efiboot.sh"
+# shellcheck source=images/kubelayer.sh
+. "$HERE/kubelayer.sh"
 
 sha() { sha256sum "$@" | cut -c1-64; }
 
 ROOT_KEY=$(cat "$HERE/rootfs.sh" "$HERE"/helpers/*.c "$HERE/packages.list" "$HERE/prune.list" "$HERE/prune-minimal.list" <(echo "$ARCH $VARIANT $SUITE $SOURCE_DATE_EPOCH") | sha | cut -c1-16)
 ROOT_DIR=$CACHE/rootfs-$ARCH-$VARIANT-$ROOT_KEY
 if [ -n "$QUERY" ]; then
-	[ -f "$ROOT_DIR/root.squashfs.zst" ]
+	if [ "$KUBE" = build ]; then kube_cached; else [ -f "$ROOT_DIR/root.squashfs.zst" ]; fi
 	exit
 fi
 
@@ -143,6 +155,7 @@ write_manifest() {
 		printf '    %s,\n    %s,\n    %s\n' "$(manifest_entry kernel "$KERNEL_NAME")" "$(manifest_entry initrd initrd.img)" "$(manifest_entry root root.squashfs)"
 		wsl_manifest_line
 		efiboot_manifest_line
+		kube_manifest_line
 		printf '  ]\n}\n'
 	} >"$OUT/manifest.json"
 }
@@ -164,6 +177,7 @@ done
 build_initrd
 build_wsl_rootfs
 build_efiboot
+kube_layer
 write_manifest
 total=$(stat -c %s "$OUT/$KERNEL_NAME" "$OUT/initrd.img.zst" "$OUT/root.squashfs.zst" | awk "{s+=\$1} END {print s}")
 echo "build.sh: $ARCH/$VARIANT image in $OUT: kernel+initrd+root = $((total / 1048576)) MiB compressed (the download)" >&2

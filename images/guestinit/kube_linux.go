@@ -3,9 +3,12 @@ package guestinit
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -95,12 +98,17 @@ func (s *System) startKube(ctx context.Context) error {
 	}
 	Trace("kubernetes: pki, configs and pause image ready")
 	go s.syncEngineImages(ctx)
+	waited := false
 	for _, c := range kubeCommands(pki, node) {
-		if c.waitAPI {
-			if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", kubeAPIPort)); err != nil {
+		if c.waitAPI && !waited {
+			// Under emulation the API server's start (its post-start hooks: RBAC's
+			// bootstrap, the service IP repair) takes minutes of CPU, and fails on its own
+			// timeouts if the other components' retries share that CPU.
+			if err := waitAPIReady(ctx, pki); err != nil {
 				return err
 			}
-			Trace("kubernetes: the API server listens")
+			waited = true
+			Trace("kubernetes: the API server is ready")
 		}
 		go s.supervise(ctx, c.name, c.args)
 		if c.name == "etcd" {
@@ -148,6 +156,8 @@ func kubeCommands(p *kubePKI, n kubeNode) []kubeCommand {
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-cluster-ip-range=10.96.0.0/16",
 			"--authorization-mode=Node,RBAC", "--allow-privileged=true", "--profiling=false",
+			// etcd answers slowly under emulation: its checks' 2 s default failed there.
+			"--etcd-healthcheck-timeout=20s", "--etcd-readycheck-timeout=20s",
 		}},
 		{name: "kube-controller-manager", waitAPI: true, args: []string{
 			"--kubeconfig=" + KubeDir + "/controller-manager.conf",
@@ -272,6 +282,9 @@ func (s *System) supervise(ctx context.Context, name string, args []string) {
 	backoff := time.Second
 	for {
 		cmd := exec.Command(KubeMount+"/bin/"+name, args...)
+		// Half as many collections: under emulation the collector was a large part of the
+		// control plane's CPU, and the machine has the memory to spare.
+		cmd.Env = append(os.Environ(), "GOGC=200")
 		f, err := os.OpenFile(filepath.Join(kubeLogDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err == nil {
 			cmd.Stdout, cmd.Stderr = f, f
@@ -305,6 +318,34 @@ func (s *System) supervise(ctx context.Context, name string, args []string) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// waitAPIReady returns once the API server answers /readyz with 200.
+func waitAPIReady(ctx context.Context, p *kubePKI) error {
+	ca, err := os.ReadFile(p.file("ca.crt"))
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots}, TLSHandshakeTimeout: 30 * time.Second}}
+	defer c.CloseIdleConnections()
+	url := fmt.Sprintf("https://127.0.0.1:%d/readyz", kubeAPIPort)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the API server: %w", ctx.Err())
+		case <-time.After(2 * time.Second):
+		}
 	}
 }
 

@@ -19,4 +19,6 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 	ldflags+=" -X $pkg.gitCommit=$KUBE_COMMIT -X $pkg.gitTreeState=clean -X $pkg.buildDate=$BUILD_DATE"
 done
 cd "$HERE"
-CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go build -trimpath -ldflags "$ldflags" -o "$OUT" .
+# The toolchain is part of the recipe (go.mod names it): another one gives other bytes.
+export GOTOOLCHAIN=go1.27.3
+CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$OUT" .

@@ -2,6 +2,8 @@ module github.com/skiff-dev/skiff/images/kube
 
 go 1.25.0
 
+toolchain go1.27.3
+
 require (
 	github.com/spf13/cobra v1.10.0
 	k8s.io/component-base v0.35.4
