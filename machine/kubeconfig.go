@@ -150,7 +150,8 @@ type MergeKubeconfigOptions struct {
 
 // MergeKubeconfigResult says what the merge changed besides the entries.
 type MergeKubeconfigResult struct {
-	// Current: the context became the current one (there was none).
+	// Current: the context is the current one (it became so, there being none, or it
+	// already was).
 	Current bool
 }
 
@@ -188,8 +189,9 @@ func MergeKubeconfig(o MergeKubeconfigOptions) (MergeKubeconfigResult, error) {
 	k.Users = putEntry(k.Users, namedEntry{Name: o.Name, Rest: map[string]any{"user": user}})
 	k.Contexts = putEntry(k.Contexts, namedEntry{Name: o.Name, Rest: map[string]any{"context": map[string]any{"cluster": o.Name, "user": o.Name}}})
 	if k.CurrentContext == "" {
-		k.CurrentContext, res.Current = o.Name, true
+		k.CurrentContext = o.Name
 	}
+	res.Current = k.CurrentContext == o.Name
 	return res, writeKubeconfig(o.Path, k)
 }
 

@@ -117,6 +117,9 @@ func TestKubeconfigNewFileAndCurrent(t *testing.T) {
 	if !res.Current || readTestKubeconfig(t, p).CurrentContext != "skiff-b" {
 		t.Fatal("an empty current context was not set")
 	}
+	if res, err := MergeKubeconfig(MergeKubeconfigOptions{Path: p, Name: "skiff-b", Admin: []byte(testAdminConf), Server: "https://127.0.0.1:6443"}); err != nil || !res.Current {
+		t.Fatalf("merged again: current %v, %v", res.Current, err)
+	}
 	if err := RemoveKubeconfig(p, "skiff-b"); err != nil {
 		t.Fatal(err)
 	}
