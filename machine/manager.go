@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,6 +79,9 @@ func (m *Manager) Init(ctx context.Context, s *Spec, o InitOptions) (*images.Ins
 	if chk != nil {
 		opt.Roles = chk.ImageRoles()
 	}
+	if s.Kubernetes {
+		opt.Roles = append(opt.Roles, images.RoleKube) // installed now, not at the first start
+	}
 	inst, err := images.Install(ctx, o.Image, m.Home.CacheDir(), opt)
 	if err != nil {
 		return nil, err
@@ -86,6 +90,9 @@ func (m *Manager) Init(ctx context.Context, s *Spec, o InitOptions) (*images.Ins
 		if err := chk.CheckImageDir(inst.Dir); err != nil {
 			return nil, err
 		}
+	}
+	if s.Kubernetes && !slices.ContainsFunc(inst.Manifest.Files, func(f images.File) bool { return f.Role == images.RoleKube }) {
+		return nil, ErrInvalidf("--kubernetes: the image %s has no Kubernetes layer (build one with make image-kube)", inst.Manifest.Version)
 	}
 	s.Image = ImageRef{Digest: inst.Digest, Version: inst.Manifest.Version, Dir: inst.Dir, Source: o.Image, Arch: inst.Manifest.Arch}
 	return inst, m.Home.withGroupLease(s, func() error { return m.Home.Create(s) })

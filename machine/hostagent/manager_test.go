@@ -103,6 +103,13 @@ func TestManagerLifecycle(t *testing.T) {
 	if _, err := m.Init(ctx, testSpec(t, "bad", "nonsense"), machine.InitOptions{Image: img}); !errors.Is(err, machine.ErrInvalid) {
 		t.Fatalf("init with an unknown backend: %v, want ErrInvalid", err)
 	}
+	kube := testSpec(t, "kube", "fake")
+	kube.Kubernetes, kube.MemoryMiB = true, machine.KubernetesMinMemoryMiB
+	if _, err := m.Init(ctx, kube, machine.InitOptions{Image: img}); !errors.Is(err, machine.ErrInvalid) || !strings.Contains(err.Error(), "no Kubernetes layer") {
+		t.Fatalf("init --kubernetes from an image without the layer: %v, want ErrInvalid", err)
+	} else if m.Home.Dir("kube").Exists() {
+		t.Fatal("a refused init left the machine's folder")
+	}
 	// The user's own current context is kept by a plain start.
 	if err := hostenv.CreateContext("theirs", "/nonexistent.sock"); err != nil {
 		t.Fatal(err)
