@@ -160,20 +160,9 @@ type MergeKubeconfigResult struct {
 // context current only when no context is.
 func MergeKubeconfig(o MergeKubeconfigOptions) (MergeKubeconfigResult, error) {
 	var res MergeKubeconfigResult
-	var admin kubeconfig
-	if err := yaml.Unmarshal(o.Admin, &admin); err != nil {
-		return res, fmt.Errorf("the cluster's admin kubeconfig: %w", err)
-	}
-	if len(admin.Clusters) == 0 || len(admin.Users) == 0 {
-		return res, errors.New("the cluster's admin kubeconfig has no cluster or no user")
-	}
-	cluster, err := inlineSection(admin.Clusters[0], "cluster", "certificate-authority")
+	cluster, user, err := inlineCredentials(o.Admin)
 	if err != nil {
-		return res, err
-	}
-	user, err := inlineSection(admin.Users[0], "user", "client-certificate", "client-key")
-	if err != nil {
-		return res, err
+		return res, fmt.Errorf("the cluster's admin %w", err)
 	}
 	cluster["server"] = o.Server
 	lock, err := lockKubeconfig(o.Path)
@@ -200,11 +189,11 @@ func MergeKubeconfig(o MergeKubeconfigOptions) (MergeKubeconfigResult, error) {
 func inlineSection(e namedEntry, section string, pathKeys ...string) (map[string]any, error) {
 	m, ok := e.Rest[section].(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("the cluster's admin kubeconfig: %s %q has no %s section", section, e.Name, section)
+		return nil, fmt.Errorf("kubeconfig: %s %q has no %s section", section, e.Name, section)
 	}
 	for _, k := range pathKeys {
 		if _, ok := m[k]; ok {
-			return nil, fmt.Errorf("the cluster's admin kubeconfig: %s %q names a file (%s); Skiff needs %s-data", section, e.Name, k, k)
+			return nil, fmt.Errorf("kubeconfig: %s %q names a file (%s); Skiff needs %s-data", section, e.Name, k, k)
 		}
 	}
 	return m, nil
@@ -270,21 +259,29 @@ type KubeCredentials struct {
 	CA, Cert, Key []byte
 }
 
+// inlineCredentials are the first cluster and the first user of a kubeconfig whose
+// certificates are inline.
+func inlineCredentials(conf []byte) (cluster, user map[string]any, err error) {
+	var k kubeconfig
+	if err := yaml.Unmarshal(conf, &k); err != nil {
+		return nil, nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	if len(k.Clusters) == 0 || len(k.Users) == 0 {
+		return nil, nil, errors.New("kubeconfig: no cluster or no user")
+	}
+	if cluster, err = inlineSection(k.Clusters[0], "cluster", "certificate-authority"); err != nil {
+		return nil, nil, err
+	}
+	if user, err = inlineSection(k.Users[0], "user", "client-certificate", "client-key"); err != nil {
+		return nil, nil, err
+	}
+	return cluster, user, nil
+}
+
 // ParseKubeCredentials reads the first cluster's CA and the first user's certificate
 // and key from a kubeconfig whose certificates are inline.
 func ParseKubeCredentials(conf []byte) (*KubeCredentials, error) {
-	var k kubeconfig
-	if err := yaml.Unmarshal(conf, &k); err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
-	}
-	if len(k.Clusters) == 0 || len(k.Users) == 0 {
-		return nil, errors.New("kubeconfig: no cluster or no user")
-	}
-	cluster, err := inlineSection(k.Clusters[0], "cluster", "certificate-authority")
-	if err != nil {
-		return nil, err
-	}
-	user, err := inlineSection(k.Users[0], "user", "client-certificate", "client-key")
+	cluster, user, err := inlineCredentials(conf)
 	if err != nil {
 		return nil, err
 	}
