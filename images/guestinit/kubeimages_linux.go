@@ -1,19 +1,18 @@
 package guestinit
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/distribution/reference"
+	"github.com/moby/moby/client"
 )
 
 // Images the machine's docker builds, pulls, loads or tags are given to Kubernetes: the
@@ -58,7 +57,12 @@ func (s *System) syncEngineImages(ctx context.Context) {
 	if err := waitFile(ctx, EngineSocket); err != nil {
 		return
 	}
-	c := engineClient()
+	c, err := engineClient()
+	if err != nil {
+		s.Log("kubernetes image sync: engine client: %v", err)
+		return
+	}
+	defer c.Close()
 	kick := make(chan struct{}, 1)
 	go func() {
 		for ctx.Err() == nil {
@@ -90,37 +94,31 @@ func (s *System) syncEngineImages(ctx context.Context) {
 	}
 }
 
-func engineClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", EngineSocket)
-	}}}
+// engineClient is the engine's own Go client on the guest's engine socket.
+func engineClient() (*client.Client, error) {
+	return client.New(client.WithHost("unix://" + EngineSocket))
 }
 
 // watchImageEvents signals kick at each image event until the stream ends.
-func watchImageEvents(ctx context.Context, c *http.Client, kick chan<- struct{}) error {
-	filters := url.QueryEscape(`{"type":["image"]}`)
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://engine/events?filters="+filters, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /events: %s", resp.Status)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
+func watchImageEvents(ctx context.Context, c *client.Client, kick chan<- struct{}) error {
+	ev := c.Events(ctx, client.EventsListOptions{Filters: make(client.Filters).Add("type", "image")})
+	for {
 		select {
-		case kick <- struct{}{}:
-		default:
+		case <-ctx.Done():
+			return nil
+		case err := <-ev.Err:
+			return err
+		case <-ev.Messages:
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
 		}
 	}
-	return sc.Err()
 }
 
 // reconcileImages makes containerd's k8s.io namespace hold the engine's tagged images.
-func (s *System) reconcileImages(ctx context.Context, c *http.Client) error {
+func (s *System) reconcileImages(ctx context.Context, c *client.Client) error {
 	engine, err := engineImages(ctx, c)
 	if err != nil {
 		return err
@@ -152,25 +150,13 @@ func (s *System) reconcileImages(ctx context.Context, c *http.Client) error {
 }
 
 // engineImages lists the engine's tagged images: reference -> image ID.
-func engineImages(ctx context.Context, c *http.Client) (map[string]string, error) {
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://engine/images/json", nil)
-	resp, err := c.Do(req)
+func engineImages(ctx context.Context, c *client.Client) (map[string]string, error) {
+	list, err := c.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /images/json: %s", resp.Status)
-	}
-	var list []struct {
-		ID       string `json:"Id"`
-		RepoTags []string
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return nil, err
-	}
 	out := map[string]string{}
-	for _, im := range list {
+	for _, im := range list.Items {
 		for _, t := range im.RepoTags {
 			if t != "<none>:<none>" {
 				out[t] = im.ID
@@ -181,16 +167,12 @@ func engineImages(ctx context.Context, c *http.Client) (map[string]string, error
 }
 
 // importEngineImage streams the engine's export of ref (docker save) into ctr import.
-func (s *System) importEngineImage(ctx context.Context, c *http.Client, ref string) error {
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://engine/images/get?names="+url.QueryEscape(ref), nil)
-	resp, err := c.Do(req)
+func (s *System) importEngineImage(ctx context.Context, c *client.Client, ref string) error {
+	saved, err := c.ImageSave(ctx, []string{ref})
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /images/get: %s", resp.Status)
-	}
+	defer saved.Close()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
@@ -201,7 +183,7 @@ func (s *System) importEngineImage(ctx context.Context, c *http.Client, ref stri
 	cmd.Stdout, cmd.Stderr = out, out
 	copied := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(pw, resp.Body)
+		_, err := io.Copy(pw, saved)
 		pw.Close()
 		copied <- err
 	}()
@@ -220,18 +202,8 @@ func (s *System) importEngineImage(ctx context.Context, c *http.Client, ref stri
 // containerdRef is the engine's short reference as containerd names it ("app:1" is
 // docker.io/library/app:1), which is also how the kubelet resolves a pod's image.
 func containerdRef(ref string) string {
-	name := ref
-	domain := ""
-	if i := strings.IndexByte(ref, '/'); i >= 0 {
-		if d := ref[:i]; strings.ContainsAny(d, ".:") || d == "localhost" {
-			domain, name = d, ref[i+1:]
-		}
+	if n, err := reference.ParseNormalizedNamed(ref); err == nil {
+		return n.String()
 	}
-	if domain == "" {
-		domain = "docker.io"
-		if !strings.Contains(name, "/") {
-			name = "library/" + name
-		}
-	}
-	return domain + "/" + name
+	return ref
 }

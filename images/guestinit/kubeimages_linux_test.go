@@ -27,6 +27,7 @@ func TestContainerdRef(t *testing.T) {
 		"localhost/app:1":           "localhost/app:1",
 		"registry.example:5000/a:1": "registry.example:5000/a:1",
 		"ghcr.io/o/a:2":             "ghcr.io/o/a:2",
+		"docker.io/app:3":           "docker.io/library/app:3",
 	} {
 		if got := containerdRef(in); got != want {
 			t.Errorf("containerdRef(%q) = %q, want %q", in, got, want)
