@@ -74,14 +74,8 @@ func (m *Manager) Init(ctx context.Context, s *Spec, o InitOptions) (*images.Ins
 	if err != nil {
 		return nil, err
 	}
-	opt := images.Options{Progress: o.Progress}
+	opt := images.Options{Progress: o.Progress, Roles: ImageRoles(s, b)}
 	chk, _ := b.(vmm.ImageChecker)
-	if chk != nil {
-		opt.Roles = chk.ImageRoles()
-	}
-	if s.Kubernetes {
-		opt.Roles = append(opt.Roles, images.RoleKube) // installed now, not at the first start
-	}
 	inst, err := images.Install(ctx, o.Image, m.Home.CacheDir(), opt)
 	if err != nil {
 		return nil, err
@@ -96,6 +90,20 @@ func (m *Manager) Init(ctx context.Context, s *Spec, o InitOptions) (*images.Ins
 	}
 	s.Image = ImageRef{Digest: inst.Digest, Version: inst.Manifest.Version, Dir: inst.Dir, Source: o.Image, Arch: inst.Manifest.Arch}
 	return inst, m.Home.withGroupLease(s, func() error { return m.Home.Create(s) })
+}
+
+// ImageRoles are the optional files of the image a machine of s needs on backend b: what
+// the backend boots from (vmm.ImageChecker), and the Kubernetes layer when s runs
+// Kubernetes (only those machines download it).
+func ImageRoles(s *Spec, b vmm.Backend) []string {
+	var roles []string
+	if chk, ok := b.(vmm.ImageChecker); ok {
+		roles = chk.ImageRoles()
+	}
+	if s.Kubernetes {
+		roles = append(slices.Clip(roles), images.RoleKube)
+	}
+	return roles
 }
 
 // Phase is a step of a start as the caller sees it.

@@ -831,14 +831,9 @@ func (a *Agent) seedBytes(now time.Time) ([]byte, error) {
 // with the changed copy kept aside, and the start fails with the reason when it cannot.
 func (a *Agent) verifyImage(ctx context.Context) (*images.Manifest, error) {
 	img := a.Spec.Image
-	opt := images.VerifyOptions{Digest: img.Digest, Source: img.Source}
-	if chk, ok := a.Backend.(vmm.ImageChecker); ok {
-		opt.Roles = chk.ImageRoles()
-	}
-	if a.Spec.Kubernetes {
-		// Installed only for the machines that run Kubernetes: missing, it is fetched.
-		opt.Roles = append(opt.Roles, images.RoleKube)
-	}
+	// Missing optional files (the Kubernetes layer of a machine given --kubernetes by
+	// set) are fetched.
+	opt := images.VerifyOptions{Digest: img.Digest, Source: img.Source, Roles: machine.ImageRoles(a.Spec, a.Backend)}
 	v, err := images.Verify(ctx, img.Dir, opt)
 	if errors.Is(err, images.ErrImageChanged) && img.Source != "" {
 		a.warn("%v; installing it again from %s", err, img.Source)
