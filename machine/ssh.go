@@ -2,6 +2,7 @@ package machine
 
 import (
 	"fmt"
+	"net"
 	"os"
 
 	"golang.org/x/crypto/ssh"
@@ -31,4 +32,16 @@ func (d Dir) SSHClientConfig() (*ssh.ClientConfig, error) {
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: ssh.FixedHostKey(pinned),
 	}, nil
+}
+
+// SSHClient speaks ssh over conn, a stream to the machine's sshd, with cfg (from
+// SSHClientConfig). The host key is checked against the pinned one under the machine's
+// own host name. On failure conn is closed.
+func (d Dir) SSHClient(conn net.Conn, cfg *ssh.ClientConfig) (*ssh.Client, error) {
+	c, chans, reqs, err := ssh.NewClientConn(conn, "skiff-"+d.Name, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ssh: %w", err)
+	}
+	return ssh.NewClient(c, chans, reqs), nil
 }

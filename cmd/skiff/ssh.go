@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -72,11 +71,10 @@ func runSSH(cmd *cobra.Command, name string, command []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, "skiff-"+name, cfg)
+	client, err := d.SSHClient(conn, cfg)
 	if err != nil {
-		return 0, fmt.Errorf("ssh: %w", err)
+		return 0, err
 	}
-	client := ssh.NewClient(c, chans, reqs)
 	defer client.Close()
 	sess, err := client.NewSession()
 	if err != nil {

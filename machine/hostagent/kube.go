@@ -169,7 +169,7 @@ func (a *Agent) fetchKubeAdmin(ctx context.Context, guest transport.Dialer) ([]b
 	}
 	var last string
 	for {
-		b, err := sshOutput(ctx, guest, cfg, a.Spec.Name, "cat "+guestKubeAdmin)
+		b, err := sshOutput(ctx, guest, a.Dir, cfg, "cat "+guestKubeAdmin)
 		if err == nil && len(b) > 0 {
 			return b, nil
 		}
@@ -186,7 +186,7 @@ func (a *Agent) fetchKubeAdmin(ctx context.Context, guest transport.Dialer) ([]b
 }
 
 // sshOutput runs one command in the guest over its sshd and returns its output.
-func sshOutput(ctx context.Context, guest transport.Dialer, cfg *ssh.ClientConfig, name, command string) ([]byte, error) {
+func sshOutput(ctx context.Context, guest transport.Dialer, d machine.Dir, cfg *ssh.ClientConfig, command string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	conn, err := guest.Dial(ctx, forward.ServiceSSH)
@@ -195,12 +195,10 @@ func sshOutput(ctx context.Context, guest transport.Dialer, cfg *ssh.ClientConfi
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	c, chans, reqs, err := ssh.NewClientConn(conn, "skiff-"+name, cfg)
+	client, err := d.SSHClient(conn, cfg)
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("ssh: %w", err)
+		return nil, err
 	}
-	client := ssh.NewClient(c, chans, reqs)
 	defer client.Close()
 	sess, err := client.NewSession()
 	if err != nil {
