@@ -20,20 +20,14 @@ import (
 // cgroup2 root note every TCP listen(2) and end of a listener (sock_ops) and every UDP
 // bind(2) and release (cgroup sock hooks) in a ring buffer whose descriptor the Go runtime
 // polls. An idle guest then wakes for nothing.
-type ListenWatch struct{ *noteRing }
-
-// noteRing is a BPF ring buffer whose notes say only "look", and the descriptors (links,
-// perf events) that keep its programs attached.
-type noteRing struct {
-	c      chan struct{}
-	mapFD  int
-	ring   *os.File
-	cons   []byte // the consumer position page (read-write)
-	prod   []byte // the producer position page and the data (read-only)
-	holds  []int
-	once   sync.Once
-	done   chan struct{}
-	prefix string
+type ListenWatch struct {
+	c     chan struct{}
+	ring  *os.File
+	cons  []byte // the consumer position page (read-write)
+	prod  []byte // the producer position page and the data (read-only)
+	links []int
+	once  sync.Once
+	done  chan struct{}
 }
 
 // BPF helper numbers (include/uapi/linux/bpf.h's __BPF_FUNC_MAPPER order).
@@ -44,47 +38,6 @@ const (
 	ringSize                 = 4096 // a page: each note is 16 bytes, and only news of one counts
 	ipprotoUDP               = 17
 )
-
-// newNoteRing makes the ring buffer and maps it; start begins polling it.
-func newNoteRing(prefix string) (*noteRing, error) {
-	mapFD, err := bpfRingbuf(ringSize)
-	if err != nil {
-		return nil, fmt.Errorf("%s: ring buffer: %w", prefix, err)
-	}
-	r := &noteRing{c: make(chan struct{}, 1), mapFD: mapFD, done: make(chan struct{}), prefix: prefix}
-	page := os.Getpagesize()
-	if r.cons, err = unix.Mmap(mapFD, 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
-		return nil, r.fail("map consumer page", err)
-	}
-	if r.prod, err = unix.Mmap(mapFD, int64(page), page+2*ringSize, unix.PROT_READ, unix.MAP_SHARED); err != nil {
-		return nil, r.fail("map producer page", err)
-	}
-	return r, nil
-}
-
-// fail closes what the ring holds and says what failed.
-func (r *noteRing) fail(what string, err error) error {
-	r.Close()
-	if r.ring == nil {
-		unix.Close(r.mapFD)
-	}
-	return fmt.Errorf("%s: %s: %w", r.prefix, what, err)
-}
-
-// start hands the ring to the runtime's poller once its programs are attached.
-func (r *noteRing) start() error {
-	// Non-blocking, so that os.NewFile hands the descriptor to the runtime's poller.
-	if err := unix.SetNonblock(r.mapFD, true); err != nil {
-		return r.fail("nonblock", err)
-	}
-	r.ring = os.NewFile(uintptr(r.mapFD), r.prefix+"-ring")
-	rc, err := r.ring.SyscallConn()
-	if err != nil {
-		return r.fail("poll", err)
-	}
-	go r.run(rc)
-	return nil
-}
 
 // NewListenWatch loads and attaches the programs. It fails where the kernel lacks BPF, a
 // cgroup2 mount or the hooks (before 5.9), and the caller then reads the tables on a timer.
@@ -98,70 +51,92 @@ func NewListenWatch() (*ListenWatch, error) {
 		return nil, fmt.Errorf("listen watch: %w", err)
 	}
 	defer unix.Close(cg)
-	r, err := newNoteRing("listen watch")
+	mapFD, err := bpfRingbuf(ringSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listen watch: ring buffer: %w", err)
+	}
+	w := &ListenWatch{c: make(chan struct{}, 1), done: make(chan struct{})}
+	fail := func(what string, err error) (*ListenWatch, error) {
+		w.Close()
+		if w.ring == nil {
+			unix.Close(mapFD)
+		}
+		return nil, fmt.Errorf("listen watch: %s: %w", what, err)
+	}
+	page := os.Getpagesize()
+	if w.cons, err = unix.Mmap(mapFD, 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return fail("map consumer page", err)
+	}
+	if w.prod, err = unix.Mmap(mapFD, int64(page), page+2*ringSize, unix.PROT_READ, unix.MAP_SHARED); err != nil {
+		return fail("map producer page", err)
 	}
 	hooks := []struct {
 		progType, attach uint32
 		insns            []uint64
 	}{
-		{unix.BPF_PROG_TYPE_SOCK_OPS, unix.BPF_CGROUP_SOCK_OPS, sockOpsProg(r.mapFD)},
-		{unix.BPF_PROG_TYPE_CGROUP_SOCK, unix.BPF_CGROUP_INET4_POST_BIND, udpSockProg(r.mapFD)},
-		{unix.BPF_PROG_TYPE_CGROUP_SOCK, unix.BPF_CGROUP_INET6_POST_BIND, udpSockProg(r.mapFD)},
-		{unix.BPF_PROG_TYPE_CGROUP_SOCK, unix.BPF_CGROUP_INET_SOCK_RELEASE, udpSockProg(r.mapFD)},
+		{unix.BPF_PROG_TYPE_SOCK_OPS, unix.BPF_CGROUP_SOCK_OPS, sockOpsProg(mapFD)},
+		{unix.BPF_PROG_TYPE_CGROUP_SOCK, unix.BPF_CGROUP_INET4_POST_BIND, udpSockProg(mapFD)},
+		{unix.BPF_PROG_TYPE_CGROUP_SOCK, unix.BPF_CGROUP_INET6_POST_BIND, udpSockProg(mapFD)},
+		{unix.BPF_PROG_TYPE_CGROUP_SOCK, unix.BPF_CGROUP_INET_SOCK_RELEASE, udpSockProg(mapFD)},
 	}
 	for _, h := range hooks {
 		prog, err := bpfLoad(h.progType, h.attach, h.insns)
 		if err != nil {
-			return nil, r.fail(fmt.Sprintf("load program for attach type %d", h.attach), err)
+			return fail(fmt.Sprintf("load program for attach type %d", h.attach), err)
 		}
 		// A link, not a plain attach: the programs go when this process does.
 		link, err := bpfLinkCgroup(prog, cg, h.attach)
 		unix.Close(prog)
 		if err != nil {
-			return nil, r.fail(fmt.Sprintf("attach type %d", h.attach), err)
+			return fail(fmt.Sprintf("attach type %d", h.attach), err)
 		}
-		r.holds = append(r.holds, link)
+		w.links = append(w.links, link)
 	}
-	if err := r.start(); err != nil {
-		return nil, err
+	// Non-blocking, so that os.NewFile hands the descriptor to the runtime's poller.
+	if err := unix.SetNonblock(mapFD, true); err != nil {
+		return fail("nonblock", err)
 	}
-	return &ListenWatch{r}, nil
+	w.ring = os.NewFile(uintptr(mapFD), "listen-watch-ring")
+	rc, err := w.ring.SyscallConn()
+	if err != nil {
+		return fail("poll", err)
+	}
+	go w.run(rc)
+	return w, nil
 }
 
-// C receives a value after one or more events; it never closes.
-func (r *noteRing) C() <-chan struct{} { return r.c }
+// C receives a value after one or more listen-related events; it never closes.
+func (w *ListenWatch) C() <-chan struct{} { return w.c }
 
 // Close detaches the programs and stops the watch.
-func (r *noteRing) Close() {
-	r.once.Do(func() {
-		close(r.done)
-		for _, h := range r.holds {
-			unix.Close(h)
+func (w *ListenWatch) Close() {
+	w.once.Do(func() {
+		close(w.done)
+		for _, l := range w.links {
+			unix.Close(l)
 		}
-		if r.ring != nil {
-			r.ring.Close()
+		if w.ring != nil {
+			w.ring.Close()
 		}
 		// The pages stay mapped: run may still read them; they are one page and a few
-		// more, and a watch lasts as long as the stream that uses it.
+		// more, and a watch lasts as long as the agent's ports stream.
 	})
 }
 
-func (r *noteRing) run(rc interface {
+func (w *ListenWatch) run(rc interface {
 	Read(func(fd uintptr) bool) error
 }) {
-	prod := (*uint64)(unsafe.Pointer(&r.prod[0]))
-	cons := (*uint64)(unsafe.Pointer(&r.cons[0]))
+	prod := (*uint64)(unsafe.Pointer(&w.prod[0]))
+	cons := (*uint64)(unsafe.Pointer(&w.cons[0]))
 	for {
 		err := rc.Read(func(uintptr) bool {
 			p := atomic.LoadUint64(prod)
 			if p == atomic.LoadUint64(cons) {
 				return false // wait for the descriptor to be readable
 			}
-			// The notes say nothing but "look": skip them all. What a program noted is
-			// in the kernel's tables before it runs, so a look after this sees it; the
-			// next note wakes the poller because it lands where the consumer now is.
+			// The notes say nothing but "look": skip them all. A listener is in the
+			// tables before its program runs, so a scan after this sees it; the next
+			// note wakes the poller because it lands where the consumer now is.
 			atomic.StoreUint64(cons, p)
 			return true
 		})
@@ -169,8 +144,8 @@ func (r *noteRing) run(rc interface {
 			return
 		}
 		select {
-		case r.c <- struct{}{}:
-		case <-r.done:
+		case w.c <- struct{}{}:
+		case <-w.done:
 			return
 		default: // one pending already says it
 		}

@@ -20,7 +20,23 @@ func TestListenWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	drain, expect := watchChecks(t, w.C())
+	drain := func() {
+		for {
+			select {
+			case <-w.C():
+			case <-time.After(200 * time.Millisecond):
+				return
+			}
+		}
+	}
+	expect := func(what string) {
+		t.Helper()
+		select {
+		case <-w.C():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no event for %s", what)
+		}
+	}
 	drain()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -77,30 +93,4 @@ func TestListenWatch(t *testing.T) {
 		t.Fatal("connections to a listener were taken for listen events")
 	case <-time.After(500 * time.Millisecond):
 	}
-}
-
-// watchChecks are drain (take what is pending, until quiet) and expect (an event must come)
-// for a watch's channel.
-func watchChecks(t *testing.T, c <-chan struct{}) (drain func(), expect func(what string)) {
-	drain = func() {
-		give := time.After(3 * time.Second)
-		for {
-			select {
-			case <-c:
-			case <-time.After(200 * time.Millisecond):
-				return
-			case <-give:
-				return
-			}
-		}
-	}
-	expect = func(what string) {
-		t.Helper()
-		select {
-		case <-c:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no event for %s", what)
-		}
-	}
-	return drain, expect
 }

@@ -26,11 +26,9 @@ type GuestOptions struct {
 	// places the host may have the guest raise events in.
 	Mounted func(guestPath string) bool
 	// ScanEvery is how often /proc is read for the watches guest processes hold
-	// (DefaultScanEvery) where the kernel's tracepoints cannot say when one is added
-	// (wake_linux.go): a watcher that starts hears of host changes after at most this.
+	// (DefaultScanEvery): a watcher that starts hears of host changes after at most this.
 	ScanEvery time.Duration
-	// MountEvery is how often new binds of 9p shares are looked for (DefaultMountEvery):
-	// always without the tracepoints, and while programs start with them.
+	// MountEvery is how often new binds of 9p shares are looked for (DefaultMountEvery).
 	MountEvery time.Duration
 	// Budget bounds the events raised for one batch (DefaultBudget); the directories of
 	// the rest get one IN_ATTRIB each, which tells watchers to look again.
@@ -44,9 +42,6 @@ const (
 	DefaultScanEvery  = 2 * time.Second
 	DefaultMountEvery = 300 * time.Millisecond
 	DefaultBudget     = 2000
-	// fullAfterTrace: a scan that a watch added wakes lists every process's descriptors
-	// again when the last such listing is older.
-	fullAfterTrace = 2 * time.Second
 	// maxVisits bounds the directories listed to find where watched inodes are.
 	maxVisits = 4096
 	// maxUnwatchedDepth is how far below a bind's root the search goes through folders
@@ -171,8 +166,14 @@ func (g *Guest) serve(ctx context.Context, conn net.Conn) error {
 			dirs: map[string]*gdir{}, where: map[uint64]string{}}
 	}
 	msgs, readErr := readMessages(ctx, dec)
-	wake := newWakes(ctx, g.opts, len(s.devs(true)) > 0) // mounts only with 9p shares (pin_linux.go)
-	defer wake.stop()
+	t := time.NewTicker(g.opts.ScanEvery)
+	defer t.Stop()
+	var mounts <-chan time.Time // only with 9p shares (pin_linux.go)
+	if len(s.devs(true)) > 0 {
+		mt := time.NewTicker(g.opts.MountEvery)
+		defer mt.Stop()
+		mounts = mt.C
+	}
 	s.scanMounts()
 	if err := s.scan(); err != nil {
 		return err
@@ -183,13 +184,9 @@ func (g *Guest) serve(ctx context.Context, conn net.Conn) error {
 			return nil
 		case err := <-readErr:
 			return err
-		case <-wake.mounts:
+		case <-mounts:
 			s.scanMounts()
-		case <-wake.scans:
-			if wake.traced && time.Since(s.procs.lastFull) > fullAfterTrace {
-				// The added watch may be a known process's new inotify instance.
-				s.procs.lastFull = time.Time{}
-			}
+		case <-t.C:
 			if err := s.scan(); err != nil {
 				return err
 			}
