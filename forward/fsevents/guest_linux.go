@@ -166,14 +166,31 @@ func (g *Guest) serve(ctx context.Context, conn net.Conn) error {
 			dirs: map[string]*gdir{}, where: map[uint64]string{}}
 	}
 	msgs, readErr := readMessages(ctx, dec)
-	t := time.NewTicker(g.opts.ScanEvery)
-	defer t.Stop()
-	var mounts <-chan time.Time // only with 9p shares (pin_linux.go)
-	if len(s.devs(true)) > 0 {
-		mt := time.NewTicker(g.opts.MountEvery)
-		defer mt.Stop()
-		mounts = mt.C
+	var news <-chan struct{}
+	if w, err := newExecWatch(); err != nil {
+		g.opts.Logf("file events: %v; scanning on timers alone", err)
+	} else {
+		defer w.Close()
+		news = w.C()
 	}
+	p := pace{scanEvery: g.opts.ScanEvery, news: news != nil, lastExec: time.Now()}
+	scanT := time.NewTimer(g.opts.ScanEvery)
+	defer scanT.Stop()
+	slow := false
+	var mt *time.Ticker
+	var mounts <-chan time.Time // only with 9p shares (pin_linux.go)
+	startMounts := func() {
+		if mt == nil && len(s.devs(true)) > 0 {
+			mt = time.NewTicker(g.opts.MountEvery)
+			mounts = mt.C
+		}
+	}
+	defer func() {
+		if mt != nil {
+			mt.Stop()
+		}
+	}()
+	startMounts()
 	s.scanMounts()
 	if err := s.scan(); err != nil {
 		return err
@@ -184,17 +201,64 @@ func (g *Guest) serve(ctx context.Context, conn net.Conn) error {
 			return nil
 		case err := <-readErr:
 			return err
+		case <-news:
+			p.lastExec = time.Now()
+			startMounts()
+			if slow {
+				slow = false
+				scanT.Reset(g.opts.ScanEvery)
+			}
 		case <-mounts:
 			s.scanMounts()
-		case <-t.C:
+			if !p.mountsDue(time.Now()) {
+				mt.Stop()
+				mt, mounts = nil, nil
+			}
+		case <-scanT.C:
 			if err := s.scan(); err != nil {
 				return err
 			}
+			d := p.scanAfter(time.Now(), s.watching())
+			slow = d > g.opts.ScanEvery
+			scanT.Reset(d)
 		case m := <-msgs:
 			s.drain()
 			s.apply(m.Changes)
 		}
 	}
+}
+
+// pace is when the guest looks again. Without exec news the scans run on their timers.
+// With them an idle guest stays quiet: the mounts are read only for settleTime after a
+// program started (a container's binds are made before its program runs), and the
+// watches every ScanEvery only while a program started within fullEvery or a process
+// watches share inodes; otherwise every fullEvery, the bound there has always been for a
+// running process that opens a new inotify instance.
+type pace struct {
+	scanEvery time.Duration
+	news      bool
+	lastExec  time.Time
+}
+
+func (p pace) mountsDue(now time.Time) bool {
+	return !p.news || now.Sub(p.lastExec) < settleTime
+}
+
+func (p pace) scanAfter(now time.Time, watching bool) time.Duration {
+	if !p.news || watching || now.Sub(p.lastExec) < fullEvery {
+		return p.scanEvery
+	}
+	return max(fullEvery, p.scanEvery)
+}
+
+// watching says whether a guest process watched share inodes at the last scan.
+func (s *guestSession) watching() bool {
+	for _, sh := range s.shares {
+		if len(sh.seen) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // scanMounts holds the trees below new 9p binds open (pin_linux.go), soon enough for
