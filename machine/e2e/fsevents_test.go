@@ -122,22 +122,9 @@ func fileEvents(t *testing.T, shareType string) {
 	for _, w := range fsWatchers {
 		e.MustDocker("default", append([]string{"run", "-d", "--name", w.name, "-v", proj + ":/app", machinetest.WatchersImage}, w.cmd...)...)
 	}
-	// Each watcher's output as it comes (docker logs -f), so that a line's time is when it
-	// was printed, give or take the stream, not when a poll found it.
-	sock := e.EngineSocket("default")
 	outputs := map[string]*watcherOutput{}
 	for _, w := range fsWatchers {
-		o := &watcherOutput{}
-		cmd := exec.CommandContext(t.Context(), "docker", "logs", "-f", w.name)
-		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(e.Home, "docker-config"))
-		pr, pw := io.Pipe()
-		cmd.Stdout, cmd.Stderr = pw, pw // the watchers' stderr too (inotifywait's "Watches established")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { cmd.Wait(); pw.Close() }()
-		go o.read(pr)
-		outputs[w.name] = o
+		outputs[w.name] = containerOutput(t, e, w.name)
 	}
 	logs := func(name string) []string { return outputs[name].lines() }
 	for _, w := range fsWatchers {
@@ -147,10 +134,11 @@ func fileEvents(t *testing.T, shareType string) {
 		})
 	}
 	// The guest reads the watches every 2 s; the host then watches /app and /app/sub.
-	machinetest.Eventually(t, 30*time.Second, "the host to watch the 2 watched folders", func() bool {
+	hostWatches := func() string {
 		out, _ := e.Run("machine", "inspect", "--format", "{{.Status.Agent.FileEvents.HostWatches}}")
-		return strings.TrimSpace(out) == "2"
-	})
+		return strings.TrimSpace(out)
+	}
+	machinetest.Eventually(t, 30*time.Second, "the host to watch the 2 watched folders", func() bool { return hostWatches() == "2" })
 	time.Sleep(3 * time.Second) // a watcher's last watches, read in the guest's next scan
 
 	var report strings.Builder
@@ -227,6 +215,45 @@ func fileEvents(t *testing.T, shareType string) {
 	if failed {
 		t.Fatalf("a watcher missed a change (%s)", shareType)
 	}
+
+	// A quiet guest wakes for a watcher that starts later. With nothing watched and no
+	// program started for 20 s the guest looks for watches only every 20 s
+	// (forward/fsevents' pace); the news of a container's start brings back the 2 s scans.
+	for _, w := range fsWatchers {
+		e.MustDocker("default", "rm", "-f", w.name)
+	}
+	machinetest.Eventually(t, 30*time.Second, "the host to stop watching", func() bool { return hostWatches() == "0" })
+	time.Sleep(25 * time.Second)
+	e.MustDocker("default", append([]string{"run", "-d", "--name", "late", "-v", proj + ":/app", machinetest.WatchersImage}, fsWatchers[0].cmd...)...)
+	late := containerOutput(t, e, "late")
+	machinetest.Eventually(t, 2*time.Minute, "the late watcher ready", func() bool {
+		return strings.Contains(strings.Join(late.lines(), "\n"), "Watches established")
+	})
+	// Not the 20 s of a quiet guest: the start was news.
+	machinetest.Eventually(t, 10*time.Second, "the host to watch the late watcher's folders", func() bool { return hostWatches() == "2" })
+	n := len(late.lines())
+	if err := os.WriteFile(filepath.Join(proj, "sub", "late.txt"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	machinetest.Eventually(t, 5*time.Second, "the late watcher to hear of a host change", func() bool {
+		return anyMatch(`^ATTRIB /app/sub/late.txt$`, late.lines()[n:])
+	})
+}
+
+// containerOutput collects a container's output as it comes (docker logs -f), so that a line's
+// time is when it was printed, give or take the stream, not when a poll found it.
+func containerOutput(t *testing.T, e *machinetest.Env, name string) *watcherOutput {
+	o := &watcherOutput{}
+	cmd := exec.CommandContext(t.Context(), "docker", "logs", "-f", name)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+e.EngineSocket("default"), "DOCKER_CONFIG="+filepath.Join(e.Home, "docker-config"))
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw // the watchers' stderr too (inotifywait's "Watches established")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); pw.Close() }()
+	go o.read(pr)
+	return o
 }
 
 // mtimes maps each file below dir to its mtime.
