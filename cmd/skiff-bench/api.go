@@ -154,6 +154,7 @@ func benchAPI(args []string) error {
 	profile := fs.String("profile", "", "also write CPU profiles of the host agent to this prefix (-ping.pprof: one more ping round; -stream.pprof: one more docker cp in)")
 	inGuest := fs.String("inguest", "", "only load this engine socket and print \"req/s p50-ns\" (what runs inside the VM)")
 	emit := fs.Int("emit", 0, "only write this many MiB of log lines to stdout (what the logs container runs)")
+	transportAB := fs.Bool("transport-ab", false, "also measure sockets of this program to the guest agent's engine service (no host agent): parked streams named before the first request is sent, and named with it, each passed through and through the engine proxy")
 	fs.Parse(args)
 	if *emit > 0 {
 		return emitLines(os.Stdout, int64(*emit)<<20)
@@ -211,6 +212,21 @@ func benchAPI(args []string) error {
 			return x, err
 		}},
 	}
+	var extra []struct{ name, sock string }
+	if *transportAB {
+		socks, stop, err := transportSockets(b, pm)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		extra = append(extra, socks...)
+		for _, x := range socks {
+			paths = append(paths, struct {
+				name string
+				run  func(n int) (apiResult, error)
+			}{x.name, onHost(x.sock)})
+		}
+	}
 	res := map[string][]apiResult{}
 	hops := map[string][]hopCPU{}
 	for _, p := range paths { // warm-up
@@ -257,13 +273,9 @@ func benchAPI(args []string) error {
 	// A new connection for every request, one at a time: what a docker CLI command pays
 	// first (Skiff: the user-mode network's connect, the transport's handshake, the guest
 	// agent's dial of the engine), against a request on a kept connection.
-	setup := map[string][2]time.Duration{}
-	for _, p := range []struct{ name, sock string }{{"skiff", d.EngineEndpoint()}, {"ssh-forward", sshSock}} {
-		fresh, kept, err := connectionCost(p.sock, 50)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.name, err)
-		}
-		setup[p.name] = [2]time.Duration{fresh, kept}
+	setup, err := connectionCosts(append([]struct{ name, sock string }{{"skiff", d.EngineEndpoint()}, {"ssh-forward", sshSock}}, extra...), 50)
+	if err != nil {
+		return err
 	}
 	s, o, g := med(res["skiff"]), med(res["ssh-forward"]), med(res["in-guest"])
 	fmt.Printf("\nGET /_ping, %d requests x %d rounds, %d connections, same VM:\n", *n, *rounds, *conc)
@@ -272,12 +284,20 @@ func benchAPI(args []string) error {
 	fmt.Printf("  in the guest, on the engine's socket (no forwarding at all): %.0f req/s  p50 %v\n", g.rps, g.p50.Round(time.Microsecond))
 	fmt.Printf("  ratio skiff/ssh: %.2fx requests/s (goal >= 1.2x), p50 %.2fx lower\n", s.rps/o.rps, float64(o.p50)/float64(s.p50))
 	fmt.Printf("  share of the in-guest rate kept: skiff %.0f%% (goal >= 97%%), ssh %.0f%%\n", 100*s.rps/g.rps, 100*o.rps/g.rps)
-	fmt.Printf("  CPU per request by hop (medians):\n")
+	for _, x := range extra {
+		m := med(res[x.name])
+		fmt.Printf("  %s (this program to the guest, no host agent): %.0f req/s  p50 %v, %.2fx ssh\n", x.name, m.rps, m.p50.Round(time.Microsecond), m.rps/o.rps)
+	}
+	fmt.Printf("  CPU per request by hop (medians; on the parked* and proxy* paths the host hop is this program):\n")
 	for _, p := range paths {
 		fmt.Printf("    %-12s %s\n", p.name+":", medianHops(hops[p.name]).format(float64(*n), time.Microsecond, "µs"))
 	}
 	fmt.Printf("  one request at a time (p50): new connection each / kept connection / setup cost\n")
-	for _, name := range []string{"skiff", "ssh-forward"} {
+	names := []string{"skiff", "ssh-forward"}
+	for _, x := range extra {
+		names = append(names, x.name)
+	}
+	for _, name := range names {
 		x := setup[name]
 		fmt.Printf("    %-12s %v / %v / %v\n", name+":", x[0].Round(time.Microsecond), x[1].Round(time.Microsecond), (x[0] - x[1]).Round(time.Microsecond))
 	}
@@ -287,13 +307,10 @@ func benchAPI(args []string) error {
 	return nil
 }
 
-// connectionCost is the median time of one GET /_ping on a new connection, and on one
-// kept connection, n of each, one at a time.
-func connectionCost(sock string, n int) (fresh, kept time.Duration, err error) {
-	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}
+// connectionCosts is, for each socket, the median time of one GET /_ping on a new
+// connection and on one kept connection, n of each, one at a time, the sockets taking
+// turns so that a change in the host's load hits them alike.
+func connectionCosts(socks []struct{ name, sock string }, n int) (map[string][2]time.Duration, error) {
 	ping := func(c *http.Client) (time.Duration, error) {
 		t0 := time.Now()
 		resp, err := c.Get("http://engine/_ping")
@@ -307,30 +324,47 @@ func connectionCost(sock string, n int) (fresh, kept time.Duration, err error) {
 		}
 		return time.Since(t0), nil
 	}
-	// A new transport per request, as a docker command makes: a connection of its own,
-	// without "Connection: close" (which the docker CLI does not send either).
-	fresh1 := func() (time.Duration, error) {
-		tr := &http.Transport{DialContext: dial}
-		defer tr.CloseIdleConnections()
-		return ping(&http.Client{Timeout: time.Minute, Transport: tr})
+	type path struct {
+		dial     func(ctx context.Context, _, _ string) (net.Conn, error)
+		keep     *http.Client
+		fs, ks   []time.Duration
+		closeAll func()
 	}
-	tr := &http.Transport{DialContext: dial}
-	defer tr.CloseIdleConnections()
-	keep := &http.Client{Timeout: time.Minute, Transport: tr}
-	if _, err := ping(keep); err != nil {
-		return 0, 0, err
-	}
-	var fs, ks []time.Duration
-	for i := 0; i < n; i++ {
-		f, err := fresh1()
-		if err != nil {
-			return 0, 0, err
+	paths := make([]*path, len(socks))
+	for i, s := range socks {
+		sock := s.sock
+		p := &path{dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}
+		tr := &http.Transport{DialContext: p.dial}
+		p.keep, p.closeAll = &http.Client{Timeout: time.Minute, Transport: tr}, tr.CloseIdleConnections
+		defer p.closeAll()
+		if _, err := ping(p.keep); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		k, err := ping(keep)
-		if err != nil {
-			return 0, 0, err
-		}
-		fs, ks = append(fs, f), append(ks, k)
+		paths[i] = p
 	}
-	return median(fs), median(ks), nil
+	for range n {
+		for i, p := range paths {
+			// A new transport per request, as a docker command makes: a connection of its
+			// own, without "Connection: close" (which the docker CLI does not send either).
+			tr := &http.Transport{DialContext: p.dial}
+			f, err := ping(&http.Client{Timeout: time.Minute, Transport: tr})
+			tr.CloseIdleConnections()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", socks[i].name, err)
+			}
+			k, err := ping(p.keep)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", socks[i].name, err)
+			}
+			p.fs, p.ks = append(p.fs, f), append(p.ks, k)
+		}
+	}
+	out := map[string][2]time.Duration{}
+	for i, p := range paths {
+		out[socks[i].name] = [2]time.Duration{median(p.fs), median(p.ks)}
+	}
+	return out, nil
 }

@@ -34,6 +34,10 @@ import (
 type Proxy struct {
 	// Dial opens a stream to the engine in the guest.
 	Dial func(ctx context.Context) (net.Conn, error)
+	// DialFirst, when set, is used instead of Dial: it opens the stream with its first
+	// bytes (the first request) sent along, so that a new connection's first answer
+	// costs one round trip to the guest, not two (GuestDialer).
+	DialFirst func(ctx context.Context, first []byte) (net.Conn, error)
 	// Paths translates host paths; nil leaves bodies untouched.
 	Paths *pathmap.Table
 	Logf  func(string, ...any)
@@ -63,12 +67,16 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (p *Proxy) handle(ctx context.Context, client net.Conn) {
-	up, err := p.Dial(ctx)
-	if err != nil {
-		p.Logf("engine: %v", err)
-		writeError(client, http.StatusBadGateway, "the Skiff machine's engine is not reachable: "+err.Error())
-		client.Close()
-		return
+	var up net.Conn
+	if p.DialFirst != nil {
+		up = newFirstConn(ctx, p.DialFirst)
+	} else {
+		var err error
+		if up, err = p.Dial(ctx); err != nil {
+			p.unreachable(client, err)
+			client.Close()
+			return
+		}
 	}
 	// The request side hands the response side one channel per request that asks to
 	// switch protocols, before sending it; the response side answers on it whether the
@@ -78,6 +86,11 @@ func (p *Proxy) handle(ctx context.Context, client net.Conn) {
 	go func() {
 		defer close(respDone)
 		if err := responses(client, up, expect); err != nil {
+			// A stream opened with the first request fails here before any answer: the
+			// client is told why, as when the dial comes first.
+			if de := (*dialError)(nil); errors.As(err, &de) {
+				p.unreachable(client, de.err)
+			}
 			client.Close()
 			up.Close()
 			return
@@ -88,6 +101,12 @@ func (p *Proxy) handle(ctx context.Context, client net.Conn) {
 	<-respDone
 	client.Close()
 	up.Close()
+}
+
+// unreachable logs a failed dial of the engine and answers the client with it.
+func (p *Proxy) unreachable(client io.Writer, err error) {
+	p.Logf("engine: %v", err)
+	writeError(client, http.StatusBadGateway, "the Skiff machine's engine is not reachable: "+err.Error())
 }
 
 // responses copies the engine's bytes to the client as they come, reading the head of
@@ -359,4 +378,14 @@ func writeError(w io.Writer, code int, msg string) {
 // GuestDialer adapts a transport dialer to the engine service.
 func GuestDialer(d transport.Dialer, service string) func(ctx context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) { return d.Dial(ctx, service) }
+}
+
+// GuestFirstDialer adapts a transport dialer that can send a stream's first bytes with
+// its dial (transport.FirstDialer) to Proxy.DialFirst; nil for one that cannot.
+func GuestFirstDialer(d transport.Dialer, service string) func(ctx context.Context, first []byte) (net.Conn, error) {
+	fd, ok := d.(transport.FirstDialer)
+	if !ok {
+		return nil
+	}
+	return func(ctx context.Context, first []byte) (net.Conn, error) { return fd.DialFirst(ctx, service, first) }
 }

@@ -93,8 +93,20 @@ func startProxy(t *testing.T) (string, chan string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go (&Proxy{Dial: dial, Paths: tb, Logf: t.Logf}).Serve(ctx, ln)
+	// As the host agent has it: each stream opened with the client's first bytes.
+	go (&Proxy{Dial: dial, DialFirst: dialFirst(dial), Paths: tb, Logf: t.Logf}).Serve(ctx, ln)
 	return sock, bodies
+}
+
+// dialFirst is Proxy.DialFirst over dial: the stream, then the bytes.
+func dialFirst(dial func(context.Context) (net.Conn, error)) func(context.Context, []byte) (net.Conn, error) {
+	return func(ctx context.Context, first []byte) (net.Conn, error) {
+		c, err := dial(ctx)
+		if err == nil {
+			_, err = c.Write(first)
+		}
+		return c, err
+	}
 }
 
 func TestCreateIsTranslated(t *testing.T) {

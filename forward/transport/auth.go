@@ -56,6 +56,13 @@ func proof(secret []byte, role string, nc, ns []byte) []byte {
 // knowledge of the secret (HMAC over both nonces), so neither a stranger nor a replayed
 // transcript can open or answer a channel.
 func Open(conn net.Conn, secret []byte, service string) error {
+	return openFirst(conn, secret, service, nil)
+}
+
+// openFirst is Open that sends first, the stream's first bytes, with the service's name:
+// the server passes on to the service only what follows the name, and only once it has
+// granted it.
+func openFirst(conn net.Conn, secret []byte, service string, first []byte) error {
 	if len(service) > maxName {
 		return fmt.Errorf("service name too long")
 	}
@@ -77,7 +84,7 @@ func Open(conn net.Conn, secret []byte, service string) error {
 	msg := proof(secret, "client", nc, ns)
 	msg = binary.BigEndian.AppendUint16(msg, uint16(len(service)))
 	msg = append(msg, service...)
-	if _, err := conn.Write(msg); err != nil {
+	if _, err := conn.Write(append(msg, first...)); err != nil {
 		return fmt.Errorf("transport handshake: %w", err)
 	}
 	return readStatus(conn, service)
@@ -173,14 +180,29 @@ type Client struct {
 	parked parked
 }
 
+// FirstDialer is a Dialer that can send a stream's first bytes with the request for its
+// service, so that the service's answer to them comes back with the grant.
+type FirstDialer interface {
+	Dialer
+	// DialFirst opens service on the peer and writes first to it. A failed dial wrote
+	// nothing that reached the service.
+	DialFirst(ctx context.Context, service string, first []byte) (net.Conn, error)
+}
+
 // Dial opens service on the peer.
 func (c *Client) Dial(ctx context.Context, service string) (net.Conn, error) {
+	return c.DialFirst(ctx, service, nil)
+}
+
+// DialFirst implements FirstDialer. On a parked stream the name, first and the answer
+// take one round trip, where Dial and a write take two.
+func (c *Client) DialFirst(ctx context.Context, service string, first []byte) (net.Conn, error) {
 	if c.Parked <= 0 {
-		return c.open(ctx, service)
+		return c.open(ctx, service, first)
 	}
 	defer c.fill(c.Parked)
 	if conn := c.parked.take(); conn != nil {
-		err := unpark(ctx, conn, service)
+		err := unpark(ctx, conn, service, first)
 		if err == nil {
 			return conn, nil
 		}
@@ -189,19 +211,21 @@ func (c *Client) Dial(ctx context.Context, service string) (net.Conn, error) {
 		if errors.As(err, &refused) || ctx.Err() != nil {
 			return nil, err
 		}
-		// A parked stream the peer dropped (it restarted): dial afresh.
+		// A parked stream the peer dropped (it restarted): dial afresh. What was sent
+		// with the name never reached the service: the peer passes it on only after
+		// granting, and no grant came.
 	}
-	return c.open(ctx, service)
+	return c.open(ctx, service, first)
 }
 
-// open dials the medium and authenticates a stream for service.
-func (c *Client) open(ctx context.Context, service string) (net.Conn, error) {
+// open dials the medium and authenticates a stream for service, sending first with it.
+func (c *Client) open(ctx context.Context, service string, first []byte) (net.Conn, error) {
 	conn, err := c.Raw(ctx)
 	if err != nil {
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	err = Open(conn, c.Secret, service)
+	err = openFirst(conn, c.Secret, service, first)
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
 	}

@@ -91,7 +91,7 @@ func (c *Client) fill(want int) {
 	for i := 0; i < need; i++ {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
-			conn, err := c.open(ctx, ServicePark)
+			conn, err := c.open(ctx, ServicePark, nil)
 			cancel()
 			p.mu.Lock()
 			defer p.mu.Unlock()
@@ -114,14 +114,16 @@ func (c *Client) fill(want int) {
 	}
 }
 
-// unpark names the service for a parked stream and reads the answer: one round trip.
-func unpark(ctx context.Context, conn net.Conn, service string) error {
+// unpark names the service for a parked stream, with the stream's first bytes, and reads
+// the answer: one round trip.
+func unpark(ctx context.Context, conn net.Conn, service string, first []byte) error {
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer conn.SetDeadline(time.Time{})
 	msg := binary.BigEndian.AppendUint16(nil, uint16(len(service)))
-	if _, err := conn.Write(append(msg, service...)); err != nil {
+	msg = append(msg, service...)
+	if _, err := conn.Write(append(msg, first...)); err != nil {
 		return fmt.Errorf("transport: parked stream: %w", err)
 	}
 	return readStatus(conn, service)

@@ -134,7 +134,7 @@ func TestParkNeedsTheSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unpark(context.Background(), conn, ServicePark); err == nil {
+	if err := unpark(context.Background(), conn, ServicePark, nil); err == nil {
 		t.Fatal("a parked stream was parked again")
 	}
 	conn.Close()

@@ -617,7 +617,8 @@ func (a *Agent) startForwarders(ctx context.Context) error {
 		}
 	}
 	guest := a.guest
-	proxy := &engineproxy.Proxy{Dial: engineproxy.GuestDialer(guest, forward.ServiceEngine), Paths: paths, Logf: a.logf}
+	proxy := &engineproxy.Proxy{Dial: engineproxy.GuestDialer(guest, forward.ServiceEngine),
+		DialFirst: engineproxy.GuestFirstDialer(guest, forward.ServiceEngine), Paths: paths, Logf: a.logf}
 	if err := a.serveEngine(ctx, proxy); err != nil {
 		return fmt.Errorf("engine endpoint: %w", err)
 	}
