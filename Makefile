@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 IMAGE_OUT := $(CURDIR)/images/out/$(ARCH)
 LDFLAGS := -s -w -X github.com/skiff-dev/skiff/installer.Version=$(VERSION) -X github.com/skiff-dev/skiff/images.DefaultRef=$(IMAGE_OUT)
 
-.PHONY: all build agent image image-kube image-systemd test test-unit test-faults bench-boot clean up install uninstall
+.PHONY: all build agent image image-kube image-engine image-systemd test test-unit test-faults bench-boot clean up install uninstall
 
 all: build
 
@@ -31,6 +31,11 @@ image: agent
 # when it is cached: a cold build is the Kubernetes build, ~20 min and ~3 GB of Go cache.
 image-kube: agent
 	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(IMAGE_OUT) --kube
+
+# The Docker engine from source as one multi-call binary (dockerd, containerd and its runc
+# shim), cached by recipe; prints its directory. A cold build is ~5 min of Go build.
+image-engine:
+	images/enginebuild.sh $(ARCH)
 
 image-systemd: agent
 	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(CURDIR)/images/out/$(ARCH)-systemd --variant systemd

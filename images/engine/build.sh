@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the engine's multi-call binary (main.go) for one architecture, reproducibly, as
+# OUTDIR/dockerd, and dockerd's userland proxy from the same moby module (a program of its
+# own: dockerd starts it with the listening socket already open, in a protocol that is
+# moby's, so Debian's older docker-proxy refuses) as OUTDIR/docker-proxy.
+#
+#   images/engine/build.sh ARCH OUTDIR [TAGS]
+#
+# TAGS (default below) leave out what a Skiff machine never uses: the btrfs, zfs and
+# devmapper storage, fuse-overlayfs (rootless), containerd's CRI (dockerd does not use
+# it), its tracing plugin and dockerd's experimental in-process containerd. The version
+# variables are what moby's release build sets (hack/make/.go-autogen), fixed here so that
+# the same sources give the same bytes.
+set -euo pipefail
+ARCH=${1:?arch (amd64|arm64)}
+OUT=${2:?output directory}
+HERE=$(cd "$(dirname "$0")" && pwd)
+TAGS=${3:-netgo osusergo static_build nri_no_wasm no_btrfs no_devmapper no_zfs no_cri no_tracing no_embedded_containerd exclude_graphdriver_btrfs exclude_graphdriver_zfs exclude_graphdriver_fuseoverlayfs}
+cd "$HERE"
+# The versions come from go.mod, so that the binary reports what it was built from.
+mod_version() { go list -m -f '{{.Version}}' "$1"; }
+# The toolchain is part of the recipe (go.mod names it): another one gives other bytes.
+export GOTOOLCHAIN=go1.27.3
+DOCKER_VERSION=$(mod_version github.com/moby/moby/v2)
+CONTAINERD_VERSION=$(mod_version github.com/containerd/containerd/v2)
+ldflags="-s -w -buildid="
+ldflags+=" -X github.com/moby/moby/v2/dockerversion.Version=${DOCKER_VERSION#v}"
+ldflags+=" -X github.com/moby/moby/v2/dockerversion.GitCommit=skiff" # not a git build: the module proxy's
+ldflags+=" -X github.com/moby/moby/v2/dockerversion.PlatformName=Skiff"
+ldflags+=" -X github.com/moby/moby/v2/dockerversion.BuildTime=2026-01-01T00:00:00Z"
+ldflags+=" -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+ldflags+=" -X github.com/containerd/containerd/v2/version.Revision=skiff"
+mkdir -p "$OUT"
+build() { CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go build -trimpath -buildvcs=false "$@"; }
+build -tags "$TAGS" -ldflags "$ldflags" -o "$OUT/dockerd" .
+# go.mod's tool line keeps its packages in the module graph.
+build -ldflags "-s -w -buildid=" -o "$OUT/docker-proxy" github.com/moby/moby/v2/cmd/docker-proxy
