@@ -101,7 +101,7 @@ qemu_arch() {
 
 sha() { sha256sum "$@" | cut -c1-64; }
 
-ROOT_KEY=$(cat "$HERE/rootfs.sh" "$HERE"/helpers/*.c "$HERE/packages.list" "$HERE/prune.list" "$HERE/prune-minimal.list" <(echo "$ARCH $VARIANT $SUITE $SOURCE_DATE_EPOCH") | sha | cut -c1-16)
+ROOT_KEY=$(cat "$HERE/rootfs.sh" "$HERE"/helpers/*.c "$HERE/packages.list" "$HERE/modules.list" "$HERE/prune.list" "$HERE/prune-minimal.list" <(echo "$ARCH $VARIANT $SUITE $SOURCE_DATE_EPOCH") | sha | cut -c1-16)
 ROOT_DIR=$CACHE/rootfs-$ARCH-$VARIANT-$ROOT_KEY
 if [ -n "$QUERY" ]; then
 	if [ "$KUBE" = build ]; then kube_cached; else [ -f "$ROOT_DIR/root.squashfs.zst" ]; fi

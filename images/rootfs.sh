@@ -69,6 +69,8 @@ build_rootfs() {
 	fi
 	unsign_modules "$rootfs/usr/lib/modules"
 	chroot "$rootfs" depmod -a "$kver"
+	keep_modules "$rootfs/usr/lib/modules/$kver" >>"$tmp/trim-report.txt"
+	chroot "$rootfs" depmod -a "$kver"
 	if grep -q '^alias binfmt-' "$rootfs/usr/lib/modules/$kver/modules.alias"; then
 		echo "build.sh: a module in the image provides a binfmt-* alias, which helpers/modprobe-filter.c answers 'none' for" >&2
 		exit 1
@@ -82,6 +84,32 @@ build_rootfs() {
 	rm -rf "$rootfs" "$tmp/mmdebstrap.log"
 	trap - EXIT
 	mv "$tmp" "$ROOT_DIR"
+}
+
+# keep_modules DIR drops every module under DIR (a kernel's module tree, depmod run) that
+# modules.list does not name or a named one does not need, and prints what that saved by
+# directory, in trim-report.txt's form.
+keep_modules() {
+	local d=$1 keep
+	keep=$(mktemp)
+	(
+		cd "$d"
+		shopt -s nullglob
+		sed -e 's/#.*//' "$HERE/modules.list" | while read -r p; do
+			[ -n "$p" ] || continue
+			# shellcheck disable=SC2206
+			local m=(kernel/$p)
+			[ ${#m[@]} -gt 0 ] || echo "build.sh: modules.list: $p matches no module of $(basename "$d")" >&2
+			printf '%s\n' "${m[@]}"
+		done
+	) | awk -F: 'NR == FNR {want[$1] = 1; next} $1 in want {print $1; n = split($2, dep, " "); for (i = 1; i <= n; i++) print dep[i]}' - "$d/modules.dep" |
+		LC_ALL=C sort -u >"$keep"
+	(cd "$d" && find kernel -name '*.ko' | LC_ALL=C sort | comm -23 - "$keep" | tr '\n' '\0' | xargs -0r du -b) |
+		awk '{n = split($2, p, "/"); k = p[1] "/" p[2] (n > 3 ? "/" p[3] : ""); s[k] += $1}
+			END {for (k in s) printf "%12d  usr/lib/modules/*/%s (not in modules.list)\n", s[k], k}' | sort -rn
+	(cd "$d" && find kernel -name '*.ko' | LC_ALL=C sort | comm -23 - "$keep" | tr '\n' '\0' | xargs -0r rm -f)
+	find "$d/kernel" -depth -type d -empty -delete
+	rm -f "$keep"
 }
 
 # Package scripts that produce nothing the image keeps, and that take minutes when a
@@ -307,7 +335,15 @@ stage1_modules() {
 		local path
 		# A module's file may spell the name's underscores as dashes (crc32c-intel.ko).
 		path=$(awk -F: -v m="/${1//_/[-_]}.ko" '$1 ~ m"$" {print $1; exit}' "$dep")
-		[ -n "$path" ] || return 0 # built in
+		if [ -z "$path" ]; then
+			# Built in, or not built for this architecture (crc32c_intel on arm64); a module
+			# the kernel has (modules.order) that the image dropped is a mistake.
+			if grep -q "/${1//_/[-_]}.ko\$" "$r/usr/lib/modules/$kver/modules.order"; then
+				echo "build.sh: stage 1 loads $1, which modules.list leaves out of the image" >&2
+				exit 1
+			fi
+			return 0
+		fi
 		[ -z "${seen[$path]:-}" ] || return 0
 		seen[$path]=1
 		local d deps=()
