@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Builds the Skiff guest image for one architecture from Debian trixie packages.
 #
-#   images/build.sh ARCH AGENT_BINARY OUTDIR [--variant systemd] [--kube]
+#   images/build.sh ARCH AGENT_BINARY OUTDIR [--variant systemd] [--kube] [--engine-bin ENGINE=DIR]
 #   images/build.sh --is-cached ARCH [--variant systemd] [--kube]   exit 0 when the slow stage is cached
 #
 # --kube builds the Kubernetes layer (kubelayer.sh) when it is not cached; without it the
 # image gets the layer only if it is cached. --is-cached --kube asks about the layer.
+# --engine-bin ENGINE=DIR puts the programs in DIR (a locally built engine) into ENGINE's
+# layer in place of the packaged ones of the same name (engine_layer).
 #
 # Two stages, each cached by a hash of its inputs so that an unchanged recipe is skipped:
 #   rootfs  mmdebstrap + prune + squashfs  (slow: minutes; keyed by this script and the lists)
 #   initrd  the guest agent as /init plus the few modules needed to mount the root
 #           (fast: seconds; keyed by the agent binary and the rootfs key)
 # Output in OUTDIR: kernel (bzImage on amd64, uncompressed Image on arm64), initrd.img.zst,
-# root.squashfs.zst, packages.lock, trim-report.txt and manifest.json. The initrd and the
+# root.squashfs.zst (the base every machine boots), engine-ENGINE.squashfs.zst (one layer
+# per engine, stacked over the base by the guest; a machine downloads only its engine's),
+# packages.lock, trim-report.txt and manifest.json. The initrd and the
 # root are zstd-packed for the download only; the manifest gives each one's digest both
 # packed and unpacked, and the install unpacks them (images.Install).
 set -euo pipefail
@@ -29,10 +33,14 @@ else
 fi
 VARIANT=minimal
 KUBE=auto
+declare -A ENGINE_BIN=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--variant) VARIANT=${2:?variant name} && shift 2 ;;
 	--kube) KUBE=build && shift ;;
+	--engine-bin)
+		[[ ${2:-} == ?*=?* ]] || { echo "build.sh: --engine-bin wants ENGINE=DIR" >&2; exit 2; }
+		ENGINE_BIN[${2%%=*}]=$(cd "${2#*=}" && pwd) && shift 2 ;;
 	*) echo "build.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -51,7 +59,7 @@ esac
 # Build tools are not part of the recipe: installing them never changes the image.
 need_tools() {
 	local missing=() foreign=
-	for t in mmdebstrap mksquashfs cpio zstd xz curl make pkg-config; do command -v "$t" >/dev/null || missing+=("$t"); done
+	for t in mmdebstrap mksquashfs cpio zstd xz curl make pkg-config readelf; do command -v "$t" >/dev/null || missing+=("$t"); done
 	[ "$ARCH" != "$(dpkg --print-architecture)" ] && foreign=$(qemu_arch)
 	if [ -n "$foreign" ] && ! command -v "qemu-$foreign-static" >/dev/null; then missing+=(qemu-user-static); fi
 	# mmdebstrap refuses a foreign architecture without arch-test to check it can run it.
@@ -68,7 +76,7 @@ need_tools() {
 		echo "build.sh: installing build tools: ${missing[*]}" >&2
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap squashfs-tools cpio zstd xz-utils \
-			qemu-user-static binfmt-support arch-test curl make gcc libc6-dev pkg-config "${cross[@]}" >/dev/null
+			qemu-user-static binfmt-support arch-test curl make gcc libc6-dev pkg-config binutils "${cross[@]}" >/dev/null
 	fi
 	[ -n "$foreign" ] && enable_binfmt "$foreign"
 	return 0
@@ -122,6 +130,42 @@ build_initrd() {
 	rm -rf "$dir"
 }
 
+# engine_layer ENGINE puts ENGINE's layer in OUT: the cached root's, or with
+# --engine-bin's programs in it. Each file in that directory replaces usr/sbin/NAME or
+# usr/bin/NAME of the layer, or goes to usr/bin when the layer has no NAME. The result is
+# cached under CACHE/engine-ENGINE-ARCH-KEY, keyed by the root's key and the programs.
+engine_layer() {
+	local e=$1 bin=${ENGINE_BIN[$1]:-} src
+	src=$ROOT_DIR/engine-$e.squashfs.zst
+	if [ -n "$bin" ]; then
+		local key dir tmp f n dst
+		key=$({ (cd "$bin" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum); echo "$ROOT_KEY"; } | sha | cut -c1-16)
+		dir=$CACHE/engine-$e-$ARCH-$key
+		if [ ! -f "$dir/engine-$e.squashfs.zst" ]; then
+			echo "build.sh: engine-$e layer with the programs of $bin ($key)" >&2
+			tmp=$(mktemp -d "$CACHE/.engine-XXXXXX")
+			zstd -q -dc --long=27 "$src" >"$tmp/layer.squashfs"
+			unsquashfs -q -n -d "$tmp/layer" "$tmp/layer.squashfs" >/dev/null
+			rm "$tmp/layer.squashfs"
+			for f in "$bin"/*; do
+				[ -f "$f" ] || continue
+				n=$(basename "$f") dst=usr/bin
+				[ -e "$tmp/layer/usr/sbin/$n" ] && dst=usr/sbin
+				mkdir -p "$tmp/layer/$dst"
+				rm -f "$tmp/layer/$dst/$n"
+				install -m 0755 "$f" "$tmp/layer/$dst/$n"
+			done
+			find "$tmp/layer" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+			make_squashfs "$tmp/layer" "$tmp/engine-$e.squashfs"
+			pack "$tmp/engine-$e.squashfs"
+			rm -rf "$tmp/layer" "$dir"
+			mv "$tmp" "$dir"
+		fi
+		src=$dir/engine-$e.squashfs.zst
+	fi
+	cp "$src" "$OUT/.engine-$e.squashfs.zst.tmp" && mv -f "$OUT/.engine-$e.squashfs.zst.tmp" "$OUT/engine-$e.squashfs.zst"
+}
+
 # The kernel command line the image boots with (the host adds panic=-1). Only the security
 # modules the image has a use for start: it holds no AppArmor, TOMOYO or IPE policy, and
 # their setup cost ~2 s of a boot under emulation. The crypto self-tests check the same
@@ -153,6 +197,7 @@ write_manifest() {
 			"$SUITE-$ROOT_KEY-$(sha "$OUT/initrd.img.zst" | cut -c1-8)" "$ARCH" "$VARIANT"
 		printf '  "kernelVersion": "%s",\n  "kernelCmdline": "%s",\n  "files": [\n' "$(cat "$ROOT_DIR/kernel.version")" "$KERNEL_ARGS"
 		printf '    %s,\n    %s,\n    %s\n' "$(manifest_entry kernel "$KERNEL_NAME")" "$(manifest_entry initrd initrd.img)" "$(manifest_entry root root.squashfs)"
+		for e in $(engines); do printf '    ,%s\n' "$(manifest_entry "engine-$e" "engine-$e.squashfs")"; done
 		wsl_manifest_line
 		efiboot_manifest_line
 		kube_manifest_line
@@ -169,15 +214,18 @@ fi
 # Each output is replaced by a new file, never rewritten in place: something may still
 # hold the old one open or linked.
 # Unpacked files of older builds go: only what the manifest lists is the image.
-rm -f "$OUT/root.squashfs" "$OUT/initrd.img"
+rm -f "$OUT/root.squashfs" "$OUT/initrd.img" "$OUT"/engine-*.squashfs "$OUT"/engine-*.squashfs.zst
 for f in "$KERNEL_NAME" packages.lock trim-report.txt dropped-packages.txt root.squashfs.zst; do
 	[ -f "$ROOT_DIR/$f" ] || continue
 	cp "$ROOT_DIR/$f" "$OUT/.$f.tmp" && mv -f "$OUT/.$f.tmp" "$OUT/$f"
 done
+for e in $(engines); do engine_layer "$e"; done
 build_initrd
 build_wsl_rootfs
 build_efiboot
 kube_layer
 write_manifest
-total=$(stat -c %s "$OUT/$KERNEL_NAME" "$OUT/initrd.img.zst" "$OUT/root.squashfs.zst" | awk "{s+=\$1} END {print s}")
-echo "build.sh: $ARCH/$VARIANT image in $OUT: kernel+initrd+root = $((total / 1048576)) MiB compressed (the download)" >&2
+for e in $(engines); do
+	total=$(stat -c %s "$OUT/$KERNEL_NAME" "$OUT/initrd.img.zst" "$OUT/root.squashfs.zst" "$OUT/engine-$e.squashfs.zst" | awk "{s+=\$1} END {print s}")
+	echo "build.sh: $ARCH/$VARIANT image in $OUT: kernel+initrd+root+engine-$e = $total bytes, $((total / 1048576)) MiB compressed (the download of a $e machine)" >&2
+done

@@ -16,7 +16,7 @@ EFI_PART_GUID=5d1ff000-e41b-4d6a-9c2e-736b69666601
 EFI_FAT_SERIAL=5d1ff000
 # The serial of the disk at LUN 0, 1, ... in vmm/hyperv's order (Backend.disks: the boot
 # disk, then the host agent's cfg.Disks).
-EFI_LUNS=skiff-boot,skiff-root,skiff-data,skiff-seed
+EFI_LUNS=skiff-boot,skiff-root,skiff-data,skiff-seed,skiff-engine
 EFI_STUB=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
 # ukify comes from trixie (bookworm has none); it is a Python script run from where its
 # package is unpacked, so the host's own systemd packages stay as they are.

@@ -189,7 +189,7 @@ type Options struct {
 	// Client is used for http(s) sources.
 	Client *http.Client
 	// Roles are the image's optional files to install besides its kernel, initrd and root
-	// (RoleEFIBoot, RoleWSLRootfs, RoleKube): only the backend that boots from one needs it, and the
+	// (RoleEFIBoot, RoleWSLRootfs, RoleKube, EngineRole): only the backend that boots from one needs it, and the
 	// WSL root alone is as big as the rest. Installing an image again adds those missing.
 	Roles []string
 	// Arch is the architecture an image index is resolved for; empty is this host's.
@@ -205,6 +205,20 @@ const (
 	RoleWSLRootfs = "wsl-rootfs" // WSL's root filesystem tarball
 	RoleKube      = "kube"       // the Kubernetes layer, for machines that run Kubernetes
 )
+
+// roleEnginePrefix starts the role of an engine's layer: the files only that engine
+// needs, which the guest stacks over a root that has none (images/rootfs.sh split_engines).
+const roleEnginePrefix = "engine-"
+
+// EngineRole is the manifest role of engine's layer ("engine-docker").
+func EngineRole(engine string) string { return roleEnginePrefix + engine }
+
+// EngineLayers says whether the image's root leaves the engines to layers, so that a
+// machine boots only with its engine's layer. Images from before the split carry every
+// engine in the root and no layer.
+func (m *Manifest) EngineLayers() bool {
+	return slices.ContainsFunc(m.Files, func(f File) bool { return strings.HasPrefix(f.Role, roleEnginePrefix) })
+}
 
 // wanted says whether an install with opt takes f.
 func (opt Options) wanted(f File) bool {

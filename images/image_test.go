@@ -316,3 +316,16 @@ func TestInstallOptionalRoles(t *testing.T) {
 		t.Fatalf("the boot disk was not added intact: %v", err)
 	}
 }
+
+// TestEngineLayers: an image whose manifest lists an engine's layer leaves the engines to
+// layers; one from before the split has none.
+func TestEngineLayers(t *testing.T) {
+	m := &Manifest{Files: []File{{Role: RoleKernel}, {Role: RoleRoot}, {Role: RoleKube}}}
+	if m.EngineLayers() {
+		t.Error("an image without engine layers says it has them")
+	}
+	m.Files = append(m.Files, File{Role: EngineRole("podman")})
+	if !m.EngineLayers() || EngineRole("podman") != "engine-podman" {
+		t.Errorf("an image with %s: EngineLayers %v", EngineRole("podman"), m.EngineLayers())
+	}
+}

@@ -6,10 +6,23 @@
 # cpio headers).
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
 
-packages() {
-	sed -e 's/#.*//' "$HERE/packages.list" | awk -v a="$ARCH" 'NF==0{next} NF==1{print $1; next} $2=="["a"]"{print $1}'
-	if [ "$VARIANT" = systemd ]; then echo systemd-sysv; fi
+# package_lines prints "NAME LAYER" for each package of the recipe for ARCH: LAYER is the
+# engine whose layer holds it ("@docker" in packages.list), or base.
+package_lines() {
+	sed -e 's/#.*//' "$HERE/packages.list" | awk -v a="$ARCH" '
+		NF == 0 {next}
+		{
+			layer = "base"; ok = 1
+			for (i = 2; i <= NF; i++) if ($i ~ /^\[/) ok = ok && $i == "[" a "]"; else if ($i ~ /^@/) layer = substr($i, 2)
+			if (ok) print $1, layer
+		}'
+	if [ "$VARIANT" = systemd ]; then echo systemd-sysv base; fi
 }
+
+packages() { package_lines | cut -d' ' -f1; }
+
+# engines prints the engines that have a layer.
+engines() { package_lines | awk '$2 != "base" {print $2}' | LC_ALL=C sort -u; }
 
 
 build_rootfs() {
@@ -78,8 +91,20 @@ build_rootfs() {
 
 	stage1_modules "$rootfs" "$kver" "$tmp/modules"
 
+	split_engines "$rootfs" "$tmp" >>"$tmp/trim-report.txt"
+	# dpkg's file lists served the split; nothing in a running machine reads them.
+	printf '%12s  %s\n' "$(du -scb "$rootfs"/var/lib/dpkg/info/* | tail -1 | cut -f1)" "var/lib/dpkg/info/*" >>"$tmp/trim-report.txt"
+	rm -rf "$rootfs"/var/lib/dpkg/info/*
+	check_libraries "$rootfs" "$tmp"
+
 	make_squashfs "$rootfs" "$tmp/root.squashfs"
 	pack "$tmp/root.squashfs"
+	local e
+	for e in $(engines); do
+		make_squashfs "$tmp/engine-$e" "$tmp/engine-$e.squashfs"
+		pack "$tmp/engine-$e.squashfs"
+		rm -rf "$tmp/engine-$e"
+	done
 	echo "$kver" >"$tmp/kernel.version"
 	rm -rf "$rootfs" "$tmp/mmdebstrap.log"
 	trap - EXIT
@@ -110,6 +135,145 @@ keep_modules() {
 	(cd "$d" && find kernel -name '*.ko' | LC_ALL=C sort | comm -23 - "$keep" | tr '\n' '\0' | xargs -0r rm -f)
 	find "$d/kernel" -depth -type d -empty -delete
 	rm -f "$keep"
+}
+
+# split_engines ROOT OUT moves each engine's own files from ROOT to OUT/engine-ENGINE: the
+# files of the packages packages.list gives that engine and of the packages only they
+# need (dpkg's lists); what the base or another engine also needs stays in ROOT. The guest
+# stacks its engine's layer over ROOT (images/guestinit/stage1_linux.go), so every path
+# stays where the package put it. ROOT keeps a note that it wants a layer. Prints what
+# each layer took, in trim-report.txt's form.
+split_engines() {
+	local r=$1 out=$2 admin=$1/var/lib/dpkg e o
+	# shellcheck disable=SC2046
+	pkg_closure "$admin" $(dpkg-query --admindir="$admin" -W -f='${Package} ${Essential} ${Priority}\n' | awk '$2 == "yes" || $3 == "required" {print $1}') \
+		$(package_lines | awk '$2 == "base" {print $1}') >"$out/base.pkgs"
+	for e in $(engines); do
+		# shellcheck disable=SC2046
+		pkg_closure "$admin" $(package_lines | awk -v e="$e" '$2 == e {print $1}') >"$out/$e.pkgs"
+	done
+	for e in $(engines); do
+		{
+			cat "$out/base.pkgs"
+			for o in $(engines); do [ "$o" = "$e" ] || cat "$out/$o.pkgs"; done
+		} | LC_ALL=C sort -u >"$out/others.pkgs"
+		LC_ALL=C comm -23 "$out/$e.pkgs" "$out/others.pkgs" >"$out/$e.only"
+		# shellcheck disable=SC2046
+		pkg_files "$admin" $(cat "$out/others.pkgs") >"$out/others.files"
+		# shellcheck disable=SC2046
+		{ pkg_files "$admin" $(cat "$out/$e.only"); engine_extra_files "$e"; } | LC_ALL=C sort -u | LC_ALL=C comm -23 - "$out/others.files" >"$out/$e.files"
+		split_layer "$r" "$out/engine-$e" "$out/$e.files"
+		printf '%12s  %s\n' "$(du -sb "$out/engine-$e" | cut -f1)" "moved to the engine-$e layer: $(paste -sd' ' "$out/$e.only")"
+		rm -f "$out/$e.files" "$out/others.pkgs" "$out/others.files"
+	done
+	mkdir -p "$r/usr/lib/skiff"
+	echo "# This root is a base: the guest stacks an engine layer over it (images/rootfs.sh split_engines)." >"$r/usr/lib/skiff/engine-layer"
+	rm -f "$out"/*.pkgs "$out"/*.only
+}
+
+# engine_extra_files ENGINE prints what the recipe itself adds for ENGINE alone.
+engine_extra_files() {
+	case $1 in
+	docker) echo /etc/docker/daemon.json ;;
+	esac
+}
+
+# pkg_closure ADMINDIR PACKAGE... prints the installed packages the PACKAGEs need, them
+# included (Depends and Pre-Depends; an alternative is met by its first installed
+# package, or one that provides it), sorted.
+pkg_closure() {
+	local admin=$1
+	shift
+	dpkg-query --admindir="$admin" -W -f='${db:Status-Abbrev}\t${Package}\t${Provides}\t${Pre-Depends}, ${Depends}\n' |
+		awk -F'\t' -v roots="$*" '
+		$1 !~ /^ii/ {next}
+		{
+			pkg[$2] = 1; dep[$2] = $4
+			n = split($3, pv, ",")
+			for (i = 1; i <= n; i++) { p = pv[i]; sub(/\(.*/, "", p); gsub(/[ \t]/, "", p); if (p != "" && !(p in prov)) prov[p] = $2 }
+		}
+		function resolve(name) { sub(/:.*/, "", name); if (name in pkg) return name; if (name in prov) return prov[name]; return "" }
+		function visit(p,   groups, n, i, alts, m, j, a, r) {
+			if (p in seen) return
+			seen[p] = 1
+			n = split(dep[p], groups, ",")
+			for (i = 1; i <= n; i++) {
+				m = split(groups[i], alts, "|")
+				for (j = 1; j <= m; j++) {
+					a = alts[j]; sub(/\(.*/, "", a); sub(/\[.*/, "", a); gsub(/[ \t]/, "", a)
+					if (a == "") continue
+					r = resolve(a)
+					if (r != "") { visit(r); break }
+				}
+			}
+		}
+		END {
+			n = split(roots, rs, " ")
+			for (i = 1; i <= n; i++) {
+				r = resolve(rs[i])
+				if (r == "") { print "build.sh: package " rs[i] " is not installed" > "/dev/stderr"; exit 1 }
+				visit(r)
+			}
+			for (p in seen) print p
+		}' | LC_ALL=C sort
+}
+
+# pkg_files ADMINDIR PACKAGE... prints the paths the packages installed (dpkg -L), sorted.
+pkg_files() {
+	local admin=$1 p f
+	shift
+	for p in "$@"; do
+		for f in "$admin/info/$p.list" "$admin/info/$p:"*.list; do
+			if [ -f "$f" ]; then cat "$f"; fi
+		done
+	done | LC_ALL=C sort -u
+}
+
+# split_layer ROOT LAYER PATHS moves what the file PATHS lists (absolute paths, one a
+# line) from ROOT to LAYER: files and links go, directories are copied with their modes
+# and leave ROOT only when that leaves them empty.
+split_layer() {
+	local r=$1 l=$2 list
+	list=$(realpath "$3")
+	mkdir -p "$l"
+	(cd "$r" && while IFS= read -r p; do
+		p=${p#/}
+		if [ -n "$p" ] && { [ -e "$p" ] || [ -L "$p" ]; }; then printf '%s\0' "$p"; fi
+	done <"$list") | tar -C "$r" --null --no-recursion -T - -cf - | tar -C "$l" -xpf -
+	(cd "$l" && find . ! -type d -print0) | (cd "$r" && xargs -0r rm -f)
+	(cd "$l" && find . -mindepth 1 -depth -type d -print0) | (cd "$r" && xargs -0r rmdir --ignore-fail-on-non-empty)
+}
+
+# check_libraries ROOT OUT fails the build when an ELF file of the base, or of the base
+# with an engine's layer over it, names a library (DT_NEEDED) that is not there: what the
+# prune lists and the split may not take.
+check_libraries() {
+	local r=$1 out=$2 e miss
+	miss=$({
+		elf_missing "$r"
+		for e in $(engines); do elf_missing "$r" "$out/engine-$e"; done
+	} | LC_ALL=C sort -u)
+	if [ -n "$miss" ]; then
+		echo "build.sh: programs in the image need libraries it no longer has (prune lists, engine layers):" >&2
+		echo "$miss" | head -20 >&2
+		exit 1
+	fi
+}
+
+# elf_missing TREE... prints "FILE: SONAME" for each library an ELF file in the trees names
+# (DT_NEEDED) that none of them holds, looked up by name under usr/lib and lib.
+elf_missing() {
+	local t
+	{
+		for t in "$@"; do
+			find "$t/usr/lib" "$t/lib" -name '*.so*' \( -type f -o -type l \) -printf 'have %f\n' 2>/dev/null || true
+		done
+		for t in "$@"; do
+			# /dev/null: readelf names each file only when it is given more than one.
+			find "$t" -type f -size +1k -print0 | xargs -0r readelf -d /dev/null 2>/dev/null |
+				awk -v t="$t/" '/^File: / {f = $2; sub("^" t, "/", f)} /\(NEEDED\)/ {n = $NF; gsub(/[][]/, "", n); print "need " f " " n}' || true
+		done
+	} | awk '$1 == "have" {h[$2] = 1; next} {w[$2 ": " $3] = $3} END {for (k in w) if (!(w[k] in h)) print k}' | LC_ALL=C sort
 }
 
 # Package scripts that produce nothing the image keeps, and that take minutes when a

@@ -41,6 +41,122 @@ func TestUnsignModules(t *testing.T) {
 	}
 }
 
+// TestSplitEngines runs rootfs.sh's split_engines on a root with a fake dpkg database: each
+// engine's layer takes the files of its packages and of what only they need (through an
+// alternative and a virtual package), what another engine or the base also needs stays
+// in the root, shared directories are in both, and the root says it wants a layer.
+func TestSplitEngines(t *testing.T) {
+	here, root, out := t.TempDir(), t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(here, "packages.list"), []byte("# test\nsshd\nengine-a @a\nengine-b @b\nkernel [arm64]\n"), 0o644)
+	pkgs := []struct{ name, fields string }{
+		{"libc", "Essential: yes\n"},
+		{"sshd", "Depends: libc, libcrypto\n"},
+		{"libcrypto", ""},
+		{"engine-a", "Depends: libc (>= 2), missing-pkg | liba-only, virt-a, libshared\n"},
+		{"liba-only", ""},
+		{"liba-prov", "Provides: virt-a\n"},
+		{"engine-b", "Pre-Depends: libshared\nDepends: libcrypto\n"},
+		{"libshared", ""},
+		{"unrelated", ""},
+	}
+	files := map[string][]string{
+		"libc":      {"/usr", "/usr/lib", "/usr/lib/libc.so.6"},
+		"sshd":      {"/usr", "/usr/sbin", "/usr/sbin/sshd"},
+		"libcrypto": {"/usr", "/usr/lib", "/usr/lib/libcrypto.so.3"},
+		"engine-a":  {"/usr", "/usr/bin", "/usr/bin/engine-a", "/usr/lib/engine-a", "/usr/lib/engine-a/helper", "/etc", "/etc/engine-a", "/etc/engine-a/conf"},
+		"liba-only": {"/usr", "/usr/lib", "/usr/lib/liba.so.1"},
+		"liba-prov": {"/usr", "/usr/lib", "/usr/lib/libprov.so.1"},
+		"engine-b":  {"/usr", "/usr/bin", "/usr/bin/engine-b"},
+		"libshared": {"/usr", "/usr/lib", "/usr/lib/libshared.so.1"},
+		"unrelated": {"/usr", "/usr/share", "/usr/share/unrelated"},
+	}
+	admin := filepath.Join(root, "var", "lib", "dpkg")
+	os.MkdirAll(filepath.Join(admin, "info"), 0o755)
+	var status strings.Builder
+	for _, p := range pkgs {
+		fmt.Fprintf(&status, "Package: %s\nStatus: install ok installed\nPriority: optional\nMaintainer: t\nDescription: t\nVersion: 1\nArchitecture: amd64\n%s\n", p.name, p.fields)
+		os.WriteFile(filepath.Join(admin, "info", p.name+".list"), []byte(strings.Join(files[p.name], "\n")+"\n"), 0o644)
+		for _, f := range files[p.name] {
+			if strings.Contains(filepath.Base(f), ".") || strings.Contains(f, "/bin/") || strings.Contains(f, "/sbin/") || strings.HasSuffix(f, "helper") || strings.HasSuffix(f, "conf") || strings.HasPrefix(f, "/usr/share/") {
+				os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755)
+				os.WriteFile(filepath.Join(root, f), []byte(p.name), 0o644)
+			}
+		}
+	}
+	os.WriteFile(filepath.Join(admin, "status"), []byte(status.String()), 0o644)
+	cmd := exec.Command("bash", "-c", `set -euo pipefail; . ./rootfs.sh; HERE=$1 ARCH=amd64 VARIANT=minimal; split_engines "$2" "$3"`, "bash", here, root, out)
+	report, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("split_engines: %v: %s", err, report)
+	}
+	want := map[string][]string{
+		root:                           {"usr/lib/libc.so.6", "usr/sbin/sshd", "usr/lib/libcrypto.so.3", "usr/lib/libshared.so.1", "usr/share/unrelated", "usr/lib/skiff/engine-layer"},
+		filepath.Join(out, "engine-a"): {"usr/bin/engine-a", "usr/lib/engine-a/helper", "etc/engine-a/conf", "usr/lib/liba.so.1", "usr/lib/libprov.so.1"},
+		filepath.Join(out, "engine-b"): {"usr/bin/engine-b"},
+	}
+	var got []string
+	for dir, names := range want {
+		for _, n := range names {
+			if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+				t.Errorf("%s is not in %s", n, dir)
+			}
+		}
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && !strings.Contains(p, "/var/lib/dpkg/") {
+				got = append(got, p)
+			}
+			return nil
+		})
+	}
+	if n := len(want[root]) + len(want[filepath.Join(out, "engine-a")]) + len(want[filepath.Join(out, "engine-b")]); len(got) != n {
+		t.Errorf("the trees hold %d files, want %d (each in one place): %v", len(got), n, got)
+	}
+	for _, gone := range []string{"usr/lib/engine-a", "etc/engine-a"} {
+		if _, err := os.Stat(filepath.Join(root, gone)); err == nil {
+			t.Errorf("the root keeps %s, which only engine-a has", gone)
+		}
+	}
+	if !strings.Contains(string(report), "moved to the engine-a layer: engine-a liba-only liba-prov\n") {
+		t.Errorf("the report does not name what engine-a's layer took:\n%s", report)
+	}
+}
+
+// TestElfMissing: rootfs.sh's elf_missing names the library a program needs that the tree
+// lacks, and nothing once the tree (or a second tree beside it) has it.
+func TestElfMissing(t *testing.T) {
+	ls, err := exec.LookPath("ls")
+	if err != nil {
+		t.Skip("no ls")
+	}
+	if _, err := exec.LookPath("readelf"); err != nil {
+		t.Skip("no readelf (binutils)")
+	}
+	a, b := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(a, "usr", "bin"), 0o755)
+	bin, _ := os.ReadFile(ls)
+	os.WriteFile(filepath.Join(a, "usr", "bin", "ls"), bin, 0o755)
+	run := func(trees ...string) string {
+		out, err := exec.Command("bash", append([]string{"-c", `. ./rootfs.sh; elf_missing "$@"`, "bash"}, trees...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("elf_missing: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	if out := run(a); !strings.Contains(out, "/usr/bin/ls: libc.so.6\n") {
+		t.Fatalf("elf_missing on a tree without libc: %q", out)
+	}
+	os.MkdirAll(filepath.Join(b, "usr", "lib"), 0o755)
+	for _, lib := range strings.Fields(run(a)) {
+		if strings.HasSuffix(lib, ":") {
+			continue
+		}
+		os.WriteFile(filepath.Join(b, "usr", "lib", lib), nil, 0o644)
+	}
+	if out := run(a, b); out != "" {
+		t.Fatalf("elf_missing with the libraries in a second tree: %q", out)
+	}
+}
+
 // TestKeepModules runs rootfs.sh's keep_modules on a module tree: what modules.list names
 // stays with what it needs (modules.dep), everything else goes, and the report says what
 // each directory gave up.

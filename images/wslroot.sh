@@ -1,6 +1,6 @@
 # The WSL 2 root filesystem: wsl-rootfs.tar, what `wsl.exe --import` unpacks into the
 # distro's ext4 disk (vmm/wsl2). It is the cached root's tree (the same bytes as
-# root.squashfs) plus the agent, which on QEMU runs from the initrd and is not in the root.
+# root.squashfs, with every engine layer unpacked over it) plus the agent, which on QEMU runs from the initrd and is not in the root.
 # Made in the fast stage, since the agent changes with every commit. Sourced by build.sh.
 
 # wsl_conf prints the distro's /etc/wsl.conf. WSL's own init reads it at each start.
@@ -59,6 +59,15 @@ build_wsl_rootfs() {
 	zstd -q -dc --long=27 "$ROOT_DIR/root.squashfs.zst" >"$dir/root.squashfs"
 	unsquashfs -q -n -d "$dir/root" "$dir/root.squashfs" >/dev/null
 	rm "$dir/root.squashfs"
+	# WSL attaches no disks: every engine's layer goes into the one tree, and the root no
+	# longer asks for a layer.
+	local e
+	for e in $(engines); do
+		zstd -q -dc --long=27 "$OUT/engine-$e.squashfs.zst" >"$dir/engine.squashfs"
+		unsquashfs -q -n -f -d "$dir/root" "$dir/engine.squashfs" >/dev/null
+		rm "$dir/engine.squashfs"
+	done
+	rm -f "$dir/root/usr/lib/skiff/engine-layer"
 	install -m 0755 "$AGENT" "$dir/root/usr/sbin/skiff-agent"
 	wsl_conf >"$dir/root/etc/wsl.conf"
 	chmod 0644 "$dir/root/etc/wsl.conf"

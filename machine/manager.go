@@ -85,6 +85,9 @@ func (m *Manager) Init(ctx context.Context, s *Spec, o InitOptions) (*images.Ins
 			return nil, err
 		}
 	}
+	if role := EngineLayerRole(s, b); role != "" && inst.Manifest.EngineLayers() && !slices.ContainsFunc(inst.Manifest.Files, func(f images.File) bool { return f.Role == role }) {
+		return nil, ErrInvalidf("--engine %s: the image %s has no layer for it (%s)", s.Engine, inst.Manifest.Version, role)
+	}
 	if s.Kubernetes && !slices.ContainsFunc(inst.Manifest.Files, func(f images.File) bool { return f.Role == images.RoleKube }) {
 		return nil, ErrInvalidf("--kubernetes: the image %s has no Kubernetes layer (build one with make image-kube)", inst.Manifest.Version)
 	}
@@ -93,17 +96,31 @@ func (m *Manager) Init(ctx context.Context, s *Spec, o InitOptions) (*images.Ins
 }
 
 // ImageRoles are the optional files of the image a machine of s needs on backend b: what
-// the backend boots from (vmm.ImageChecker), and the Kubernetes layer when s runs
-// Kubernetes (only those machines download it).
+// the backend boots from (vmm.ImageChecker), its engine's layer (EngineLayerRole), and
+// the Kubernetes layer when s runs Kubernetes (only those machines download it).
 func ImageRoles(s *Spec, b vmm.Backend) []string {
 	var roles []string
 	if chk, ok := b.(vmm.ImageChecker); ok {
 		roles = chk.ImageRoles()
 	}
+	if role := EngineLayerRole(s, b); role != "" {
+		roles = append(slices.Clip(roles), role)
+	}
 	if s.Kubernetes {
 		roles = append(slices.Clip(roles), images.RoleKube)
 	}
 	return roles
+}
+
+// EngineLayerRole is the image role of the engine layer a machine of s attaches on
+// backend b, or "" where it attaches none: WSL boots its own root filesystem tarball,
+// which carries every engine (it cannot attach a disk). An image from before the engine
+// layers has no such file, and its root carries every engine.
+func EngineLayerRole(s *Spec, b vmm.Backend) string {
+	if chk, ok := b.(vmm.ImageChecker); ok && slices.Contains(chk.ImageRoles(), images.RoleWSLRootfs) {
+		return ""
+	}
+	return images.EngineRole(string(s.Engine))
 }
 
 // Phase is a step of a start as the caller sees it.

@@ -10,10 +10,11 @@ import (
 )
 
 // Hyper-V cannot give a disk a serial. vmm/hyperv attaches the VM's disks as LUNs of one
-// SCSI controller in a fixed order (the boot disk at LUN 0, then root, data, seed), and
-// the boot disk's unified kernel image carries that order on the kernel command line:
+// SCSI controller in a fixed order (the boot disk at LUN 0, then root, data, seed and the
+// engine layer), and the boot disk's unified kernel image carries that order on the
+// kernel command line:
 //
-//	skiff.luns=skiff-boot,skiff-root,skiff-data,skiff-seed
+//	skiff.luns=skiff-boot,skiff-root,skiff-data,skiff-seed,skiff-engine
 //
 // names the serial of the disk at LUN 0, 1, 2, .... A disk not found by its serial is
 // looked for at its LUN, among the disks of a storvsc (Hyper-V) or virtio-scsi (QEMU

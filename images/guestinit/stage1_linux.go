@@ -23,7 +23,13 @@ const (
 	SerialRoot = "skiff-root"
 	SerialData = "skiff-data"
 	SerialSeed = "skiff-seed"
+	// SerialEngine is the machine's engine layer, stacked over a root that wants one.
+	SerialEngine = "skiff-engine"
 )
+
+// EngineLayerNote is the file by which a root says it holds no engine: the guest stacks
+// the engine layer the host attached over it (images/rootfs.sh split_engines).
+const EngineLayerNote = "/usr/lib/skiff/engine-layer"
 
 // Stage1 mounts the root and switches to it. Under systemd it execs systemd and returns
 // only on failure; otherwise it returns nil and the caller goes on as stage 2 in the same
@@ -61,22 +67,26 @@ func Stage1() error {
 	if err != nil {
 		return err
 	}
-	for _, d := range []string{"/lower", "/upper", "/newroot"} {
+	for _, d := range []string{"/lower", "/engine", "/upper", "/newroot"} {
 		os.MkdirAll(d, 0o755)
 	}
 	if err := unix.Mount(root, "/lower", "squashfs", unix.MS_RDONLY, ""); err != nil {
 		return fmt.Errorf("mount root %s: %w", root, err)
+	}
+	lower, err := engineLower()
+	if err != nil {
+		return err
 	}
 	if err := unix.Mount("tmpfs", "/upper", "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("mount overlay upper: %w", err)
 	}
 	os.MkdirAll("/upper/data", 0o755)
 	os.MkdirAll("/upper/work", 0o755)
-	if err := unix.Mount("overlay", "/newroot", "overlay", 0, "lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work"); err != nil {
+	if err := unix.Mount("overlay", "/newroot", "overlay", 0, "lowerdir="+lower+",upperdir=/upper/data,workdir=/upper/work"); err != nil {
 		return fmt.Errorf("mount overlay: %w", err)
 	}
 	// Keep the pieces of the overlay reachable from the new root.
-	for _, d := range []string{"lower", "upper"} {
+	for _, d := range []string{"lower", "engine", "upper"} {
 		dst := "/newroot/run/skiff/" + d
 		os.MkdirAll(dst, 0o755)
 		unix.Mount("/"+d, dst, "", unix.MS_MOVE, "")
@@ -113,6 +123,22 @@ func Stage1() error {
 	}()
 	go loadHyperVServices()
 	return nil
+}
+
+// engineLower mounts the engine layer at /engine when the root at /lower wants one, and
+// returns the overlay's lower directories, uppermost first.
+func engineLower() (string, error) {
+	if _, err := os.Stat("/lower" + EngineLayerNote); err != nil {
+		return "/lower", nil
+	}
+	dev, err := WaitDisk(SerialEngine, 10*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("the root holds no engine and the engine layer is missing: %w", err)
+	}
+	if err := unix.Mount(dev, "/engine", "squashfs", unix.MS_RDONLY, ""); err != nil {
+		return "", fmt.Errorf("mount engine layer %s: %w", dev, err)
+	}
+	return "/engine:/lower", nil
 }
 
 // installAgent copies the running binary (the initrd's /init) into the new root.

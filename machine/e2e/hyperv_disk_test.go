@@ -38,13 +38,13 @@ func TestHyperVBootDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := m.BootCmdline() + " skiff.luns=skiff-boot,skiff-root,skiff-data,skiff-seed"
+	want := m.BootCmdline() + " skiff.luns=skiff-boot,skiff-root,skiff-data,skiff-seed,skiff-engine"
 	if got := strings.TrimSpace(e.Must("machine", "ssh", "hv", "--", "cat /proc/cmdline")); got != want {
 		t.Errorf("the guest's command line is\n%s\nwant the boot disk's\n%s", got, want)
 	}
-	// Root, data and seed are SCSI disks at LUNs 1, 2, 3 of the virtio-scsi host, and no
+	// Root, data, seed and the engine layer are SCSI disks at LUNs 1-4 of the virtio-scsi host, and no
 	// virtio-blk disk exists: the mounts came from the LUN mapping.
-	out := e.Must("machine", "ssh", "hv", "--", `ls /sys/block; for d in /sys/block/sd*; do echo "$d $(ls $d/device/scsi_device)"; done; grep -E ' /run/skiff/lower | /var/lib/skiff ' /proc/mounts`)
+	out := e.Must("machine", "ssh", "hv", "--", `ls /sys/block; for d in /sys/block/sd*; do echo "$d $(ls $d/device/scsi_device)"; done; grep -E ' /run/skiff/(lower|engine) | /var/lib/skiff ' /proc/mounts`)
 	t.Logf("guest disks:\n%s", out)
 	for _, re := range []string{
 		`(?m)^/sys/block/(sd[a-z]+) \d+:0:0:1$`, // root
@@ -66,6 +66,9 @@ func TestHyperVBootDisk(t *testing.T) {
 	}
 	if !strings.Contains(out, lunDev("2")+" /var/lib/skiff ext4") {
 		t.Errorf("the data disk is not mounted from LUN 2's %s:\n%s", lunDev("2"), out)
+	}
+	if !strings.Contains(out, lunDev("4")+" /run/skiff/engine squashfs") {
+		t.Errorf("the engine layer is not mounted from LUN 4's %s:\n%s", lunDev("4"), out)
 	}
 	if strings.Contains(out, "vd") {
 		t.Errorf("a virtio-blk disk is attached:\n%s", out)

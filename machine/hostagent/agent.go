@@ -764,6 +764,15 @@ func (a *Agent) vmConfig(ctx context.Context) (vmm.Config, error) {
 	if cfg.Group, err = a.groupNIC(); err != nil {
 		return vmm.Config{}, err
 	}
+	// The engine's layer comes right after the seed: Hyper-V finds disks by their place
+	// (images/efiboot.sh EFI_LUNS).
+	if role := machine.EngineLayerRole(a.Spec, a.Backend); role != "" && m.EngineLayers() {
+		layer := man[role]
+		if layer == "" {
+			return vmm.Config{}, fmt.Errorf("the machine runs %s but its image %s has no layer for it (%s)", a.Spec.Engine, img.Version, role)
+		}
+		cfg.Disks = append(cfg.Disks, vmm.Disk{Path: layer, Serial: "skiff-engine", ReadOnly: true})
+	}
 	if a.Spec.Kubernetes {
 		layer := man[images.RoleKube]
 		if layer == "" {

@@ -25,7 +25,8 @@ func TestLUNOrderMatchesBootDisk(t *testing.T) {
 	}
 	// The host agent's disks, in its order (machine/hostagent vmConfig).
 	cfg := vmm.Config{Kernel: "/img/vmlinuz", Disks: []vmm.Disk{
-		{Path: "/img/root.squashfs", Serial: "skiff-root"}, {Path: "/m/data.img", Serial: "skiff-data"}, {Path: "/m/seed.img", Serial: "skiff-seed"}}}
+		{Path: "/img/root.squashfs", Serial: "skiff-root"}, {Path: "/m/data.img", Serial: "skiff-data"}, {Path: "/m/seed.img", Serial: "skiff-seed"},
+		{Path: "/img/engine-docker.squashfs", Serial: "skiff-engine"}}}
 	var serials []string
 	for _, d := range (&Backend{}).disks(cfg) {
 		serials = append(serials, d.Serial)

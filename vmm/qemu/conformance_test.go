@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -48,6 +49,13 @@ func conformance(t *testing.T, b vmm.Backend) vmmtest.Harness {
 	if c, ok := b.(vmm.ImageChecker); ok {
 		opt.Roles = c.ImageRoles()
 	}
+	// The docker engine's layer, as a docker machine attaches it (machine.EngineLayerRole):
+	// not where the backend boots WSL's tarball, which carries it.
+	engine := ""
+	if !slices.Contains(opt.Roles, images.RoleWSLRootfs) {
+		engine = images.EngineRole("docker")
+		opt.Roles = append(opt.Roles, engine)
+	}
 	inst, err := images.Install(context.Background(), img, vmmtest.TempDir(t), opt)
 	if err != nil {
 		t.Fatalf("no guest image at %s (run `make image`): %v", img, err)
@@ -72,15 +80,19 @@ func conformance(t *testing.T, b vmm.Backend) vmmtest.Harness {
 				t.Fatal(err)
 			}
 			nets[dir] = n
+			disks := []vmm.Disk{
+				{Path: paths["root"], Serial: "skiff-root", ReadOnly: true},
+				{Path: data, Serial: "skiff-data", Discard: true},
+				{Path: filepath.Join(dir, "seed.img"), Serial: "skiff-seed", ReadOnly: true},
+			}
+			if layer := paths[engine]; engine != "" && layer != "" {
+				disks = append(disks, vmm.Disk{Path: layer, Serial: "skiff-engine", ReadOnly: true})
+			}
 			return vmm.Config{
 				Name: "conformance", Dir: dir, RunDir: dir, Arch: runtime.GOARCH, CPUs: 2, MemoryMiB: 1024,
 				Kernel: paths["kernel"], Initrd: paths["initrd"],
-				Cmdline: inst.Manifest.BootCmdline(),
-				Disks: []vmm.Disk{
-					{Path: paths["root"], Serial: "skiff-root", ReadOnly: true},
-					{Path: data, Serial: "skiff-data", Discard: true},
-					{Path: filepath.Join(dir, "seed.img"), Serial: "skiff-seed", ReadOnly: true},
-				},
+				Cmdline:   inst.Manifest.BootCmdline(),
+				Disks:     disks,
 				SerialLog: filepath.Join(dir, "serial.log"), Network: n, MAC: usernet.GuestMAC,
 			}
 		},
