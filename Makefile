@@ -23,14 +23,17 @@ agent:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o bin/skiff-agent-linux-$(ARCH) ./cmd/skiff-agent
 
 # The guest image. The slow rootfs stage is cached by a hash of its recipe
-# (under /var/cache/skiff/images, override with SKIFF_IMAGE_CACHE).
+# (under /var/cache/skiff/images, override with SKIFF_IMAGE_CACHE). IMAGE_FLAGS passes
+# build.sh options to the image targets, e.g. IMAGE_FLAGS="--engine-bin docker=DIR" for an
+# engine layer with locally built programs.
+IMAGE_FLAGS ?=
 image: agent
-	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(IMAGE_OUT)
+	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(IMAGE_OUT) $(IMAGE_FLAGS)
 
 # The image with the Kubernetes layer (images/kubelayer.sh), which `make image` adds only
 # when it is cached: a cold build is the Kubernetes build, ~20 min and ~3 GB of Go cache.
 image-kube: agent
-	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(IMAGE_OUT) --kube
+	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(IMAGE_OUT) --kube $(IMAGE_FLAGS)
 
 # The Docker engine from source as one multi-call binary (dockerd, containerd and its runc
 # shim), cached by recipe; prints its directory. A cold build is ~5 min of Go build.
@@ -38,7 +41,7 @@ image-engine:
 	images/enginebuild.sh $(ARCH)
 
 image-systemd: agent
-	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(CURDIR)/images/out/$(ARCH)-systemd --variant systemd
+	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(CURDIR)/images/out/$(ARCH)-systemd --variant systemd $(IMAGE_FLAGS)
 
 test-unit:
 	$(GO) test ./...
