@@ -7,8 +7,8 @@
 #
 # The directory, CACHE/engine-ARCH-KEY (CACHE is SKIFF_IMAGE_CACHE or
 # /var/cache/skiff/images, KEY a hash of the recipe: this file and images/engine), holds
-#   bin/dockerd                  the binary
-#   bin/containerd, bin/containerd-shim-runc-v2   links to it (it runs as the name it is run by)
+#   bin/containerd-shim-runc-v2  the binary; it runs as the name it is run by
+#   bin/dockerd, bin/containerd  links to it
 #   bin/docker-proxy             dockerd's userland proxy, built from the same moby module
 #   engine-versions.lock         the module versions, toolchain and build tags it was built from
 # for a root or layer recipe to copy (cp -a keeps the links). Debian's three binaries are
@@ -30,13 +30,16 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
 
 ENGINE_KEY=$(cat "$HERE/enginebuild.sh" "$HERE"/engine/{go.mod,go.sum,main.go,build.sh} <(echo "$ARCH $SOURCE_DATE_EPOCH") | sha256sum | cut -c1-16)
 ENGINE_DIR=$CACHE/engine-$ARCH-$ENGINE_KEY
-NAMES=(containerd containerd-shim-runc-v2)
+# The file is the shim's: containerd starts the long-lived shim as the resolved file, and
+# its processes keep the name they have with Debian's binaries (`pkill dockerd` kills dockerd).
+FILE=containerd-shim-runc-v2
+NAMES=(dockerd containerd)
 
 if [ -n "$QUERY" ]; then
-	[ -x "$ENGINE_DIR/bin/dockerd" ]
+	[ -x "$ENGINE_DIR/bin/$FILE" ]
 	exit
 fi
-if [ ! -x "$ENGINE_DIR/bin/dockerd" ]; then
+if [ ! -x "$ENGINE_DIR/bin/$FILE" ]; then
 	export PATH=/usr/local/go/bin:$PATH
 	command -v go >/dev/null || { echo "enginebuild.sh: needs go on PATH" >&2 && exit 1; }
 	echo "enginebuild.sh: building the engine for $ARCH (images/engine)" >&2
@@ -45,7 +48,7 @@ if [ ! -x "$ENGINE_DIR/bin/dockerd" ]; then
 	mkdir -p "$tmp/bin"
 	start=$SECONDS
 	"$HERE/engine/build.sh" "$ARCH" "$tmp/bin"
-	for n in "${NAMES[@]}"; do ln -s dockerd "$tmp/bin/$n"; done
+	for n in "${NAMES[@]}"; do ln -s "$FILE" "$tmp/bin/$n"; done
 	(cd "$HERE/engine" && GOTOOLCHAIN=go1.27.3 go list -m -f '{{.Path}} {{.Version}}' \
 		github.com/moby/moby/v2 github.com/containerd/containerd/v2 &&
 		echo "toolchain $(GOTOOLCHAIN=go1.27.3 go env GOVERSION)" &&
@@ -54,6 +57,6 @@ if [ ! -x "$ENGINE_DIR/bin/dockerd" ]; then
 	mkdir -p "$CACHE"
 	rm -rf "$ENGINE_DIR"
 	mv "$tmp" "$ENGINE_DIR"
-	echo "enginebuild.sh: engine $ARCH ($ENGINE_KEY) in $((SECONDS - start)) s: $(sha256sum "$ENGINE_DIR/bin/dockerd" | cut -c1-16)…, $(($(stat -c %s "$ENGINE_DIR/bin/dockerd") / 1048576)) MiB" >&2
+	echo "enginebuild.sh: engine $ARCH ($ENGINE_KEY) in $((SECONDS - start)) s: $(sha256sum "$ENGINE_DIR/bin/$FILE" | cut -c1-16)…, $(($(stat -c %s "$ENGINE_DIR/bin/$FILE") / 1048576)) MiB" >&2
 fi
 echo "$ENGINE_DIR"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the engine's multi-call binary (main.go) for one architecture, reproducibly, as
-# OUTDIR/dockerd, and dockerd's userland proxy from the same moby module (a program of its
-# own: dockerd starts it with the listening socket already open, in a protocol that is
-# moby's, so Debian's older docker-proxy refuses) as OUTDIR/docker-proxy.
+# OUTDIR/containerd-shim-runc-v2: containerd starts the long-lived shim as the resolved
+# file, so under that name the shims' processes keep the name they have with Debian's
+# binaries rather than "dockerd". And dockerd's userland proxy from the same moby module as
+# OUTDIR/docker-proxy (a program of its own: dockerd starts it with the listening socket
+# already open, in a protocol that is moby's, so Debian's older docker-proxy refuses).
 #
 #   images/engine/build.sh ARCH OUTDIR [TAGS]
 #
@@ -32,6 +34,6 @@ ldflags+=" -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VE
 ldflags+=" -X github.com/containerd/containerd/v2/version.Revision=skiff"
 mkdir -p "$OUT"
 build() { CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go build -trimpath -buildvcs=false "$@"; }
-build -tags "$TAGS" -ldflags "$ldflags" -o "$OUT/dockerd" .
+build -tags "$TAGS" -ldflags "$ldflags" -o "$OUT/containerd-shim-runc-v2" .
 # go.mod's tool line keeps its packages in the module graph.
 build -ldflags "-s -w -buildid=" -o "$OUT/docker-proxy" github.com/moby/moby/v2/cmd/docker-proxy
