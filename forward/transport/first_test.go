@@ -64,32 +64,9 @@ func TestDialFirstRefused(t *testing.T) {
 // When the peer restarted, a parked stream it dropped is dialled afresh, and the bytes
 // sent along reach the new peer's service exactly once.
 func TestDialFirstAfterThePeerRestarted(t *testing.T) {
-	s, _ := NewSecret()
-	ln1, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx1, stop1 := context.WithCancel(context.Background())
 	var served atomic.Int32
-	route := func(string) (Handler, error) {
-		return func(_ context.Context, _ string, c net.Conn) { served.Add(1); io.Copy(c, c); c.Close() }, nil
-	}
-	go Serve(ctx1, ln1, s, route, t.Logf)
-	var addr atomic.Value
-	addr.Store(ln1.Addr().String())
-	c, _ := countingDialer(func() string { return addr.Load().(string) }, s, 2)
-	defer c.Close()
-	conn, err := c.Dial(context.Background(), "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo(t, conn, "one")
-	waitParked(t, c, 2)
-	stop1()
-	addr2, _ := serveWith(t, s, ServeOptions{})
-	addr.Store(addr2)
-	time.Sleep(50 * time.Millisecond)
-	conn, err = c.DialFirst(context.Background(), "echo", []byte("two"))
+	c := parkedThenRestarted(t, &served)
+	conn, err := c.DialFirst(context.Background(), "echo", []byte("two"))
 	if err != nil {
 		t.Fatalf("dial after the peer restarted: %v", err)
 	}

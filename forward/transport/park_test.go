@@ -143,30 +143,7 @@ func TestParkNeedsTheSecret(t *testing.T) {
 // Streams parked on a peer that went away (its agent restarted) are found dead on use
 // and the dial goes to the new peer.
 func TestDeadParkedStreamsDialAfresh(t *testing.T) {
-	s, _ := NewSecret()
-	ln1, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx1, stop1 := context.WithCancel(context.Background())
-	route := func(string) (Handler, error) {
-		return func(_ context.Context, _ string, c net.Conn) { io.Copy(c, c); c.Close() }, nil
-	}
-	go Serve(ctx1, ln1, s, route, t.Logf)
-	var addr atomic.Value
-	addr.Store(ln1.Addr().String())
-	c, _ := countingDialer(func() string { return addr.Load().(string) }, s, 2)
-	defer c.Close()
-	conn, err := c.Dial(context.Background(), "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo(t, conn, "one")
-	waitParked(t, c, 2)
-	stop1() // closes the listener and every parked stream on the server side
-	addr2, _ := serveWith(t, s, ServeOptions{})
-	addr.Store(addr2)
-	time.Sleep(50 * time.Millisecond)
+	c := parkedThenRestarted(t, nil)
 	for i := range 3 {
 		conn, err := c.Dial(context.Background(), "echo")
 		if err != nil {
@@ -174,6 +151,44 @@ func TestDeadParkedStreamsDialAfresh(t *testing.T) {
 		}
 		echo(t, conn, "two")
 	}
+}
+
+// parkedThenRestarted is a client with streams parked on an echo peer that then went
+// away (closing the listener and every parked stream on its side), and a new peer at a
+// new address. served counts the first peer's streams.
+func parkedThenRestarted(t *testing.T, served *atomic.Int32) *Client {
+	t.Helper()
+	s, _ := NewSecret()
+	ln1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx1, stop1 := context.WithCancel(context.Background())
+	route := func(string) (Handler, error) {
+		return func(_ context.Context, _ string, c net.Conn) {
+			if served != nil {
+				served.Add(1)
+			}
+			io.Copy(c, c)
+			c.Close()
+		}, nil
+	}
+	go Serve(ctx1, ln1, s, route, t.Logf)
+	var addr atomic.Value
+	addr.Store(ln1.Addr().String())
+	c, _ := countingDialer(func() string { return addr.Load().(string) }, s, 2)
+	t.Cleanup(func() { c.Close() })
+	conn, err := c.Dial(context.Background(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, conn, "one")
+	waitParked(t, c, 2)
+	stop1()
+	addr2, _ := serveWith(t, s, ServeOptions{})
+	addr.Store(addr2)
+	time.Sleep(50 * time.Millisecond)
+	return c
 }
 
 // A server that predates parking refuses it; the client then dials every stream afresh.
