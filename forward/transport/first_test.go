@@ -49,13 +49,8 @@ func TestDialFirstRefused(t *testing.T) {
 	addr, _ := serve(t, s)
 	c, _ := countingDialer(func() string { return addr }, s, 2)
 	defer c.Close()
-	conn, err := c.Dial(context.Background(), "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo(t, conn, "x")
-	waitParked(t, c, 2)
-	_, err = c.DialFirst(context.Background(), "nope", []byte("GET / HTTP/1.1\r\n\r\n"))
+	echoThenPark(t, c, "x")
+	_, err := c.DialFirst(context.Background(), "nope", []byte("GET / HTTP/1.1\r\n\r\n"))
 	if err == nil || !strings.Contains(err.Error(), "no such service") {
 		t.Fatalf("a refused service with first bytes gave %v", err)
 	}

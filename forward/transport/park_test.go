@@ -62,17 +62,12 @@ func TestParkedStreamsServeDials(t *testing.T) {
 		return addr
 	}, s, 2)
 	defer c.Close()
-	conn, err := c.Dial(context.Background(), "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo(t, conn, "first")
-	waitParked(t, c, 2)
+	echoThenPark(t, c, "first")
 	// With the medium cut, the two parked streams still serve two dials, and a third
 	// has none left.
 	blocked.Store(true)
 	for i := range 2 {
-		conn, err = c.Dial(context.Background(), "echo")
+		conn, err := c.Dial(context.Background(), "echo")
 		if err != nil {
 			t.Fatalf("parked dial %d: %v", i, err)
 		}
@@ -153,6 +148,17 @@ func TestDeadParkedStreamsDialAfresh(t *testing.T) {
 	}
 }
 
+// echoThenPark has c carry one echo and then keep two streams parked.
+func echoThenPark(t *testing.T, c *Client, msg string) {
+	t.Helper()
+	conn, err := c.Dial(context.Background(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, conn, msg)
+	waitParked(t, c, 2)
+}
+
 // parkedThenRestarted is a client with streams parked on an echo peer that then went
 // away (closing the listener and every parked stream on its side), and a new peer at a
 // new address. served counts the first peer's streams.
@@ -178,12 +184,7 @@ func parkedThenRestarted(t *testing.T, served *atomic.Int32) *Client {
 	addr.Store(ln1.Addr().String())
 	c, _ := countingDialer(func() string { return addr.Load().(string) }, s, 2)
 	t.Cleanup(func() { c.Close() })
-	conn, err := c.Dial(context.Background(), "echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo(t, conn, "one")
-	waitParked(t, c, 2)
+	echoThenPark(t, c, "one")
 	stop1()
 	addr2, _ := serveWith(t, s, ServeOptions{})
 	addr.Store(addr2)
