@@ -87,7 +87,8 @@ func TestParkedStreamsServeDials(t *testing.T) {
 			break
 		}
 	}
-	if conn, err = c.Dial(context.Background(), "echo"); err != nil {
+	conn, err := c.Dial(context.Background(), "echo")
+	if err != nil {
 		t.Fatal(err)
 	}
 	echo(t, conn, "again")
