@@ -35,12 +35,7 @@ func TestPlainDial(t *testing.T) {
 	sock := serveProxy(t, &Proxy{Dial: dial, Logf: t.Logf})
 	c := dialProxy(t, sock)
 	br := bufio.NewReader(c)
-	io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("ping: %v %v", resp, err)
-	}
-	io.ReadAll(resp.Body)
+	pingOK(t, c, br, "ping")
 	io.WriteString(c, "POST /exec/e1/start HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
 	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
 		t.Fatalf("exec start: %v %v", resp, err)

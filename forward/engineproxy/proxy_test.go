@@ -148,10 +148,7 @@ func TestUnsharedPathIsAnAPIError(t *testing.T) {
 		t.Fatal("the refused create reached the engine")
 	}
 	// The connection stays usable for the next request.
-	io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("next request after a refusal: %v %v", resp, err)
-	}
+	pingOK(t, c, br, "next request after a refusal")
 }
 
 // A bind of Skiff's own data is a 4xx with one line saying why, and never reaches the
@@ -344,10 +341,7 @@ func TestLibpodRefusedStaysHTTP(t *testing.T) {
 		t.Fatalf("attach to a missing container: %v %v", resp, err)
 	}
 	io.ReadAll(resp.Body)
-	io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("next request after a refused attach: %v %v", resp, err)
-	}
+	pingOK(t, c, br, "next request after a refused attach")
 }
 
 func TestAsksToSwitch(t *testing.T) {
@@ -382,4 +376,15 @@ func TestMayHijackCoversHijackRE(t *testing.T) {
 	if mayHijack("/_ping") || mayHijack("/v1.43/containers/json") {
 		t.Error("mayHijack let a plain endpoint through")
 	}
+}
+
+// pingOK sends GET /_ping on c and fails the test unless it is answered 200.
+func pingOK(t *testing.T, c net.Conn, br *bufio.Reader, what string) {
+	t.Helper()
+	io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%s: %v %v", what, resp, err)
+	}
+	io.ReadAll(resp.Body)
 }
