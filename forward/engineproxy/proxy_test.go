@@ -86,15 +86,8 @@ func startProxy(t *testing.T) (string, chan string) {
 	if err := tb.Deny("/Users/ann/.local/share/skiff"); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(t.TempDir(), "e.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	// As the host agent has it: each stream opened with the client's first bytes.
-	go (&Proxy{Dial: dial, DialFirst: dialFirst(dial), Paths: tb, Logf: t.Logf}).Serve(ctx, ln)
+	sock := serveProxy(t, &Proxy{Dial: dial, DialFirst: dialFirst(dial), Paths: tb, Logf: t.Logf})
 	return sock, bodies
 }
 
