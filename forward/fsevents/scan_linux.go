@@ -38,6 +38,7 @@ type procInfo struct {
 	ns      string
 	inotify []string // descriptor numbers of its inotify instances
 	listed  bool
+	seen    time.Time // when the scanner first saw it
 }
 
 // fullEvery is how often every process's descriptors are listed again (a process that
@@ -74,7 +75,7 @@ func (p *procScanner) refresh() {
 		alive[pid] = true
 		if p.pids[pid] == nil {
 			ns, _ := os.Readlink(filepath.Join(p.proc, e.Name(), "ns", "mnt"))
-			p.pids[pid] = &procInfo{ns: ns}
+			p.pids[pid] = &procInfo{ns: ns, seen: time.Now()}
 			p.nsNewest[ns] = time.Now()
 		}
 	}
@@ -139,7 +140,10 @@ func (p *procScanner) watchedInodes(devs map[uint64]bool) map[watchedInode]bool 
 	out := map[watchedInode]bool{}
 	for pid, pi := range p.pids {
 		dir := filepath.Join(p.proc, strconv.Itoa(pid))
-		if full || !pi.listed {
+		// A program opens its inotify instance a while after it starts (a watcher in a
+		// container, under emulation, seconds later): its descriptors are listed at
+		// every scan while it is young, not only at the first.
+		if full || !pi.listed || time.Since(pi.seen) < fullEvery {
 			pi.listed, pi.inotify = true, pi.inotify[:0]
 			fds, _ := os.ReadDir(filepath.Join(dir, "fd"))
 			for _, fd := range fds {

@@ -79,13 +79,20 @@ func TestProcScanner(t *testing.T) {
 	if got := p.watchedInodes(devs); len(got) != 2 {
 		t.Fatalf("a new watch on a known instance: %v", got)
 	}
-	// A new instance in a known process waits for the next full listing.
+	// A new instance in a young process is read at the next scan (a watcher opens it a
+	// while after it starts)...
 	addInotify(t, proc, "20", "5", "c3")
-	if got := p.watchedInodes(devs); len(got) != 2 {
-		t.Fatalf("a known process's descriptors were listed again before fullEvery: %v", got)
+	if got := p.watchedInodes(devs); len(got) != 3 {
+		t.Fatalf("a young process's new instance: %v", got)
+	}
+	// ...in an older one it waits for the next full listing.
+	p.pids[20].seen = time.Now().Add(-fullEvery)
+	addInotify(t, proc, "20", "6", "d4")
+	if got := p.watchedInodes(devs); len(got) != 3 {
+		t.Fatalf("an older process's descriptors were listed again before fullEvery: %v", got)
 	}
 	p.lastFull = time.Time{}
-	if got := p.watchedInodes(devs); len(got) != 3 {
+	if got := p.watchedInodes(devs); len(got) != 4 {
 		t.Fatalf("after a full listing: %v", got)
 	}
 	// A process gone is forgotten.
