@@ -52,6 +52,15 @@ type ControlResponse struct {
 	// DriftNano is how far the guest clock was off before a time call.
 	DriftNano int64      `json:"driftNano,omitempty"`
 	Info      *GuestInfo `json:"info,omitempty"`
+	// Steps times the parts of an operation the host waits on (a resume's), for its log.
+	// They run at the same time: each is timed from the operation's start.
+	Steps []Step `json:"steps,omitempty"`
+}
+
+// Step is one timed part of a control operation.
+type Step struct {
+	Name   string `json:"name"`
+	Micros int64  `json:"us"`
 }
 
 // GuestInfo is what the guest reports about itself.

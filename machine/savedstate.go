@@ -29,6 +29,9 @@ type SavedState struct {
 	Key      string      `json:"key"`
 	Settings string      `json:"settings"`
 	Disks    []FilePrint `json:"disks"`
+	// Forwards is what the host agent forwarded when the VM was saved, in its own form: a
+	// warm start binds those host ports again before the restored guest has been asked.
+	Forwards json.RawMessage `json:"forwards,omitempty"`
 }
 
 // FilePrint identifies a file's content without reading it. The change time is set by

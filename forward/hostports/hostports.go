@@ -68,12 +68,12 @@ var (
 
 // Published is a port that the engine says a container publishes.
 type Published struct {
-	Proto    string // tcp or udp
-	HostIP   string // the address in the publish spec; "" when the spec named none
-	HostPort int
+	Proto    string `json:"proto"`            // tcp or udp
+	HostIP   string `json:"hostIP,omitempty"` // the address in the publish spec; "" when the spec named none
+	HostPort int    `json:"hostPort"`
 	// Target is the guest address to dial: the container's own IP and port, which skips
 	// the engine's userland proxy in the guest.
-	Target string
+	Target string `json:"target"`
 }
 
 // want is one host port to serve and where its streams go.
@@ -116,6 +116,30 @@ func (m *Manager) hostBind(requested string) string {
 func (m *Manager) Update(ctx context.Context, ls []forward.Listener) {
 	m.mu.Lock()
 	m.listeners = ls
+	m.mu.Unlock()
+	m.reconcile(ctx)
+}
+
+// Sources is everything a Manager forwards from. A suspend keeps it with the saved VM so
+// that a warm start binds the same host ports at once: the restored guest serves exactly
+// what it served then, and the watches that follow correct anything that differs.
+type Sources struct {
+	Listeners []forward.Listener     `json:"listeners,omitempty"`
+	Published []Published            `json:"published,omitempty"`
+	Agent     map[string][]Published `json:"agent,omitempty"` // UpdateSource's
+}
+
+// Sources returns what the manager forwards from now.
+func (m *Manager) Sources() Sources {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Sources{Listeners: slices.Clone(m.listeners), Published: slices.Clone(m.published), Agent: maps.Clone(m.sources)}
+}
+
+// Restore replaces every source with s and reconciles.
+func (m *Manager) Restore(ctx context.Context, s Sources) {
+	m.mu.Lock()
+	m.listeners, m.published, m.sources = s.Listeners, s.Published, s.Agent
 	m.mu.Unlock()
 	m.reconcile(ctx)
 }

@@ -2,8 +2,10 @@ package hostports
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,5 +204,50 @@ func TestHostPortFreedIsTaken(t *testing.T) {
 	m.UpdatePublished(ctx, nil)
 	if st := m.Status(); st[0].Error != "" {
 		t.Fatalf("not bound once free: %+v", st)
+	}
+}
+
+// What a suspend saves (Sources, through JSON as the saved state keeps it) binds the same
+// host ports in a new Manager, as a warm start's agent does before the guest answers.
+func TestSourcesRestoreBindsTheSamePorts(t *testing.T) {
+	p1, p2, p3 := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
+	ctx := context.Background()
+	var log logLines
+	before := &Manager{Guest: refuse{}, Logf: log.logf}
+	before.Update(ctx, []forward.Listener{{Proto: "tcp", IP: "0.0.0.0", Port: p1}})
+	before.UpdatePublished(ctx, []Published{{Proto: "tcp", HostPort: p2, Target: "172.17.0.2:80"}})
+	before.UpdateSource(ctx, "kube", []Published{{Proto: "tcp", HostIP: "127.0.0.1", HostPort: p3, Target: "10.43.0.1:443"}})
+	want := before.Status()
+	b, err := json.Marshal(before.Sources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before.Close()
+
+	var saved Sources
+	if err := json.Unmarshal(b, &saved); err != nil {
+		t.Fatal(err)
+	}
+	after := &Manager{Guest: refuse{}, Logf: log.logf}
+	defer after.Close()
+	after.Restore(ctx, saved)
+	got := after.Status()
+	if len(got) != 3 || !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored forwards %+v, want %+v", got, want)
+	}
+	for _, f := range got {
+		if f.Error != "" {
+			t.Fatalf("%s not bound: %s", f.HostAddr, f.Error)
+		}
+		c, err := net.Dial("tcp", f.HostAddr)
+		if err != nil {
+			t.Fatalf("%s does not listen: %v", f.HostAddr, err)
+		}
+		c.Close()
+	}
+	// The guest's next word replaces the saved one: a listener gone since goes.
+	after.Update(ctx, nil)
+	if st := byHost(after.Status()); len(st) != 2 || st[net.JoinHostPort("127.0.0.1", strconv.Itoa(p1))].HostAddr != "" {
+		t.Fatalf("after the guest's update: %+v", after.Status())
 	}
 }

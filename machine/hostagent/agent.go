@@ -67,11 +67,14 @@ type Agent struct {
 	startedAt time.Time
 	cfg       vmm.Config
 	netGroup  groupPorts // the guest's listeners as last given to the ports (netgroup.go)
-	group     *errgroup.Group
-	readySig  chan struct{} // closed when ready is first set
-	stopReq   chan agentapi.StopRequest
-	stopped   chan struct{} // closed once the machine is down, however it ended
-	stopOnce  sync.Once
+	// resumedForwards are the forwards a warm start's saved state held, for
+	// startForwarders; only Run's goroutine uses them.
+	resumedForwards *hostports.Sources
+	group           *errgroup.Group
+	readySig        chan struct{} // closed when ready is first set
+	stopReq         chan agentapi.StopRequest
+	stopped         chan struct{} // closed once the machine is down, however it ended
+	stopOnce        sync.Once
 
 	mu          sync.Mutex
 	vm          vmm.VM
@@ -315,7 +318,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 // startVM resumes the machine from its saved state when that is safe, else boots it.
 func (a *Agent) startVM(ctx context.Context) error {
 	began := time.Now()
-	vm, why := a.restore(ctx, a.cfg)
+	vm, forwards, why := a.restore(ctx, a.cfg)
 	if vm != nil {
 		restored := time.Now()
 		a.setVM(vm, a.guestDialer(vm))
@@ -325,6 +328,7 @@ func (a *Agent) startVM(ctx context.Context) error {
 			a.logf("VM restored in %s, guest resumed in %s (agent up %s before)", restored.Sub(began).Round(time.Millisecond),
 				time.Since(restored).Round(time.Millisecond), began.Sub(a.startedAt).Round(time.Millisecond))
 			a.setBoot(agentapi.Boot{Warm: true})
+			a.resumedForwards = forwards
 			return nil
 		}
 		vm.Kill(context.Background())
@@ -420,14 +424,16 @@ func (a *Agent) keptPanic() string {
 // VM off when that does not finish in time.
 func (a *Agent) shutdown(req agentapi.StopRequest, vmDone chan error) error {
 	a.setPhase(agentapi.PhaseStopping)
+	var forwards hostports.Sources
 	if p := a.portManager(); p != nil {
+		forwards = p.Sources() // for a suspend, before they go
 		p.Close()
 	}
 	if req.Timeout == 0 {
 		req.Timeout = 60 * time.Second
 	}
 	if !req.Force && !req.Cold {
-		err := a.suspend(a.cfg)
+		err := a.suspend(a.cfg, forwards)
 		if err == nil || errors.Is(err, errSuspendedUnsaved) {
 			if err != nil {
 				a.warn("%v", err)
@@ -628,6 +634,11 @@ func (a *Agent) startForwarders(ctx context.Context) error {
 	a.mu.Lock()
 	a.ports = ports
 	a.mu.Unlock()
+	if a.resumedForwards != nil {
+		// Bound before the guest is asked: its answers, cold under emulation, come later.
+		ports.Restore(ctx, *a.resumedForwards)
+		a.resumedForwards = nil
+	}
 	a.goAgent(ctx, "ports", func(ctx context.Context) error { a.watchPorts(ctx, guest, ports); return nil })
 	a.goAgent(ctx, "engine events", func(ctx context.Context) error {
 		ports.WatchEngine(ctx, engineproxy.GuestDialer(guest, forward.ServiceEngine))
@@ -688,7 +699,12 @@ func (a *Agent) timeSync(ctx context.Context) {
 			a.logf("time sync (%s): guest clock was off by %s; stepped", reason, d)
 		}
 	}
-	sync("start")
+	a.mu.Lock()
+	warm := a.boot != nil && a.boot.Warm
+	a.mu.Unlock()
+	if !warm { // a resume has just stepped the clock
+		sync("start")
+	}
 	const every = 30 * time.Second
 	last := time.Now()
 	t := time.NewTicker(every)

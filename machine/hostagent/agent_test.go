@@ -7,14 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"log"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/images"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
@@ -303,12 +306,15 @@ func TestAgentSuspendFails(t *testing.T) {
 }
 
 // TestAgentWarmStart: a stop saves the VM, and the next agent resumes it instead of
-// booting.
+// booting. It binds the host ports the VM had forwarded before the guest says a word.
 func TestAgentWarmStart(t *testing.T) {
 	d, spec := testMachine(t)
 	b := &warmBackend{fakeBackend: newFakeBackend(t)}
+	port := freePort(t)
+	b.Listeners = []forward.Listener{{Proto: "tcp", IP: "0.0.0.0", Port: port}}
 	_, first := startAgent(t, d, spec, b)
 	waitPhase(t, d, first, agentapi.PhaseRunning)
+	waitForward(t, d, port)
 	res, err := agentapi.NewClient(d.Sock(machine.SockControl)).Stop(context.Background(), agentapi.StopRequest{})
 	if err != nil || !res.Suspended {
 		t.Fatalf("stop: %+v %v, want suspended", res, err)
@@ -319,13 +325,36 @@ func TestAgentWarmStart(t *testing.T) {
 	if d.SavedStateInfo() == nil {
 		t.Fatal("no saved state after a suspend")
 	}
+	b.Listeners, b.HoldPorts = nil, true
 	_, second := startAgent(t, d, spec, b)
 	waitPhase(t, d, second, agentapi.PhaseRunning)
 	st := d.Status(context.Background())
 	if st.Agent == nil || st.Agent.Boot == nil || !st.Agent.Boot.Warm {
 		t.Fatalf("second start: %+v, want a warm start", st.Agent)
 	}
+	waitForward(t, d, port)
 	if b.last().resumes.Load() != 1 {
 		t.Fatal("the restored guest was not told to resume")
+	}
+}
+
+// waitForward waits until the agent forwards the host port, bound.
+func waitForward(t *testing.T, d machine.Dir, port int) {
+	t.Helper()
+	want := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := d.Status(context.Background())
+		if st.Agent != nil {
+			for _, f := range st.Agent.Forwards {
+				if f.HostAddr == want && f.Error == "" {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no forward of %s within 10s: %+v", want, st.Agent)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -2,6 +2,7 @@ package hostagent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,10 @@ type fakeBackend struct {
 	ReadyAfter time.Duration
 	// StartErr fails Start.
 	StartErr error
+	// Listeners is what the guests' socket tables report to the host; with HoldPorts the
+	// guests report nothing at all (a restored guest that has not answered yet).
+	Listeners []forward.Listener
+	HoldPorts bool
 
 	mu  sync.Mutex
 	vms []*fakeVM
@@ -65,7 +70,8 @@ func (b *fakeBackend) Start(ctx context.Context, cfg vmm.Config) (vmm.VM, error)
 	n := len(b.vms)
 	b.mu.Unlock()
 	vm := &fakeVM{done: make(chan struct{}), guestSock: filepath.Join(b.dir, fmt.Sprintf("g%d", n)),
-		hostSock: filepath.Join(b.dir, fmt.Sprintf("h%d", n)), secret: secret, logf: b.logf}
+		hostSock: filepath.Join(b.dir, fmt.Sprintf("h%d", n)), secret: secret, logf: b.logf,
+		listeners: b.Listeners, holdPorts: b.HoldPorts}
 	if err := vm.boot(!b.NoReady, b.ReadyAfter); err != nil {
 		return nil, err
 	}
@@ -89,6 +95,8 @@ type fakeVM struct {
 	guestSock, hostSock string
 	secret              []byte
 	logf                func(string, ...any)
+	listeners           []forward.Listener
+	holdPorts           bool
 
 	quiesced atomic.Bool  // the guest prepared for a suspend
 	resumes  atomic.Int32 // how often it was told to carry on
@@ -117,10 +125,12 @@ func (v *fakeVM) boot(ready bool, after time.Duration) error {
 	route := func(service string) (transport.Handler, error) {
 		if service == forward.ServicePorts {
 			// The real scanner reads this host's socket tables, whose listeners are not
-			// the guest's: report none and hold the stream.
+			// the guest's: report the backend's and hold the stream.
 			return func(ctx context.Context, _ string, c net.Conn) {
 				defer c.Close()
-				c.Write([]byte("[]\n"))
+				if !v.holdPorts {
+					json.NewEncoder(c).Encode(append([]forward.Listener{}, v.listeners...))
+				}
 				<-ctx.Done()
 			}, nil
 		}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/skiff-dev/skiff/forward"
+	"github.com/skiff-dev/skiff/forward/hostports"
 	"github.com/skiff-dev/skiff/machine"
 	"github.com/skiff-dev/skiff/machine/agentapi"
 	"github.com/skiff-dev/skiff/vmm"
@@ -32,14 +35,27 @@ func (a *Agent) settingsHash() (string, error) {
 	return hex.EncodeToString(h[:]), nil
 }
 
-// restore starts the VM from the machine's saved state if it may be. It returns nil and
-// the reason when the machine must boot cold; the saved state is gone either way, since
-// a resumed guest writes to the disks at once.
-func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, string) {
+// restore starts the VM from the machine's saved state if it may be, and returns the
+// forwards saved with it. It returns nil and the reason when the machine must boot cold;
+// the saved state is gone either way, since a resumed guest writes to the disks at once.
+func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, *hostports.Sources, string) {
+	vm, saved, why := a.restoreVM(ctx, cfg)
+	if vm == nil || len(saved.Forwards) == 0 {
+		return vm, nil, why
+	}
+	var fw hostports.Sources
+	if err := json.Unmarshal(saved.Forwards, &fw); err != nil {
+		a.logf("forwards saved with the VM: %v; the guest will tell them again", err)
+		return vm, nil, why
+	}
+	return vm, &fw, why
+}
+
+func (a *Agent) restoreVM(ctx context.Context, cfg vmm.Config) (vmm.VM, *machine.SavedState, string) {
 	saved, err := a.Dir.ReadSavedState()
 	if saved == nil && err == nil {
 		a.discardState(ctx, cfg) // a save the agent did not finish
-		return nil, ""
+		return nil, nil, ""
 	}
 	restored := false
 	defer func() {
@@ -52,31 +68,31 @@ func (a *Agent) restore(ctx context.Context, cfg vmm.Config) (vmm.VM, string) {
 		}
 	}()
 	if err != nil {
-		return nil, fmt.Sprintf("the saved state is unreadable: %v", err)
+		return nil, nil, fmt.Sprintf("the saved state is unreadable: %v", err)
 	}
 	w, ok := a.Backend.(vmm.Warm)
 	if !ok {
-		return nil, fmt.Sprintf("the %s backend cannot restore a saved state", a.Backend.Name())
+		return nil, nil, fmt.Sprintf("the %s backend cannot restore a saved state", a.Backend.Name())
 	}
 	key, err := w.StateKey(ctx, cfg)
 	if err != nil {
-		return nil, err.Error()
+		return nil, nil, err.Error()
 	}
 	if key != saved.Key {
-		return nil, "the VM's hardware, image or hypervisor changed since the suspend"
+		return nil, nil, "the VM's hardware, image or hypervisor changed since the suspend"
 	}
 	if h, err := a.settingsHash(); err != nil || h != saved.Settings {
-		return nil, "the machine's settings changed since the suspend"
+		return nil, nil, "the machine's settings changed since the suspend"
 	}
 	if why := saved.Mismatch(); why != "" {
-		return nil, why
+		return nil, nil, why
 	}
 	vm, err := w.Restore(ctx, cfg, a.Dir.File(machine.DirSavedState))
 	if err != nil {
-		return nil, fmt.Sprintf("restoring the saved state failed: %v", err)
+		return nil, nil, fmt.Sprintf("restoring the saved state failed: %v", err)
 	}
 	restored = true
-	return vm, ""
+	return vm, saved, ""
 }
 
 // discardState drops a saved state wherever the backend keeps it.
@@ -96,13 +112,15 @@ func (a *Agent) resumeGuest(ctx context.Context) error {
 	defer cancel()
 	for try := 1; ; try++ {
 		c, cancelTry := context.WithTimeout(ctx, 5*time.Second)
+		asked := time.Now()
 		resp, err := a.control(c, forward.ControlRequest{Op: forward.OpResume, TimeNano: time.Now().UnixNano()})
 		cancelTry()
 		if err == nil && resp.Error != "" {
 			a.warn("after the restore: %s", resp.Error)
 		}
 		if err == nil && resp.Info != nil && resp.Info.EngineAPI != "" {
-			a.logf("guest resumed (attempt %d); its clock was off by %s", try, time.Duration(resp.DriftNano).Round(time.Millisecond))
+			a.logf("guest resumed (attempt %d) in %s: %s; its clock was off by %s", try, time.Since(asked).Round(time.Millisecond),
+				stepsText(time.Since(asked), resp.Steps), time.Duration(resp.DriftNano).Round(time.Millisecond))
 			a.setReady(&forward.Ready{EngineAPI: resp.Info.EngineAPI, BootMillis: resp.Info.UptimeSeconds * 1000})
 			return nil
 		}
@@ -121,9 +139,9 @@ func (a *Agent) resumeGuest(ctx context.Context) error {
 // errNoSuspend means the backend cannot suspend; stop then boots cold without a warning.
 var errNoSuspend = errors.New("the backend cannot suspend")
 
-// suspend saves the running VM and stops it. On error the VM still runs and the guest
-// has been told to carry on.
-func (a *Agent) suspend(cfg vmm.Config) error {
+// suspend saves the running VM, with the forwards it served, and stops it. On error the
+// VM still runs and the guest has been told to carry on.
+func (a *Agent) suspend(cfg vmm.Config, forwards hostports.Sources) error {
 	vm := a.vm
 	w, ok := a.Backend.(vmm.Warm)
 	if !ok {
@@ -163,6 +181,9 @@ func (a *Agent) suspend(cfg vmm.Config) error {
 	}
 	// The VM is gone: from here a failure only costs the next start its warm path.
 	saved := &machine.SavedState{SavedAt: time.Now().UTC(), Key: key, Settings: settings}
+	if b, err := json.Marshal(forwards); err == nil {
+		saved.Forwards = b
+	}
 	for _, f := range w.DiskFiles(cfg) {
 		p, err := machine.Fingerprint(f)
 		if err != nil {
@@ -191,4 +212,18 @@ func (a *Agent) setBoot(b agentapi.Boot) {
 	} else if b.Reason != "" {
 		a.warn("cold boot: %s", b.Reason)
 	}
+}
+
+// stepsText lays out where a guest operation's time went: the guest's steps, which run at
+// once, and the rest (the stream's setup and the round trip) as the transport's.
+func stepsText(total time.Duration, steps []forward.Step) string {
+	var b strings.Builder
+	var guest time.Duration
+	for _, s := range steps {
+		d := time.Duration(s.Micros) * time.Microsecond
+		guest = max(guest, d)
+		fmt.Fprintf(&b, "%s %s, ", s.Name, d.Round(100*time.Microsecond))
+	}
+	fmt.Fprintf(&b, "stream and round trip %s", (total - guest).Round(100*time.Microsecond))
+	return b.String()
 }
