@@ -22,10 +22,11 @@ build:
 agent:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o bin/skiff-agent-linux-$(ARCH) ./cmd/skiff-agent
 
-# The guest image. The slow rootfs stage is cached by a hash of its recipe
-# (under /var/cache/skiff/images, override with SKIFF_IMAGE_CACHE). IMAGE_FLAGS passes
-# build.sh options to the image targets, e.g. IMAGE_FLAGS="--engine-bin docker=DIR" for an
-# engine layer with locally built programs.
+# The guest image. The slow rootfs stage and the Docker engine built from source
+# (image-engine) are cached by a hash of their recipes (under /var/cache/skiff/images,
+# override with SKIFF_IMAGE_CACHE). IMAGE_FLAGS passes build.sh options to the image
+# targets, e.g. IMAGE_FLAGS="--engine-bin docker=DIR" for an engine layer with locally
+# built programs, or IMAGE_FLAGS=--packaged-engine for Debian's engine.
 IMAGE_FLAGS ?=
 image: agent
 	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(IMAGE_OUT) $(IMAGE_FLAGS)
@@ -36,7 +37,8 @@ image-kube: agent
 	images/build.sh $(ARCH) bin/skiff-agent-linux-$(ARCH) $(IMAGE_OUT) --kube $(IMAGE_FLAGS)
 
 # The Docker engine from source as one multi-call binary (dockerd, containerd and its runc
-# shim), cached by recipe; prints its directory. A cold build is ~5 min of Go build.
+# shim), cached by recipe; prints its directory. `make image` builds it when it is not
+# cached. A cold build is ~10 min of Go build (2 loaded cores).
 image-engine:
 	images/enginebuild.sh $(ARCH)
 

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds the Skiff guest image for one architecture from Debian trixie packages.
 #
-#   images/build.sh ARCH AGENT_BINARY OUTDIR [--variant systemd] [--kube] [--engine-bin ENGINE=DIR]
-#   images/build.sh --is-cached ARCH [--variant systemd] [--kube]   exit 0 when the slow stage is cached
+#   images/build.sh ARCH AGENT_BINARY OUTDIR [--variant systemd] [--kube] [--engine-bin ENGINE=DIR] [--packaged-engine]
+#   images/build.sh --is-cached ARCH [--variant systemd] [--kube]   exit 0 when the slow stages are cached
 #
 # --kube builds the Kubernetes layer (kubelayer.sh) when it is not cached; without it the
 # image gets the layer only if it is cached. --is-cached --kube asks about the layer.
-# --engine-bin ENGINE=DIR puts the programs in DIR (a locally built engine) into ENGINE's
-# layer in place of the packaged ones of the same name (engine_layer).
+# The docker layer carries the Docker engine built from source (enginebuild.sh: one
+# multi-call binary, cached by its recipe; ~10 min cold) in place of Debian's dockerd,
+# containerd and shim; --packaged-engine keeps Debian's. --engine-bin ENGINE=DIR puts the
+# programs in DIR (a locally built engine) into ENGINE's layer in place of the packaged
+# ones of the same name (engine_layer).
 #
 # Two stages, each cached by a hash of its inputs so that an unchanged recipe is skipped:
 #   rootfs  mmdebstrap + prune + squashfs  (slow: minutes; keyed by this script and the lists)
@@ -34,10 +37,12 @@ fi
 VARIANT=minimal
 KUBE=auto
 declare -A ENGINE_BIN=()
+PACKAGED_ENGINE=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--variant) VARIANT=${2:?variant name} && shift 2 ;;
 	--kube) KUBE=build && shift ;;
+	--packaged-engine) PACKAGED_ENGINE=1 && shift ;;
 	--engine-bin)
 		[[ ${2:-} == ?*=?* ]] || { echo "build.sh: --engine-bin wants ENGINE=DIR" >&2; exit 2; }
 		ENGINE_BIN[${2%%=*}]=$(cd "${2#*=}" && pwd) && shift 2 ;;
@@ -114,7 +119,7 @@ sha() { sha256sum "$@" | cut -c1-64; }
 ROOT_KEY=$(cat "$HERE/rootfs.sh" "$HERE"/helpers/*.c "$HERE/packages.list" "$HERE/modules.list" "$HERE/prune.list" "$HERE/prune-minimal.list" <(echo "$ARCH $VARIANT $SUITE $SOURCE_DATE_EPOCH") | sha | cut -c1-16)
 ROOT_DIR=$CACHE/rootfs-$ARCH-$VARIANT-$ROOT_KEY
 if [ -n "$QUERY" ]; then
-	if [ "$KUBE" = build ]; then kube_cached; else [ -f "$ROOT_DIR/root.squashfs.zst" ]; fi
+	if [ "$KUBE" = build ]; then kube_cached; else [ -f "$ROOT_DIR/root.squashfs.zst" ] && { [ -n "$PACKAGED_ENGINE" ] || "$HERE/enginebuild.sh" --is-cached "$ARCH"; }; fi
 	exit
 fi
 
@@ -185,6 +190,11 @@ for f in "$KERNEL_NAME" packages.lock trim-report.txt dropped-packages.txt root.
 	[ -f "$ROOT_DIR/$f" ] || continue
 	cp "$ROOT_DIR/$f" "$OUT/.$f.tmp" && mv -f "$OUT/.$f.tmp" "$OUT/$f"
 done
+# The default Docker engine: built from source (or taken from its cache) unless a
+# directory or Debian's was asked for.
+if [ -z "$PACKAGED_ENGINE" ] && [ -z "${ENGINE_BIN[docker]:-}" ] && engines | grep -qx docker; then
+	ENGINE_BIN[docker]=$("$HERE/enginebuild.sh" "$ARCH")
+fi
 for e in $(engines); do engine_layer "$e"; done
 build_initrd
 build_wsl_rootfs

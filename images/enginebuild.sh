@@ -10,6 +10,9 @@
 #   bin/containerd-shim-runc-v2  the binary; it runs as the name it is run by
 #   bin/dockerd, bin/containerd  links to it
 #   bin/docker-proxy             dockerd's userland proxy, built from the same moby module
+#   etc/docker/daemon.json, etc/containerd/config.toml
+#                                their configuration (images/engine/etc), which goes over the
+#                                root's in the layer
 #   engine-versions.lock         the module versions, toolchain and build tags it was built from
 # for a root or layer recipe to copy (cp -a keeps the links). Debian's three binaries are
 # 42 MB compressed, this one ~23 MB: as separate Go programs they each carry their own copy
@@ -28,7 +31,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${SKIFF_IMAGE_CACHE:-/var/cache/skiff/images}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
 
-ENGINE_KEY=$(cat "$HERE/enginebuild.sh" "$HERE"/engine/{go.mod,go.sum,main.go,build.sh} <(echo "$ARCH $SOURCE_DATE_EPOCH") | sha256sum | cut -c1-16)
+ENGINE_KEY=$(cat "$HERE/enginebuild.sh" "$HERE"/engine/{go.mod,go.sum,main.go,build.sh} "$HERE"/engine/etc/docker/daemon.json "$HERE"/engine/etc/containerd/config.toml <(echo "$ARCH $SOURCE_DATE_EPOCH") | sha256sum | cut -c1-16)
 ENGINE_DIR=$CACHE/engine-$ARCH-$ENGINE_KEY
 # The file is the shim's: containerd starts the long-lived shim as the resolved file, and
 # its processes keep the name they have with Debian's binaries (`pkill dockerd` kills dockerd).
@@ -49,6 +52,7 @@ if [ ! -x "$ENGINE_DIR/bin/$FILE" ]; then
 	start=$SECONDS
 	"$HERE/engine/build.sh" "$ARCH" "$tmp/bin"
 	for n in "${NAMES[@]}"; do ln -s "$FILE" "$tmp/bin/$n"; done
+	cp -r "$HERE/engine/etc" "$tmp/etc"
 	(cd "$HERE/engine" && GOTOOLCHAIN=go1.27.3 go list -m -f '{{.Path}} {{.Version}}' \
 		github.com/moby/moby/v2 github.com/containerd/containerd/v2 &&
 		echo "toolchain $(GOTOOLCHAIN=go1.27.3 go env GOVERSION)" &&
