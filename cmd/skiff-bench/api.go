@@ -86,6 +86,28 @@ type apiResult struct {
 	p50 time.Duration
 }
 
+// getOnce GETs path on the engine socket and discards the body; it returns the body's
+// size and the time to its end.
+func getOnce(sock, path string) (int64, time.Duration, error) {
+	// No Accept-Encoding: the CLI asks for none, and the engine would gzip the stream.
+	tr := &http.Transport{DisableCompression: true, ReadBufferSize: 64 << 10, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}
+	defer tr.CloseIdleConnections()
+	t0 := time.Now()
+	resp, err := (&http.Client{Transport: tr}).Get("http://engine" + path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return n, time.Since(t0), err
+}
+
 // pingLoad sends n GET /_ping over conc keep-alive connections to the socket.
 func pingLoad(sock string, n, conc int) (apiResult, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: conc, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -153,11 +175,20 @@ func benchAPI(args []string) error {
 	buildMB := fs.Int("build-mb", 100, "MiB of build context (docker buildx build); 0 skips it")
 	profile := fs.String("profile", "", "also write CPU profiles of the host agent to this prefix (-ping.pprof: one more ping round; -stream.pprof: one more docker cp in)")
 	inGuest := fs.String("inguest", "", "only load this engine socket and print \"req/s p50-ns\" (what runs inside the VM)")
+	get := fs.String("get", "", "with -inguest: only GET this API path once, discard the body and print \"bytes ns\" (the engine answering a client in the guest)")
 	emit := fs.Int("emit", 0, "only write this many MiB of log lines to stdout (what the logs container runs)")
 	transportAB := fs.Bool("transport-ab", false, "also measure sockets of this program to the guest agent's engine service (no host agent): parked streams named before the first request is sent, and named with it, each passed through and through the engine proxy")
 	fs.Parse(args)
 	if *emit > 0 {
 		return emitLines(os.Stdout, int64(*emit)<<20)
+	}
+	if *inGuest != "" && *get != "" {
+		nb, el, err := getOnce(*inGuest, *get)
+		if err != nil {
+			return err
+		}
+		fmt.Println(nb, int64(el))
+		return nil
 	}
 	if *inGuest != "" {
 		x, err := pingLoad(*inGuest, *n, *conc)

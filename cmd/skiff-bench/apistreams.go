@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -27,6 +28,10 @@ type streamOptions struct {
 type streamOp struct {
 	name string
 	run  func(ctx context.Context, sock string) (int64, time.Duration, error)
+	// guestGet is the API request the op's stream answers, made by this program in the
+	// guest on the engine's own socket (no forwarding: what the engine alone delivers);
+	// "" for none.
+	guestGet string
 }
 
 // dockerAt runs the docker CLI against sock with stdout going to out; it returns the
@@ -112,12 +117,12 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 			}
 		}
 		ops = append(ops,
-			streamOp{"docker cp in", func(ctx context.Context, sock string) (int64, time.Duration, error) {
+			streamOp{name: "docker cp in", run: func(ctx context.Context, sock string) (int64, time.Duration, error) {
 				return size, 0, cli(sock, nil, nil, "cp", in, "cpbox:/stream.bin")
 			}},
-			streamOp{"docker cp out", discard("cp", "cpbox:/stream.bin", "-")},
-			streamOp{"docker logs", discard("logs", "logbox")},
-			streamOp{"docker save", discard("save", "skiff-bench/big")},
+			streamOp{name: "docker cp out", run: discard("cp", "cpbox:/stream.bin", "-"), guestGet: "/containers/cpbox/archive?path=/stream.bin"},
+			streamOp{name: "docker logs", run: discard("logs", "logbox"), guestGet: "/containers/logbox/logs?stdout=1&stderr=1"},
+			streamOp{name: "docker save", run: discard("save", "skiff-bench/big"), guestGet: "/images/get?names=skiff-bench%2Fbig"},
 		)
 	}
 	if o.buildMB > 0 {
@@ -134,7 +139,7 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 			}
 			// BuildKit's own time for the context's upload: the build and the prune
 			// after it are not the stream.
-			ops = append(ops, streamOp{"build context", func(ctx context.Context, sock string) (int64, time.Duration, error) {
+			ops = append(ops, streamOp{name: "build context", run: func(ctx context.Context, sock string) (int64, time.Duration, error) {
 				if err := freshContext(dir, o.buildMB); err != nil {
 					return 0, 0, err
 				}
@@ -143,10 +148,12 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 			}})
 		}
 	}
-	paths := []struct{ name, sock string }{{"skiff", skiffSock}, {"ssh-forward", sshSock}}
+	// "in-guest" (no socket) is the engine answering this program in the guest.
+	paths := []struct{ name, sock string }{{"skiff", skiffSock}, {"ssh-forward", sshSock}, {"in-guest", ""}}
 	type result struct {
 		wall []time.Duration
 		hops []hopCPU
+		segs [][2]float64 // the guest's TCP segments in and out per MB
 		mb   float64
 	}
 	res := map[string]*result{}
@@ -154,12 +161,23 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 	for r := 0; r < o.rounds; r++ {
 		for _, op := range ops {
 			for _, p := range paths {
+				run := op.run
+				if p.sock == "" {
+					if op.guestGet == "" {
+						continue
+					}
+					run = func(ctx context.Context, _ string) (int64, time.Duration, error) { return guestGet(c, op.guestGet) }
+				}
+				s0, err := guestSegments(c)
+				if err != nil {
+					return err
+				}
 				h0, err := sampleHops(c, d)
 				if err != nil {
 					return err
 				}
 				t0 := time.Now()
-				nb, own, err := op.run(ctx, p.sock)
+				nb, own, err := run(ctx, p.sock)
 				el := time.Since(t0)
 				if own > 0 {
 					el = own
@@ -171,6 +189,10 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 				if err != nil {
 					return err
 				}
+				s1, err := guestSegments(c)
+				if err != nil {
+					return err
+				}
 				mb := float64(nb) / 1e6
 				fmt.Printf("round %d %-14s %-12s %6.1f MB in %6.2fs = %6.1f MB/s\n", r, op.name, p.name, mb, el.Seconds(), mb/el.Seconds())
 				k := op.name + "/" + p.name
@@ -179,6 +201,7 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 				}
 				res[k].wall = append(res[k].wall, el)
 				res[k].hops = append(res[k].hops, h1.since(h0))
+				res[k].segs = append(res[k].segs, [2]float64{float64(s1[0]-s0[0]) / mb, float64(s1[1]-s0[1]) / mb})
 				res[k].mb = mb
 			}
 		}
@@ -195,10 +218,66 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 		s, h := res[op.name+"/skiff"], res[op.name+"/ssh-forward"]
 		sw, hw := median(s.wall), median(h.wall)
 		fmt.Printf("  %-14s skiff %6.1f MB/s, ssh-forward %6.1f MB/s: %.2fx\n", op.name, s.mb/sw.Seconds(), h.mb/hw.Seconds(), hw.Seconds()/sw.Seconds())
+		if g := res[op.name+"/in-guest"]; g != nil {
+			gw := median(g.wall)
+			fmt.Printf("    in the guest on the engine's socket (no forwarding): %6.1f MB/s, %.2fx ssh\n", g.mb/gw.Seconds(), hw.Seconds()/gw.Seconds())
+		}
 		fmt.Printf("    CPU per MB by hop, skiff:       %s\n", medianHops(s.hops).format(s.mb, time.Millisecond, "ms"))
 		fmt.Printf("    CPU per MB by hop, ssh-forward: %s\n", medianHops(h.hops).format(h.mb, time.Millisecond, "ms"))
+		if g := res[op.name+"/in-guest"]; g != nil {
+			fmt.Printf("    CPU per MB by hop, in-guest:    %s\n", medianHops(g.hops).format(g.mb, time.Millisecond, "ms"))
+		}
+		si, so := medianSegs(s.segs)
+		hi, ho := medianSegs(h.segs)
+		fmt.Printf("    guest TCP segments per MB (in/out, the user-mode network's frames): skiff %.0f/%.0f, ssh-forward %.0f/%.0f\n", si, so, hi, ho)
 	}
 	return nil
+}
+
+// guestSegScript prints the guest's TCP segments received and sent so far (/proc/net/snmp).
+const guestSegScript = `while read -r k a b c d e f g h i j l m; do [ "$k" = Tcp: ] && [ "$a" != RtoAlgorithm ] && echo "$j $l"; done < /proc/net/snmp; true`
+
+// guestSegments reads the guest's TCP segments received and sent so far: each one is a
+// frame through the emulated NIC and the user-mode network.
+func guestSegments(c *ssh.Client) ([2]int64, error) {
+	var s [2]int64
+	out, err := guestRun(c, guestSegScript)
+	if err == nil {
+		_, err = fmt.Sscan(out, &s[0], &s[1])
+	}
+	if err != nil {
+		return s, fmt.Errorf("guest TCP segments: %q: %w", out, err)
+	}
+	return s, nil
+}
+
+// medianSegs is the median of the segments in and out.
+func medianSegs(xs [][2]float64) (in, out float64) {
+	var a, b []float64
+	for _, x := range xs {
+		a, b = append(a, x[0]), append(b, x[1])
+	}
+	sort.Float64s(a)
+	sort.Float64s(b)
+	if len(a) == 0 {
+		return 0, 0
+	}
+	return a[len(a)/2], b[len(b)/2]
+}
+
+// guestGet makes an API request in the guest on the engine's own socket with this
+// program's copy there, discarding the answer; it returns the answer's size and its time
+// by the guest's clock.
+func guestGet(c *ssh.Client, path string) (int64, time.Duration, error) {
+	out, err := guestRun(c, fmt.Sprintf("/tmp/skiff-bench api -inguest /run/docker.sock -get '%s'", path))
+	if err != nil {
+		return 0, 0, err
+	}
+	var nb, ns int64
+	if _, err := fmt.Sscan(out, &nb, &ns); err != nil {
+		return 0, 0, fmt.Errorf("in-guest GET %s: %q: %w", path, out, err)
+	}
+	return nb, time.Duration(ns), nil
 }
 
 // imageLayer is a tar holding the file at path, for docker import.
