@@ -12,7 +12,10 @@
 #   bin/docker-proxy             dockerd's userland proxy, built from the same moby module
 #   etc/docker/daemon.json, etc/containerd/config.toml
 #                                their configuration (images/engine/etc), which goes over the
-#                                root's in the layer
+#                                root's in the layer. daemon.json keeps Docker 26's
+#                                "ip6tables": false: Docker 27 turned it on, which put ~40
+#                                ip6tables runs and an nft run on every start's critical
+#                                path for networks that have no IPv6 unless asked for
 #   engine-versions.lock         the module versions, toolchain and build tags it was built from
 # for a root or layer recipe to copy (cp -a keeps the links). Debian's three binaries are
 # 42 MB compressed, this one ~23 MB: as separate Go programs they each carry their own copy
@@ -31,7 +34,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${SKIFF_IMAGE_CACHE:-/var/cache/skiff/images}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
 
-ENGINE_KEY=$(cat "$HERE/enginebuild.sh" "$HERE"/engine/{go.mod,go.sum,main.go,build.sh} "$HERE"/engine/etc/docker/daemon.json "$HERE"/engine/etc/containerd/config.toml <(echo "$ARCH $SOURCE_DATE_EPOCH") | sha256sum | cut -c1-16)
+ENGINE_KEY=$(cat "$HERE/enginebuild.sh" "$HERE"/engine/{go.mod,go.sum,main.go,build.sh} "$HERE"/engine/etc/docker/daemon.json "$HERE"/engine/etc/containerd/config.toml \
+	<(cd "$HERE/engine" && find patches -type f 2>/dev/null | LC_ALL=C sort | xargs -r cat) <(echo "$ARCH $SOURCE_DATE_EPOCH") | sha256sum | cut -c1-16)
 ENGINE_DIR=$CACHE/engine-$ARCH-$ENGINE_KEY
 # The file is the shim's: containerd starts the long-lived shim as the resolved file, and
 # its processes keep the name they have with Debian's binaries (`pkill dockerd` kills dockerd).

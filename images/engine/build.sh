@@ -51,7 +51,27 @@ ldflags+=" -X github.com/moby/moby/v2/dockerversion.BuildTime=2026-01-01T00:00:0
 ldflags+=" -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
 ldflags+=" -X github.com/containerd/containerd/v2/version.Revision=$CONTAINERD_VERSION"
 mkdir -p "$OUT"
-build() { CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go build -trimpath -buildvcs=false "$@"; }
+# Patches to the sources: patches/MODULE@VERSION/*.patch are applied, in name order, to a
+# copy of that module in .patched/, which a copy of go.mod replaces it with. Each patch
+# says at its top what it fixes. One for a version go.mod no longer names fails the build,
+# so none goes stale unseen. The replacement is a relative path, which is what the
+# binary's build information records: the same bytes from any checkout.
+rm -rf .patched
+modfile=()
+while IFS= read -r dir; do
+	mv=${dir#patches/}
+	mod=${mv%@*} ver=${mv##*@}
+	have=$(mod_version "$mod")
+	[ "$have" = "$ver" ] || { echo "engine/build.sh: $dir is for $mod $ver, go.mod has $have" >&2 && exit 1; }
+	go mod download "$mod"
+	mkdir -p ".patched/$mv"
+	cp -r "$(go list -m -f '{{.Dir}}' "$mod")/." ".patched/$mv"
+	chmod -R u+w ".patched/$mv"
+	for p in "$dir"/*.patch; do patch -s -p1 -d ".patched/$mv" <"$p"; done
+	[ ${#modfile[@]} -gt 0 ] || { cp go.mod .patched/go.mod && cp go.sum .patched/go.sum && modfile=(-modfile=.patched/go.mod); }
+	go mod edit "${modfile[@]}" -replace "$mod=./.patched/$mv"
+done < <(find patches -mindepth 1 -type d -name '*@*' 2>/dev/null | sort)
+build() { CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go build "${modfile[@]}" -trimpath -buildvcs=false "$@"; }
 build -tags "$TAGS" -ldflags "$ldflags" -o "$OUT/containerd-shim-runc-v2" .
 # go.mod's tool line keeps its packages in the module graph.
 build -ldflags "-s -w -buildid=" -o "$OUT/docker-proxy" github.com/moby/moby/v2/cmd/docker-proxy
