@@ -15,11 +15,7 @@ import (
 // packaged one of the same name where the layer has it (usr/sbin), a new one goes to
 // usr/bin, the rest of the layer stays, and a second run takes the cached result.
 func TestEngineLayerBin(t *testing.T) {
-	for _, tool := range []string{"mksquashfs", "unsquashfs", "zstd"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s", tool)
-		}
-	}
+	needLayerTools(t)
 	tmp := t.TempDir()
 	cache, root, out, bin, tree := filepath.Join(tmp, "cache"), filepath.Join(tmp, "root"), filepath.Join(tmp, "out"), filepath.Join(tmp, "bin"), filepath.Join(tmp, "tree")
 	for _, d := range []string{cache, root, out, bin, filepath.Join(tree, "usr", "sbin"), filepath.Join(tree, "usr", "bin")} {
@@ -29,16 +25,7 @@ func TestEngineLayerBin(t *testing.T) {
 	os.WriteFile(filepath.Join(tree, "usr", "bin", "containerd"), []byte("packaged containerd"), 0o755)
 	os.WriteFile(filepath.Join(bin, "dockerd"), []byte("built dockerd"), 0o755)
 	os.WriteFile(filepath.Join(bin, "docker-extra"), []byte("built extra"), 0o755)
-	sh := func(script string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command("bash", append([]string{"-c", `set -euo pipefail; . ./rootfs.sh; . ./enginelayer.sh; ` + script, "bash"}, args...)...)
-		cmd.Env = append(os.Environ(), "CACHE="+cache, "ROOT_DIR="+root, "OUT="+out, "ARCH=amd64", "ROOT_KEY=k1")
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v: %s", script, err, b)
-		}
-		return string(b)
-	}
+	sh := layerScript(t, cache, root, out)
 	sh(`make_squashfs "$1" "$ROOT_DIR/engine-docker.squashfs" && pack "$ROOT_DIR/engine-docker.squashfs"`, tree)
 	cached, _ := os.ReadFile(filepath.Join(root, "engine-docker.squashfs.zst"))
 
@@ -67,11 +54,7 @@ func TestEngineLayerBin(t *testing.T) {
 // makes it: bin/'s program and its link go in (the link stays a link, to where its
 // program went), and etc/'s files go over the root's configuration in the layer.
 func TestEngineLayerEngineDir(t *testing.T) {
-	for _, tool := range []string{"mksquashfs", "unsquashfs", "zstd"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s", tool)
-		}
-	}
+	needLayerTools(t)
 	tmp := t.TempDir()
 	cache, root, out, eng, tree := filepath.Join(tmp, "cache"), filepath.Join(tmp, "root"), filepath.Join(tmp, "out"), filepath.Join(tmp, "engine"), filepath.Join(tmp, "tree")
 	for _, d := range []string{cache, root, out, filepath.Join(eng, "bin"), filepath.Join(eng, "etc", "docker"), filepath.Join(tree, "usr", "sbin"), filepath.Join(tree, "etc", "docker")} {
@@ -82,16 +65,7 @@ func TestEngineLayerEngineDir(t *testing.T) {
 	os.WriteFile(filepath.Join(eng, "bin", "engine"), []byte("built engine"), 0o755)
 	os.Symlink("engine", filepath.Join(eng, "bin", "dockerd"))
 	os.WriteFile(filepath.Join(eng, "etc", "docker", "daemon.json"), []byte("built config"), 0o600)
-	sh := func(script string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command("bash", append([]string{"-c", `set -euo pipefail; . ./rootfs.sh; . ./enginelayer.sh; ` + script, "bash"}, args...)...)
-		cmd.Env = append(os.Environ(), "CACHE="+cache, "ROOT_DIR="+root, "OUT="+out, "ARCH=amd64", "ROOT_KEY=k1")
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v: %s", script, err, b)
-		}
-		return string(b)
-	}
+	sh := layerScript(t, cache, root, out)
 	sh(`make_squashfs "$1" "$ROOT_DIR/engine-docker.squashfs" && pack "$ROOT_DIR/engine-docker.squashfs"`, tree)
 	os.WriteFile(filepath.Join(out, "trim-report.txt"), []byte("         100  var/log/*\n"), 0o644)
 	sh(`declare -A ENGINE_BIN=([docker]=$1); engine_layer docker`, eng)
@@ -135,5 +109,30 @@ func TestDockerRelease(t *testing.T) {
 		if got, err := run(bad); err == nil {
 			t.Errorf("docker_release of %q: %q, want a refusal", bad, got)
 		}
+	}
+}
+
+// needLayerTools skips t on a host without the tools a layer is built with.
+func needLayerTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"mksquashfs", "unsquashfs", "zstd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s", tool)
+		}
+	}
+}
+
+// layerScript returns a runner of bash scripts with rootfs.sh and enginelayer.sh loaded,
+// building an amd64 layer from the root cache root into out; it returns their output.
+func layerScript(t *testing.T, cache, root, out string) func(script string, args ...string) string {
+	return func(script string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("bash", append([]string{"-c", `set -euo pipefail; . ./rootfs.sh; . ./enginelayer.sh; ` + script, "bash"}, args...)...)
+		cmd.Env = append(os.Environ(), "CACHE="+cache, "ROOT_DIR="+root, "OUT="+out, "ARCH=amd64", "ROOT_KEY=k1")
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", script, err, b)
+		}
+		return string(b)
 	}
 }
