@@ -94,7 +94,8 @@ bench-idle: build image
 bench-ports: build image
 	$(GO) run ./cmd/skiff-bench ports -skiff bin/skiff -image $(IMAGE_OUT)
 
-# Warm start (resume from the saved state) against a cold boot of the same machine.
+# Warm start (resume from the saved state) against a cold boot of the same machine: until
+# `start` returns, the engine answers, and a container's published port answers.
 bench-warm: build image
 	$(GO) run ./cmd/skiff-bench warm -skiff bin/skiff -image $(IMAGE_OUT)
 
