@@ -116,8 +116,8 @@ func nlAlign(b []byte) []byte {
 	return b
 }
 
-// nlRequest sends m with sequence number seq and waits for the kernel's ack to it.
-// It returns the ack's error as a unix.Errno.
+// nlRequest sends m with sequence number seq and waits for the kernel's ack to it, or for
+// the end of the answer to a dump. It returns the ack's error as a unix.Errno.
 func nlRequest(fd int, seq uint32, m nlMsg) error {
 	binary.NativeEndian.PutUint32(m[0:], uint32(len(m)))
 	binary.NativeEndian.PutUint32(m[8:], seq)
@@ -143,6 +143,9 @@ func nlRequest(fd int, seq uint32, m nlMsg) error {
 				break
 			}
 			typ := binary.NativeEndian.Uint16(b[4:])
+			if binary.NativeEndian.Uint32(b[8:]) == seq && typ == unix.NLMSG_DONE {
+				return nil
+			}
 			if binary.NativeEndian.Uint32(b[8:]) == seq && typ == unix.NLMSG_ERROR && l >= unix.SizeofNlMsghdr+4 {
 				if errno := int32(binary.NativeEndian.Uint32(b[unix.SizeofNlMsghdr:])); errno != 0 {
 					return unix.Errno(-errno)

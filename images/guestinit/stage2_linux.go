@@ -146,7 +146,14 @@ func Boot(ctx context.Context, opt Options, logf func(string, ...any)) (*System,
 	// (an idle machine gives memory back, a suspended one saves only the pages in use).
 	// Stage 1 loads it first where it ran; here it is for a boot without an initrd.
 	if opt.WSL == nil || wslModules() {
-		go loadModules(append(engineModules, "virtio_balloon")...)
+		go func() {
+			loadModules(append(engineModules, "virtio_balloon")...)
+			if err := SettleConntrackID(); err != nil {
+				logf("%v", err)
+			} else {
+				Trace("conntrack IDs seeded")
+			}
+		}()
 	}
 
 	netDone := make(chan error, 1)
