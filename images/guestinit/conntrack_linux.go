@@ -2,6 +2,7 @@ package guestinit
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -63,7 +64,7 @@ func SettleConntrackID() error {
 	create := newNlMsg(nfnlSubsysCTNetlink<<8|ipctnlMsgCTNew, unix.NLM_F_CREATE, family).
 		attr(ctaTupleOrig|nlaFNested, tuple()).attr(ctaTupleReply|nlaFNested, tuple()).
 		attr(ctaTimeout, binary.BigEndian.AppendUint32(nil, 1))
-	if err := nlRequest(fd, 1, create); err != nil && err != unix.EEXIST {
+	if err := nlRequest(fd, 1, create); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("conntrack: create an entry: %w", err)
 	}
 	// The list is where the kernel computes each entry's ID.
