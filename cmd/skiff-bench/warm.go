@@ -81,21 +81,16 @@ func benchWarm(args []string) error {
 	}
 	fmt.Printf("\n`skiff machine start`, seconds from its launch, median of %d:\n", *runs)
 	fmt.Printf("  %-14s %8s %8s %8s\n", "", "returned", "engine", "port")
-	med := func(warm bool, f func(startTimes) time.Duration) float64 {
-		var ds []time.Duration
-		for _, t := range results[warm] {
-			ds = append(ds, f(t))
-		}
-		return median(ds).Seconds()
-	}
+	med := map[bool]startTimes{true: medianTimes(results[true]), false: medianTimes(results[false])}
 	for _, warm := range []bool{true, false} {
-		fmt.Printf("  %-14s %8.2f %8.2f %8.2f\n", map[bool]string{true: "warm (resume)", false: "cold (boot)"}[warm],
-			med(warm, func(t startTimes) time.Duration { return t.returned }),
-			med(warm, func(t startTimes) time.Duration { return t.engine }),
-			med(warm, func(t startTimes) time.Duration { return t.port }))
+		label, t := "cold (boot)", med[warm]
+		if warm {
+			label = "warm (resume)"
+		}
+		fmt.Printf("  %-14s %8.2f %8.2f %8.2f\n", label, t.returned.Seconds(), t.engine.Seconds(), t.port.Seconds())
 	}
 	fmt.Printf("  ratio warm/cold (engine): %.3f; goals: warm returned <= 0.5 s, port <= 0.7 s\n",
-		med(true, func(t startTimes) time.Duration { return t.engine })/med(false, func(t startTimes) time.Duration { return t.engine }))
+		med[true].engine.Seconds()/med[false].engine.Seconds())
 	return nil
 }
 
@@ -109,6 +104,15 @@ func kind(warm bool) string {
 // startTimes are one start's milestones, each from the command's launch.
 type startTimes struct {
 	returned, engine, port time.Duration
+}
+
+// medianTimes is each milestone's median over ts.
+func medianTimes(ts []startTimes) startTimes {
+	var r, e, p []time.Duration
+	for _, t := range ts {
+		r, e, p = append(r, t.returned), append(e, t.engine), append(p, t.port)
+	}
+	return startTimes{returned: median(r), engine: median(e), port: median(p)}
 }
 
 // timeStart runs `skiff machine start` and times it: until it returns, until the first

@@ -119,8 +119,9 @@ func (a *Agent) resumeGuest(ctx context.Context) error {
 			a.warn("after the restore: %s", resp.Error)
 		}
 		if err == nil && resp.Info != nil && resp.Info.EngineAPI != "" {
-			a.logf("guest resumed (attempt %d) in %s: %s; its clock was off by %s", try, time.Since(asked).Round(time.Millisecond),
-				stepsText(time.Since(asked), resp.Steps), time.Duration(resp.DriftNano).Round(time.Millisecond))
+			took := time.Since(asked)
+			a.logf("guest resumed (attempt %d) in %s: %s; its clock was off by %s", try, took.Round(time.Millisecond),
+				stepsText(took, resp.Steps), time.Duration(resp.DriftNano).Round(time.Millisecond))
 			a.setReady(&forward.Ready{EngineAPI: resp.Info.EngineAPI, BootMillis: resp.Info.UptimeSeconds * 1000})
 			return nil
 		}
