@@ -351,7 +351,7 @@ func describeBindError(port int, err error) error {
 
 func (m *Manager) serveTCP(ctx context.Context, ln net.Listener, w want) {
 	for {
-		c, err := ln.Accept()
+		c, err := transport.AcceptConn(ctx, ln)
 		if err != nil {
 			return
 		}

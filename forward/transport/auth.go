@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -243,9 +244,41 @@ type Handler func(ctx context.Context, service string, conn net.Conn)
 type Router func(service string) (Handler, error)
 
 // AcceptLoop hands each connection on ln to handle, in its own goroutine, until ctx ends
-// (then it returns nil) or the listener fails.
+// (then it returns nil) or the listener fails (AcceptConn retries what passes).
 func AcceptLoop(ctx context.Context, ln net.Listener, handle func(net.Conn)) error {
 	return acceptLoop(ctx, ln, func() bool { return true }, handle)
+}
+
+// transientAccept reports whether an accept failed for a cause that passes (out of
+// descriptors or buffers, a connection aborted before it was taken) rather than with
+// the listener.
+func transientAccept(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// AcceptConn waits for ln's next connection. An accept that fails for a passing cause is
+// tried again after a wait that grows to a second, as net/http's Serve does: the
+// listener still works, and giving up would leave a machine that reads running with its
+// engine socket or a published port dead until the next start.
+func AcceptConn(ctx context.Context, ln net.Listener) (net.Conn, error) {
+	var wait time.Duration
+	for {
+		c, err := ln.Accept()
+		if err == nil || !transientAccept(err) {
+			return c, err
+		}
+		wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // acceptLoop is AcceptLoop that accepts only once admit allows (false: ctx ended). A slot
@@ -258,7 +291,7 @@ func acceptLoop(ctx context.Context, ln net.Listener, admit func() bool, handle 
 			return nil
 		}
 		admitted = true
-		conn, err := ln.Accept()
+		conn, err := AcceptConn(ctx, ln)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

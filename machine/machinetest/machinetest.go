@@ -171,9 +171,34 @@ func (e *Env) MustDocker(name string, args ...string) string {
 	e.T.Helper()
 	out, err := e.DockerRun(name, args...)
 	if err != nil {
-		e.T.Fatal(err)
+		e.T.Fatalf("%v [%s]", err, e.Glance(name))
 	}
 	return out
+}
+
+// Glance is one line on how a machine is now: its state and reason, the end of its
+// agent log, and a kernel oops or panic on its console. A failure's own line carries it,
+// where CI's summary of a failed run keeps no multi-line log.
+func (e *Env) Glance(name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, _ := e.Cmd(ctx, "machine", "inspect", name, "--format", "{{.Status.State}}: {{.Status.Reason}}").CombinedOutput()
+	parts := []string{"machine " + name + " " + strings.TrimSpace(string(st))}
+	dir := filepath.Join(e.Home, "machines", name)
+	if log, err := os.ReadFile(filepath.Join(dir, "agent.log")); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+		parts = append(parts, "agent.log ends: "+strings.Join(lines[max(0, len(lines)-4):], " | "))
+	}
+	if con, err := os.ReadFile(filepath.Join(dir, "serial.log")); err == nil {
+		var seen []string
+		for _, l := range strings.Split(string(con), "\n") {
+			if strings.Contains(l, "Oops") || strings.Contains(l, "Kernel panic") || strings.Contains(l, "Out of memory") || strings.Contains(l, "exited unexpectedly") {
+				seen = append(seen, "console: "+strings.TrimSpace(l))
+			}
+		}
+		parts = append(parts, seen[max(0, len(seen)-3):]...)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // TestImage is the locally built image tests run (no registry is reachable).
