@@ -40,7 +40,7 @@ type node struct {
 	mu       sync.Mutex
 	parent   *node       // nil for the root
 	name     string      // name in parent
-	info     os.FileInfo // what the walk found: identity that later opens must match
+	info     os.FileInfo // what the walk found: identity that later opens must match (adoptName)
 	dir      *os.Root    // a folder's handle (the share's root handle for the root)
 	file     *os.File    // after Open or Create
 	writable bool        // file was opened for writing
@@ -271,7 +271,7 @@ func (n *node) Open(mode p9.OpenFlags) (p9.QID, uint32, error) {
 		if err != nil {
 			return p9.QID{}, 0, err
 		}
-		if err := n.sameName(ph, name); err != nil {
+		if err := n.adoptName(ph, name); err != nil {
 			return p9.QID{}, 0, err
 		}
 		if f, err = ph.OpenFile(name, flag, 0); err != nil {
@@ -568,6 +568,31 @@ func (n *node) sameName(ph *os.Root, name string) error {
 	if !same(fi, n.info) {
 		return errMoved
 	}
+	return nil
+}
+
+// adoptName is sameName for an open, which also takes a regular file put under the
+// name in place of the regular file the guest walked to (an editor's save: a new file
+// renamed over the old) as the node's, as a fresh lookup would find it. GetAttr already
+// answers for the name's file; an ESTALE here would not be retried past a dentry the
+// guest holds open, so the guest's next open of a saved file would fail while any of its
+// processes had the old one open. A symlink, FIFO or folder in its place stays ESTALE.
+// The fid being opened is one the guest cloned for this open, so nothing else reads
+// info meanwhile.
+func (n *node) adoptName(ph *os.Root, name string) error {
+	fi, err := ph.Lstat(name)
+	if err != nil {
+		return errno(err)
+	}
+	if same(fi, n.info) {
+		return nil
+	}
+	if !fi.Mode().IsRegular() || !n.info.Mode().IsRegular() {
+		return errMoved
+	}
+	n.mu.Lock()
+	n.info = fi
+	n.mu.Unlock()
 	return nil
 }
 

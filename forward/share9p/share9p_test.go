@@ -845,3 +845,18 @@ func TestXattrLookupFailsWithENODATA(t *testing.T) {
 		t.Fatalf("walk to a missing file: type %d %v", typ, body)
 	}
 }
+
+// A file the guest walked to is replaced by a rename (an editor's save) before it opens
+// it: the open reads the new file, as a fresh lookup would, where an ESTALE would not be
+// retried past a dentry the guest holds open.
+func TestFileReplacedByRenameBeforeOpen(t *testing.T) {
+	_, dir := layout(t)
+	must(t, os.WriteFile(filepath.Join(dir, "saved"), []byte("old"), 0o644))
+	root := client(t, Options{Root: dir})
+	f := walk(t, root, "saved")
+	must(t, os.WriteFile(filepath.Join(dir, "saved.tmp"), []byte("new, by rename"), 0o644))
+	must(t, os.Rename(filepath.Join(dir, "saved.tmp"), filepath.Join(dir, "saved")))
+	if got := read(t, f); got != "new, by rename" {
+		t.Fatalf("the open after the save read %q", got)
+	}
+}
