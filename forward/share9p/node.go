@@ -1,6 +1,7 @@
 package share9p
 
 import (
+	"errors"
 	"hash/fnv"
 	"os"
 	"path"
@@ -76,7 +77,7 @@ func (n *node) handle() (*os.Root, error) {
 		return nil, err
 	}
 	// Checked before the open too, so that a name swapped for a FIFO is not opened.
-	if err := n.sameName(ph, n.name); err != nil {
+	if _, err := n.sameName(ph, n.name); err != nil {
 		return nil, err
 	}
 	d, err := ph.OpenRoot(n.name)
@@ -559,16 +560,17 @@ func (n *node) SetAttr(valid p9.SetAttrMask, attr p9.SetAttr) error {
 }
 
 // sameName checks that name in ph still holds the node: not another file, and not a
-// symlink that an operation by name would follow.
-func (n *node) sameName(ph *os.Root, name string) error {
+// symlink that an operation by name would follow. It returns what the name holds, with
+// errMoved when that is not the node.
+func (n *node) sameName(ph *os.Root, name string) (os.FileInfo, error) {
 	fi, err := ph.Lstat(name)
 	if err != nil {
-		return errno(err)
+		return nil, errno(err)
 	}
 	if !same(fi, n.info) {
-		return errMoved
+		return fi, errMoved
 	}
-	return nil
+	return fi, nil
 }
 
 // adoptName is sameName for an open, which also takes a regular file put under the
@@ -578,21 +580,13 @@ func (n *node) sameName(ph *os.Root, name string) error {
 // guest holds open, so the guest's next open of a saved file would fail while any of its
 // processes had the old one open. A symlink, FIFO or folder in its place stays ESTALE.
 // The fid being opened is one the guest cloned for this open, so nothing else reads
-// info meanwhile.
+// info meanwhile (info is read without the lock everywhere).
 func (n *node) adoptName(ph *os.Root, name string) error {
-	fi, err := ph.Lstat(name)
-	if err != nil {
-		return errno(err)
+	fi, err := n.sameName(ph, name)
+	if !errors.Is(err, errMoved) || !fi.Mode().IsRegular() || !n.info.Mode().IsRegular() {
+		return err
 	}
-	if same(fi, n.info) {
-		return nil
-	}
-	if !fi.Mode().IsRegular() || !n.info.Mode().IsRegular() {
-		return errMoved
-	}
-	n.mu.Lock()
 	n.info = fi
-	n.mu.Unlock()
 	return nil
 }
 
@@ -652,7 +646,7 @@ func (n *node) chmod(m os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if err := n.sameName(ph, name); err != nil {
+	if _, err := n.sameName(ph, name); err != nil {
 		return err
 	}
 	return errno(ph.Chmod(name, m))
@@ -670,7 +664,7 @@ func (n *node) chtimes(at, mt time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := n.sameName(ph, name); err != nil {
+	if _, err := n.sameName(ph, name); err != nil {
 		return err
 	}
 	return errno(chtimesAt(ph, name, at, mt))
