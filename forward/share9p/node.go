@@ -3,6 +3,7 @@ package share9p
 import (
 	"errors"
 	"hash/fnv"
+	"io"
 	"os"
 	"path"
 	"runtime"
@@ -311,7 +312,24 @@ func (n *node) ReadAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return f.ReadAt(p, off)
+	k, err := f.ReadAt(p, off)
+	if k == 0 && errors.Is(err, io.EOF) && n.replaced() {
+		return 0, errMoved
+	}
+	return k, err
+}
+
+// replaced reports whether the node's name now holds another file than the one it
+// has open (a host save by rename). The guest keeps one inode per dentry it holds, so
+// its size is then the new file's: a read past the old file's end must fail, not answer
+// an end the guest's kernel asks again for ever.
+func (n *node) replaced() bool {
+	ph, name, err := n.parentHandle()
+	if err != nil {
+		return false
+	}
+	_, err = n.sameName(ph, name)
+	return errors.Is(err, errMoved)
 }
 
 // WriteAt implements p9.File.

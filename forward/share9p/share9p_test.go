@@ -860,3 +860,32 @@ func TestFileReplacedByRenameBeforeOpen(t *testing.T) {
 		t.Fatalf("the open after the save read %q", got)
 	}
 }
+
+// A descriptor the guest held open across a save by rename reads the old file, and
+// fails with ESTALE where it reads past that file's end: the guest's inode then carries
+// the new file's size (its stat of the name asked the server), and the guest's kernel
+// asks again for ever for an end answered with nothing. An end read of a file still
+// under its name stays an ordinary end.
+func TestReadPastEndOfReplacedFile(t *testing.T) {
+	_, dir := layout(t)
+	must(t, os.WriteFile(filepath.Join(dir, "held"), []byte("old"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "kept"), []byte("kept"), 0o644))
+	root := client(t, Options{Root: dir})
+	held, kept := walk(t, root, "held"), walk(t, root, "kept")
+	if got := read(t, held); got != "old" {
+		t.Fatalf("held read %q", got)
+	}
+	read(t, kept)
+	buf := make([]byte, 64)
+	if n, err := kept.ReadAt(buf, 4); n != 0 || err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("an end read of a file in place: %d, %v; want an ordinary end", n, err)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "held.tmp"), []byte("new, by rename"), 0o644))
+	must(t, os.Rename(filepath.Join(dir, "held.tmp"), filepath.Join(dir, "held")))
+	if n, _ := held.ReadAt(buf, 0); string(buf[:n]) != "old" {
+		t.Fatalf("the held descriptor read %q after the save; want the old file", buf[:n])
+	}
+	if n, err := held.ReadAt(buf, 3); n != 0 || !errors.Is(err, linux.ESTALE) {
+		t.Fatalf("a read past the replaced file's end: %d, %v; want ESTALE", n, err)
+	}
+}
