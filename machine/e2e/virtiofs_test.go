@@ -42,7 +42,7 @@ func (v virtiofsShares) check(t *testing.T, e *machinetest.Env, name string) {
 	}
 	e.CheckBindMount(name, v.rw)
 	checkCoherent(t, e, name, v.rw, "/mnt/vrw")
-	checkHeldAcrossSave(t, e, name, v.rw, "/mnt/vrw", heldOld)
+	checkHeld(t, e, name, v.rw, "/mnt/vrw", heldOld)
 
 	// An edit on the host shows in the guest within virtiofsd's cache timeout.
 	os.WriteFile(edit, []byte("second, longer\n"), 0o644)
