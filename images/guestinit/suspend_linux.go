@@ -28,11 +28,24 @@ func (s *System) Quiesce() error {
 		if !isMountPoint(sh.GuestPath) {
 			continue
 		}
-		if err := unix.Unmount(sh.GuestPath, 0); err != nil {
+		dev, err := devOf(sh.GuestPath)
+		if err == nil {
+			err = unix.Unmount(sh.GuestPath, 0)
+		}
+		if err != nil {
 			s.remount(unmounted)
 			return fmt.Errorf("share %s is in use in the guest (%w); the machine cannot be suspended while it is", sh.GuestPath, err)
 		}
 		unmounted = append(unmounted, sh)
+		// A mount of the share in another namespace (a container's bind mount) is not
+		// unmounted with it; a transport share's stream would die under it.
+		if where, err := mountedElsewhere("/proc", dev); where != "" || err != nil {
+			s.remount(unmounted)
+			if err == nil {
+				err = errors.New("mounted at " + where)
+			}
+			return fmt.Errorf("share %s is in use in the guest (%w); the machine cannot be suspended while it is", sh.GuestPath, err)
+		}
 	}
 	if err := fsIoctl(DataMount, ioctlFIFREEZE); err != nil {
 		s.remount(unmounted)

@@ -1,7 +1,6 @@
 package guestinit
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/images/seed"
 )
 
@@ -66,20 +64,15 @@ func prepareWSL() error {
 
 // mountPoints reads the mount points of a mountinfo file.
 func mountPoints(path string) (map[string]bool, error) {
-	f, err := os.Open(path)
+	mounts, err := readMountinfo(path)
 	if err != nil {
-		return nil, fmt.Errorf("read mounts: %w", err)
+		return nil, err
 	}
-	defer f.Close()
 	points := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint ...; spaces in names are octal-escaped.
-		if fs := strings.Fields(sc.Text()); len(fs) > 4 {
-			points[forward.UnescapeMountinfo(fs[4])] = true
-		}
+	for _, m := range mounts {
+		points[m.point] = true
 	}
-	return points, sc.Err()
+	return points, nil
 }
 
 // setupDataDir is setupData for a distro: WSL has no data disk (the distro's own ext4

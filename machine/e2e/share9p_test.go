@@ -82,6 +82,18 @@ func TestShareOverTransport(t *testing.T) {
 			t.Fatalf("%s changed through a read-only share: %v", p, err)
 		}
 	}
+
+	// A share still mounted in another mount namespace (where a container's -v holds it)
+	// keeps the machine from suspending: its stream would die with the host agent, and the
+	// namespace would read "connection reset" after the resume.
+	e.Must("machine", "ssh", "--", "unshare -m --propagation private sleep 100000 >/dev/null 2>&1 &")
+	out = e.Must("machine", "stop")
+	if !strings.Contains(out, "Could not suspend") || !strings.Contains(out, "(sleep)") {
+		t.Fatalf("stop with a share mounted in another namespace: %s", out)
+	}
+	if v := inspectBoot(t, e); v.SavedState != nil {
+		t.Fatalf("stop with a share mounted in another namespace left a saved state: %+v", v.SavedState)
+	}
 }
 
 // TestShareKeepsSkiffData shares Skiff's own home with the VM, as a home share does: the

@@ -1,0 +1,75 @@
+package guestinit
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-dev/skiff/forward"
+)
+
+// mountEntry is one line of a mountinfo file.
+type mountEntry struct {
+	dev   string // major:minor of the mounted file system
+	point string
+}
+
+// readMountinfo reads the mounts of a mountinfo file.
+func readMountinfo(path string) ([]mountEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	defer f.Close()
+	var mounts []mountEntry
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint ...; spaces in names are octal-escaped.
+		if fs := strings.Fields(sc.Text()); len(fs) > 4 {
+			mounts = append(mounts, mountEntry{dev: fs[2], point: forward.UnescapeMountinfo(fs[4])})
+		}
+	}
+	return mounts, sc.Err()
+}
+
+// devOf is the major:minor of the file system path is on, as mountinfo writes it.
+func devOf(path string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)), nil
+}
+
+// mountedElsewhere says where, in any process's mount namespace, the file system dev is
+// still mounted ("" where nowhere): a container's bind mount of a share is in the
+// container's namespace, and outlives the share's unmount in the guest's own.
+func mountedElsewhere(proc, dev string) (string, error) {
+	pids, err := filepath.Glob(filepath.Join(proc, "[0-9]*"))
+	if err != nil {
+		return "", err
+	}
+	seen := map[string]bool{}
+	for _, p := range pids {
+		ns, err := os.Readlink(filepath.Join(p, "ns", "mnt"))
+		if err != nil || seen[ns] {
+			continue // gone, or a namespace already read
+		}
+		seen[ns] = true
+		mounts, err := readMountinfo(filepath.Join(p, "mountinfo"))
+		if err != nil {
+			continue
+		}
+		for _, m := range mounts {
+			if m.dev == dev {
+				comm, _ := os.ReadFile(filepath.Join(p, "comm"))
+				return fmt.Sprintf("%s, by process %s (%s)", m.point, filepath.Base(p), strings.TrimSpace(string(comm))), nil
+			}
+		}
+	}
+	return "", nil
+}
