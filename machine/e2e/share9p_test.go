@@ -13,12 +13,13 @@ import (
 )
 
 // TestShareOverTransport mounts host folders through the Go 9p server over the
-// authenticated host<->guest transport (trans=fd), the way Hyper-V guests do.
+// authenticated host<->guest transport (trans=fd), the way Hyper-V guests do and QEMU's
+// do by default (no --share-type).
 func TestShareOverTransport(t *testing.T) {
 	e := machinetest.New(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "hello"), []byte("over the go 9p server\n"), 0o644)
-	e.Must("machine", "init", "--share-type", "9p-transport", "--no-home-share", "--cpus", "2", "--memory", "1G", "--disk-size", "4G",
+	e.Must("machine", "init", "--no-home-share", "--cpus", "2", "--memory", "1G", "--disk-size", "4G",
 		"--mount", dir+":/mnt/s9", "--mount", dir+":/mnt/s9ro:ro")
 	e.Must("machine", "start")
 	out := e.Must("machine", "ssh", "--", "grep ' 9p ' /proc/mounts; cat /mnt/s9/hello; echo from-guest > /mnt/s9/back")

@@ -44,9 +44,13 @@ type Backend struct {
 // Name implements vmm.Backend.
 func (b *Backend) Name() string { return "qemu" }
 
-// ShareType implements vmm.ShareKind: virtio-9p needs nothing beyond QEMU itself, and a
-// VM with it can be saved. Shares of Type virtiofs are served by virtiofsd (virtiofs.go).
-func (b *Backend) ShareType() string { return "9p" }
+// ShareType implements vmm.ShareKind: Skiff's own 9p server over the transport, as on
+// Hyper-V. QEMU's virtio-9p gives files a qid version, so the guest caches their pages:
+// a file a guest process holds open while the host appends to it, rewrites it or saves
+// over it then reads as NUL bytes, by name and through the descriptor. Skiff's server
+// gives none, so the guest reads from the host every time. --share-type 9p still picks
+// virtio-9p; virtiofs shares are served by virtiofsd (virtiofs.go).
+func (b *Backend) ShareType() string { return "9p-transport" }
 
 func (b *Backend) binary(arch string) string {
 	if b.Binary != "" {

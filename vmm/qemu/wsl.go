@@ -44,8 +44,8 @@ const wslDistroMarker = "wsl-standin-distro"
 func (b *WSLStandIn) Name() string { return "qemu-wsl" }
 
 // ShareType implements vmm.ShareKind. WSL's drvfs does not exist here: the stand-in's
-// shares are QEMU's virtio-9p.
-func (b *WSLStandIn) ShareType() string { return b.qemu().ShareType() }
+// shares are QEMU's virtio-9p, a device like drvfs's and not a stream of the agent.
+func (b *WSLStandIn) ShareType() string { return "9p" }
 
 func (b *WSLStandIn) qemu() *Backend {
 	if b.QEMU == nil {
