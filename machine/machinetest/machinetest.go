@@ -125,7 +125,13 @@ func (e *Env) Cmd(ctx context.Context, args ...string) *exec.Cmd {
 func (e *Env) Run(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	start := time.Now()
 	out, err := e.Cmd(ctx, args...).CombinedOutput()
+	// A slow command in a passing test is how a stall shows first (a guest shell's
+	// profile waiting on a lock in a shared home once cost each ssh a minute).
+	if d := time.Since(start); d > 30*time.Second {
+		e.T.Logf("slow: skiff %s took %s", strings.Join(args, " "), d.Round(time.Millisecond))
+	}
 	return string(out), err
 }
 
