@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ func benchWarm(args []string) error {
 	runs := fs.Int("runs", 3, "measured starts of each kind")
 	skiff := fs.String("skiff", "bin/skiff", "skiff CLI")
 	memory := fs.String("memory", "2G", "machine memory")
+	shareType := fs.String("share-type", "", "give the machine a shared folder of this type (a resume mounts it again)")
 	fs.Parse(args)
 
 	b, cleanup, err := newBench(*skiff)
@@ -31,7 +33,17 @@ func benchWarm(args []string) error {
 	}
 	defer cleanup()
 	const name = "warm"
-	if err := b.run(nil, "machine", "init", name, "--image", *image, "--memory", *memory, "--disk-size", "8G", "--no-home-share"); err != nil {
+	initArgs := []string{"machine", "init", name, "--image", *image, "--memory", *memory, "--disk-size", "8G", "--no-home-share"}
+	if *shareType != "" {
+		// Outside the bench's Skiff home, which is never shared.
+		dir, err := os.MkdirTemp("", "skb-warm")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		initArgs = append(initArgs, "--mount", dir+":/mnt/warm", "--share-type", *shareType)
+	}
+	if err := b.run(nil, initArgs...); err != nil {
 		return err
 	}
 	defer b.run(nil, "machine", "rm", "-f", name)
