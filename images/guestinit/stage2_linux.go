@@ -625,6 +625,13 @@ func (s *System) startDaemon(slot **exec.Cmd, cmd *exec.Cmd, logPath string, exi
 }
 
 func (s *System) startSSHD() error {
+	var shares []string
+	for _, sh := range s.Seed.Shares {
+		shares = append(shares, sh.GuestPath)
+	}
+	if err := separateRootHome("/etc/passwd", shares); err != nil {
+		s.Log("root's home: %v", err)
+	}
 	os.MkdirAll("/run/skiff", 0o700)
 	os.MkdirAll("/run/sshd", 0o755)
 	if err := os.WriteFile("/run/skiff/ssh_host_ed25519_key", []byte(s.Seed.HostKey), 0o600); err != nil {

@@ -79,6 +79,13 @@ func TestLifecycle(t *testing.T) {
 	if out := e.MustDocker("default", "run", "--rm", machinetest.TestImage, "echo", "hello from skiff"); strings.TrimSpace(out) != "hello from skiff" {
 		t.Fatalf("docker run printed %q", out)
 	}
+	// A login's home is the guest's own, never the host's shared home, where the host's
+	// dotfiles would run in the guest (a host run as root shares its /root at /root).
+	host, _ := os.UserHomeDir()
+	guest := strings.TrimSpace(e.Must("machine", "ssh", "--", "echo $HOME"))
+	if rel, err := filepath.Rel(host, guest); guest == "" || err == nil && filepath.IsLocal(rel) {
+		t.Fatalf("a login's home in the guest is %q, in the host's shared home %s", guest, host)
+	}
 	e.MustDocker("default", "volume", "create", "keepvol")
 	e.MustDocker("default", "run", "--name", "keeper", "-v", "keepvol:/data", machinetest.TestImage, "sh", "-c", "echo precious > /data/f")
 	checkKept := func(when string) {
