@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -45,13 +46,19 @@ func devOf(path string) (string, error) {
 	return fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)), nil
 }
 
-// mountedElsewhere says where, in any process's mount namespace, the file system dev is
-// still mounted ("" where nowhere): a container's bind mount of a share is in the
+// holder is a process whose mount namespace still has a file system mounted.
+type holder struct {
+	point, pid, comm string
+	container        string // the engine's ID of the container the process is in, if any
+}
+
+// mountedElsewhere finds a process, in any mount namespace, where the file system dev is
+// still mounted (nil where none): a container's bind mount of a share is in the
 // container's namespace, and outlives the share's unmount in the guest's own.
-func mountedElsewhere(proc, dev string) (string, error) {
+func mountedElsewhere(proc, dev string) (*holder, error) {
 	pids, err := filepath.Glob(filepath.Join(proc, "[0-9]*"))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for _, p := range pids {
@@ -67,9 +74,29 @@ func mountedElsewhere(proc, dev string) (string, error) {
 		for _, m := range mounts {
 			if m.dev == dev {
 				comm, _ := os.ReadFile(filepath.Join(p, "comm"))
-				return fmt.Sprintf("%s, by process %s (%s)", m.point, filepath.Base(p), strings.TrimSpace(string(comm))), nil
+				cg, _ := os.ReadFile(filepath.Join(p, "cgroup"))
+				return &holder{point: m.point, pid: filepath.Base(p), comm: strings.TrimSpace(string(comm)),
+					container: containerOfCgroup(string(cg))}, nil
 			}
 		}
 	}
-	return "", nil
+	return nil, nil
+}
+
+// containerIDRE is a container's ID as the engines name its cgroup: dockerd's cgroupfs
+// driver /docker/ID, systemd's docker-ID.scope, Podman's libpod-ID(.scope[/container]).
+var containerIDRE = regexp.MustCompile(`/(?:docker-|libpod-)?([0-9a-f]{64})(?:\.scope)?(?:/container)?$`)
+
+// containerOfCgroup is the ID of the container a /proc/PID/cgroup file places its
+// process in, or "".
+func containerOfCgroup(cgroup string) string {
+	for _, l := range strings.Split(strings.TrimSpace(cgroup), "\n") {
+		// hierarchy-ID:controllers:path; cgroup v2 has the one line 0::path.
+		if _, path, ok := strings.Cut(l, "::"); ok {
+			if m := containerIDRE.FindStringSubmatch(path); m != nil {
+				return m[1]
+			}
+		}
+	}
+	return ""
 }

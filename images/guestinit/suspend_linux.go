@@ -1,10 +1,14 @@
 package guestinit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/moby/moby/client"
 
 	"golang.org/x/sys/unix"
 
@@ -39,10 +43,10 @@ func (s *System) Quiesce() error {
 		unmounted = append(unmounted, sh)
 		// A mount of the share in another namespace (a container's bind mount) is not
 		// unmounted with it; a transport share's stream would die under it.
-		if where, err := mountedElsewhere("/proc", dev); where != "" || err != nil {
+		if h, err := mountedElsewhere("/proc", dev); h != nil || err != nil {
 			s.remount(unmounted)
 			if err == nil {
-				err = errors.New("mounted at " + where)
+				err = errors.New(describeHolder(h))
 			}
 			return fmt.Errorf("share %s is in use in the guest (%w); the machine cannot be suspended while it is", sh.GuestPath, err)
 		}
@@ -99,4 +103,23 @@ func isMountPoint(path string) bool {
 		return false
 	}
 	return a.Dev != b.Dev
+}
+
+// describeHolder says where a share is still mounted, naming the container that holds it
+// (what the user can stop), as the engine knows it.
+func describeHolder(h *holder) string {
+	by := fmt.Sprintf("process %s (%s)", h.pid, h.comm)
+	if h.container != "" {
+		name := h.container[:12]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if c, err := engineClient(); err == nil {
+			if r, err := c.ContainerInspect(ctx, h.container, client.ContainerInspectOptions{}); err == nil {
+				name = strings.TrimPrefix(r.Container.Name, "/") + " (" + name + ")"
+			}
+			c.Close()
+		}
+		by = "container " + name + ", " + by
+	}
+	return fmt.Sprintf("mounted at %s by %s", h.point, by)
 }

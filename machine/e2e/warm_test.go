@@ -176,10 +176,10 @@ func TestWarmStart(t *testing.T) {
 	checkData("after a cold boot that refused the saved state")
 
 	// A share in use by a container cannot be detached from the VM: stop shuts down
-	// instead, says why, and keeps nothing half-saved.
+	// instead, says why (naming the container), and keeps nothing half-saved.
 	e.MustDocker("default", "run", "-d", "--name", "binder", "-v", shared+":/src", machinetest.TestImage, "sleep", "1000000")
 	out = e.Must("machine", "stop")
-	if !strings.Contains(out, "Could not suspend") || inspectBoot(t, e).SavedState != nil {
+	if !strings.Contains(out, "Could not suspend") || !strings.Contains(out, "container binder (") || inspectBoot(t, e).SavedState != nil {
 		t.Fatalf("stop with a share in use: %s", out)
 	}
 	if out, err := exec.Command("e2fsck", "-fn", disk).CombinedOutput(); err != nil {
