@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-dev/skiff/images/seed"
