@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/skiff-dev/skiff/forward/pathmap"
 )
 
 // HostShare is a share whose host folder the host end watches.
@@ -254,21 +256,15 @@ func (s *session) resolve(root, rel string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !within(real, root) {
+	if !pathmap.Within(real, root) {
 		return "", fmt.Errorf("it leaves the share")
 	}
 	for _, d := range s.h.opts.Deny {
-		if dr, err := filepath.EvalSymlinks(d); err == nil && within(real, dr) {
+		if dr, err := filepath.EvalSymlinks(d); err == nil && pathmap.Within(real, dr) {
 			return "", fmt.Errorf("it holds Skiff's own data")
 		}
 	}
 	return real, nil
-}
-
-// within reports whether p is root or below it.
-func within(p, root string) bool {
-	rel, err := filepath.Rel(root, p)
-	return err == nil && filepath.IsLocal(rel)
 }
 
 func (s *session) addWatch(real string, l location) bool {

@@ -8,9 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 )
+
+// Within reports whether p is root or below it, as this OS's paths, lexically: no
+// symlink is followed.
+func Within(p, root string) bool {
+	rel, err := filepath.Rel(root, p)
+	return err == nil && filepath.IsLocal(rel)
+}
 
 // Share is a host folder and where the guest mounts it.
 type Share struct {

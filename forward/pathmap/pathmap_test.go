@@ -459,3 +459,17 @@ func checkLibpod(t *testing.T, tb *Table, body string, allowed, denied []string)
 		return nil
 	})
 }
+
+func TestWithin(t *testing.T) {
+	for _, c := range []struct {
+		p, root string
+		want    bool
+	}{
+		{"/root", "/root", true}, {"/root/a/b", "/root", true}, {"/root", "/", true},
+		{"/rootfs", "/root", false}, {"/", "/root", false}, {"/root/../etc", "/root", false},
+	} {
+		if got := Within(c.p, c.root); got != c.want {
+			t.Errorf("Within(%q, %q) = %v, want %v", c.p, c.root, got, c.want)
+		}
+	}
+}

@@ -3,7 +3,8 @@ package guestinit
 import (
 	"bytes"
 	"os"
-	"path/filepath"
+
+	"github.com/skiff-dev/skiff/forward/pathmap"
 )
 
 // guestRootHome is root's home in the guest when a share covers the image's: a Linux
@@ -44,7 +45,7 @@ func rehome(passwd []byte, shares []string, newHome string) ([]byte, bool) {
 			continue
 		}
 		for _, g := range shares {
-			if rel, err := filepath.Rel(g, string(f[5])); err == nil && filepath.IsLocal(rel) {
+			if pathmap.Within(string(f[5]), g) {
 				f[5] = []byte(newHome)
 				lines[i] = bytes.Join(f, []byte(":"))
 				return bytes.Join(lines, []byte("\n")), true

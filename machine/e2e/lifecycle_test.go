@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-dev/skiff/forward/pathmap"
 	"github.com/skiff-dev/skiff/machine/machinetest"
 )
 
@@ -83,7 +84,7 @@ func TestLifecycle(t *testing.T) {
 	// dotfiles would run in the guest (a host run as root shares its /root at /root).
 	host, _ := os.UserHomeDir()
 	guest := strings.TrimSpace(e.Must("machine", "ssh", "--", "echo $HOME"))
-	if rel, err := filepath.Rel(host, guest); guest == "" || err == nil && filepath.IsLocal(rel) {
+	if guest == "" || pathmap.Within(guest, host) {
 		t.Fatalf("a login's home in the guest is %q, in the host's shared home %s", guest, host)
 	}
 	e.MustDocker("default", "volume", "create", "keepvol")
