@@ -35,18 +35,12 @@ func (s *System) Quiesce() error {
 		if err == nil {
 			err = unix.Unmount(sh.GuestPath, 0)
 		}
+		if err == nil {
+			unmounted = append(unmounted, sh)
+			err = heldElsewhere(dev)
+		}
 		if err != nil {
 			s.remount(unmounted)
-			return fmt.Errorf("share %s is in use in the guest (%w); the machine cannot be suspended while it is", sh.GuestPath, err)
-		}
-		unmounted = append(unmounted, sh)
-		// A mount of the share in another namespace (a container's bind mount) is not
-		// unmounted with it; a transport share's stream would die under it.
-		if h, err := mountedElsewhere("/proc", dev); h != nil || err != nil {
-			s.remount(unmounted)
-			if err == nil {
-				err = errors.New(describeHolder(h))
-			}
 			return fmt.Errorf("share %s is in use in the guest (%w); the machine cannot be suspended while it is", sh.GuestPath, err)
 		}
 	}
@@ -102,6 +96,17 @@ func isMountPoint(path string) bool {
 		return false
 	}
 	return a.Dev != b.Dev
+}
+
+// heldElsewhere says where the file system dev is still mounted after its unmount in the
+// guest's own namespace: a container's bind mount of a share is not unmounted with it,
+// and a transport share's stream would die under it.
+func heldElsewhere(dev string) error {
+	h, err := mountedElsewhere("/proc", dev)
+	if h != nil {
+		return errors.New(describeHolder(h))
+	}
+	return err
 }
 
 // describeHolder says where a share is still mounted, naming the container that holds it
