@@ -92,6 +92,7 @@ build_rootfs() {
 	stage1_modules "$rootfs" "$kver" "$tmp/modules"
 
 	split_engines "$rootfs" "$tmp" >>"$tmp/trim-report.txt"
+	runc_is_crun "$tmp/engine-docker" >>"$tmp/trim-report.txt"
 	# dpkg's file lists served the split; nothing in a running machine reads them.
 	printf '%12s  %s\n' "$(du -scb "$rootfs"/var/lib/dpkg/info/* | tail -1 | cut -f1)" "var/lib/dpkg/info/*" >>"$tmp/trim-report.txt"
 	rm -rf "$rootfs"/var/lib/dpkg/info/*
@@ -385,8 +386,12 @@ configure_rootfs() {
 		[plugins."io.containerd.internal.v1.opt"]
 		  path = "/var/lib/containerd/opt"
 	EOF
+	# crun by its bare name: dockerd's probes of it then reach the helper first on its PATH
+	# (helpers), and the shims find /usr/bin/crun on containerd's.
 	cat >"$r/etc/docker/daemon.json" <<-'EOF'
 		{
+		  "default-runtime": "crun",
+		  "runtimes": {"crun": {"path": "crun"}},
 		  "features": {"buildkit": true},
 		  "log-opts": {"max-size": "10m", "max-file": "3"}
 		}
@@ -477,6 +482,20 @@ helpers() {
 	"${host:+$host-}gcc" -static -Os -s -o "$r/usr/libexec/skiff/modprobe-filter" "$HERE/helpers/modprobe-filter.c"
 	"${host:+$host-}gcc" -static -Os -s -o "$r/usr/libexec/skiff/dockerd-bin/runc" "$HERE/helpers/runc-probes.c"
 	ln -sf ../modprobe-filter "$r/usr/libexec/skiff/dockerd-bin/modprobe"
+}
+
+# runc_is_crun LAYER replaces runc's binary in the docker layer LAYER by a link to crun
+# (the base's): docker.io and containerd depend on the runc package, so it is installed,
+# but crun runs the containers (daemon.json's default runtime; ~0.6 s less per container
+# start under emulation). The link serves what asks for runc by name: dockerd's stock
+# "runc" runtime, BuildKit's RUN steps and a Kubernetes machine's CRI (kubelayer.sh).
+# Prints what that saved, in trim-report.txt's form.
+runc_is_crun() {
+	local l=$1
+	[ -x "$l/usr/sbin/runc" ] && [ ! -L "$l/usr/sbin/runc" ] || { echo "build.sh: no runc binary in $l to replace" >&2; exit 1; }
+	printf '%12s  %s\n' "$(stat -c %s "$l/usr/sbin/runc")" "usr/sbin/runc (engine-docker layer; now a link to crun)"
+	rm "$l/usr/sbin/runc"
+	ln -s /usr/bin/crun "$l/usr/sbin/runc"
 }
 
 # Resolves the modules stage 1 loads, in load order (dependencies first). Each line of

@@ -121,6 +121,28 @@ func TestSplitEngines(t *testing.T) {
 	}
 }
 
+// TestRuncIsCrun: rootfs.sh's runc_is_crun leaves a link to crun where the docker layer
+// had runc's binary and reports the binary's size; a layer with no runc binary (none, or
+// already the link) fails the build rather than pass unnoticed.
+func TestRuncIsCrun(t *testing.T) {
+	layer := t.TempDir()
+	os.MkdirAll(filepath.Join(layer, "usr", "sbin"), 0o755)
+	os.WriteFile(filepath.Join(layer, "usr", "sbin", "runc"), bytes.Repeat([]byte("r"), 1234), 0o755)
+	run := func() (string, error) {
+		out, err := exec.Command("bash", "-c", `set -euo pipefail; . ./rootfs.sh; runc_is_crun "$1"`, "bash", layer).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(); err != nil || out != fmt.Sprintf("%12d  usr/sbin/runc (engine-docker layer; now a link to crun)\n", 1234) {
+		t.Fatalf("runc_is_crun: %v: %q", err, out)
+	}
+	if l, err := os.Readlink(filepath.Join(layer, "usr", "sbin", "runc")); err != nil || l != "/usr/bin/crun" {
+		t.Errorf("usr/sbin/runc links to %q (%v), want /usr/bin/crun", l, err)
+	}
+	if out, err := run(); err == nil || !strings.Contains(out, "no runc binary") {
+		t.Errorf("runc_is_crun over the link: %v: %q; want it to fail", err, out)
+	}
+}
+
 // TestElfMissing: rootfs.sh's elf_missing names the library a program needs that the tree
 // lacks, and nothing once the tree (or a second tree beside it) has it.
 func TestElfMissing(t *testing.T) {

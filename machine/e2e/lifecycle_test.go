@@ -37,6 +37,32 @@ func pidOf(t *testing.T, path string) int {
 	return pid
 }
 
+// checkCrun: crun runs the docker machine's containers. It is the engine's default
+// runtime, a running container's state is crun's (runc's state files are another format),
+// and BuildKit's RUN steps, which run "runc" (the image has only a link to crun by that
+// name), succeed.
+func checkCrun(t *testing.T, e *machinetest.Env) {
+	t.Helper()
+	if out := e.MustDocker("default", "info", "--format", "{{.DefaultRuntime}}"); strings.TrimSpace(out) != "crun" {
+		t.Errorf("the engine's default runtime is %q, want crun", out)
+	}
+	e.MustDocker("default", "run", "-d", "--name", "crunner", machinetest.TestImage, "sleep", "600")
+	defer e.MustDocker("default", "rm", "-f", "crunner")
+	out := strings.Fields(e.MustDocker("default", "inspect", "--format", "{{.HostConfig.Runtime}} {{.Id}}", "crunner"))
+	if len(out) != 2 || out[0] != "crun" {
+		t.Fatalf("container crunner's runtime and id: %q, want crun and its id", out)
+	}
+	if state, err := e.Run("machine", "ssh", "--", "crun --root /run/docker/runtime-runc/moby state "+out[1]); err != nil || !strings.Contains(state, `"status": "running"`) {
+		t.Errorf("crun's state of the running container: %v: %s", err, state)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+machinetest.TestImage+"\nRUN echo built-by-crun > /f\nCMD [\"cat\", \"/f\"]\n"), 0o644)
+	e.MustDocker("default", "build", "-t", "skiff-test/crun:1", dir)
+	if out := e.MustDocker("default", "run", "--rm", "skiff-test/crun:1"); strings.TrimSpace(out) != "built-by-crun" {
+		t.Errorf("the image a RUN step built printed %q, want built-by-crun", out)
+	}
+}
+
 // TestLifecycle walks one machine through its whole life on a real VM.
 func TestLifecycle(t *testing.T) {
 	e := machinetest.New(t)
@@ -80,6 +106,7 @@ func TestLifecycle(t *testing.T) {
 	if out := e.MustDocker("default", "run", "--rm", machinetest.TestImage, "echo", "hello from skiff"); strings.TrimSpace(out) != "hello from skiff" {
 		t.Fatalf("docker run printed %q", out)
 	}
+	checkCrun(t, e)
 	// A login's home is the guest's own, never the host's shared home, where the host's
 	// dotfiles would run in the guest (a host run as root shares its /root at /root).
 	host, _ := os.UserHomeDir()
