@@ -16,7 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// Stands in for the program a helper passes a request on to (modprobe, runc): prints
+	// Stands in for the program a helper passes a request on to (modprobe, crun): prints
 	// the variable's value and its arguments.
 	if tag := os.Getenv("SKIFF_TEST_FAKE_EXEC"); tag != "" {
 		fmt.Print(tag + strings.Join(os.Args, " "))
@@ -73,20 +73,21 @@ func TestModprobeFilter(t *testing.T) {
 	}
 }
 
-// TestRuncProbes builds helpers/runc-probes.c against a copy of this test binary as runc:
-// dockerd's two probes are answered from the records guestinit.RecordRuncProbes keeps, while
-// they match that runc; anything else, and a record made for another runc, reaches runc.
-func TestRuncProbes(t *testing.T) {
+// TestRuntimeProbes builds helpers/runtime-probes.c against a copy of this test binary as
+// the runtime: dockerd's two probes are answered from the records
+// guestinit.RecordRuntimeProbes keeps, while they match that runtime; anything else, and a
+// record made for another runtime, reaches the runtime.
+func TestRuntimeProbes(t *testing.T) {
 	dir := t.TempDir()
-	runc, records := filepath.Join(dir, "runc"), filepath.Join(dir, "records")
+	rt, records := filepath.Join(dir, "crun"), filepath.Join(dir, "records")
 	b, err := os.ReadFile(testExecutable(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(runc, b, 0o755); err != nil {
+	if err := os.WriteFile(rt, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := buildHelper(t, "runc-probes.c", "RUNC="+runc, "RECORDS="+records)
+	bin := buildHelper(t, "runtime-probes.c", "RUNTIME="+rt, "RECORDS="+records)
 	run := func(args ...string) string {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "SKIFF_TEST_FAKE_EXEC=live:")
@@ -99,7 +100,7 @@ func TestRuncProbes(t *testing.T) {
 	runs := 0
 	record := func() {
 		t.Helper()
-		err := guestinit.RecordRuncProbes(runc, records, func(cmd *exec.Cmd) error {
+		err := guestinit.RecordRuntimeProbes(rt, records, func(cmd *exec.Cmd) error {
 			runs++
 			cmd.Env = append(os.Environ(), "SKIFF_TEST_FAKE_EXEC=recorded:")
 			return cmd.Run()
@@ -117,22 +118,22 @@ func TestRuncProbes(t *testing.T) {
 
 	check([]string{"features"}, "live:"+bin+" features") // nothing recorded yet
 	record()
-	check([]string{"features"}, "recorded:"+runc+" features")
-	check([]string{"--version"}, "recorded:"+runc+" --version")
+	check([]string{"features"}, "recorded:"+rt+" features")
+	check([]string{"--version"}, "recorded:"+rt+" --version")
 	check([]string{"features", "--debug"}, "live:"+bin+" features --debug")
 	check([]string{"create", "--bundle", "b", "c1"}, "live:"+bin+" create --bundle b c1")
 	if record(); runs != 2 {
-		t.Errorf("recording again ran runc %d times in all, want 2 (the records still match)", runs)
+		t.Errorf("recording again ran the runtime %d times in all, want 2 (the records still match)", runs)
 	}
 
-	// Another runc: the records no longer answer until they are made again.
+	// Another runtime: the records no longer answer until they are made again.
 	later := time.Now().Add(time.Hour)
-	if err := os.Chtimes(runc, later, later); err != nil {
+	if err := os.Chtimes(rt, later, later); err != nil {
 		t.Fatal(err)
 	}
 	check([]string{"--version"}, "live:"+bin+" --version")
 	record()
-	check([]string{"--version"}, "recorded:"+runc+" --version")
+	check([]string{"--version"}, "recorded:"+rt+" --version")
 }
 
 func testExecutable(t *testing.T) string {

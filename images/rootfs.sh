@@ -474,13 +474,14 @@ cross_host() {
 }
 
 # The agent's static helpers: the kernel's module request helper, which is also dockerd's
-# modprobe, and dockerd's runc (see helpers/*.c).
+# modprobe, and dockerd's crun, also its runc (see helpers/*.c).
 helpers() {
 	local r=$1 host
 	host=$(cross_host)
 	mkdir -p "$r/usr/libexec/skiff/dockerd-bin"
 	"${host:+$host-}gcc" -static -Os -s -o "$r/usr/libexec/skiff/modprobe-filter" "$HERE/helpers/modprobe-filter.c"
-	"${host:+$host-}gcc" -static -Os -s -o "$r/usr/libexec/skiff/dockerd-bin/runc" "$HERE/helpers/runc-probes.c"
+	"${host:+$host-}gcc" -static -Os -s -o "$r/usr/libexec/skiff/dockerd-bin/crun" "$HERE/helpers/runtime-probes.c"
+	ln -sf crun "$r/usr/libexec/skiff/dockerd-bin/runc"
 	ln -sf ../modprobe-filter "$r/usr/libexec/skiff/dockerd-bin/modprobe"
 }
 

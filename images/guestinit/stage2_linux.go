@@ -50,7 +50,7 @@ type System struct {
 	stopping   bool     // Shutdown began: daemons exiting now were asked to
 	stopReason string   // why the guest stops itself, repeated last on the console
 	warnings   []string // for the host, with the readiness
-	// recording is the boot's end writing for the next boot (recordRuncProbes), which a
+	// recording is the boot's end writing for the next boot (recordRuntimeProbes), which a
 	// stop right after a start should not cut short.
 	recording sync.WaitGroup
 	// suspendedShares were unmounted by Quiesce, for Resume to mount again.
@@ -678,7 +678,7 @@ func (s *System) EndBoot() {
 	s.recording.Add(1)
 	go func() {
 		defer s.recording.Done()
-		s.recordRuncProbes()
+		s.recordRuntimeProbes()
 	}()
 }
 

@@ -48,22 +48,24 @@ func TestMachineHealth(t *testing.T) {
 		t.Errorf("kernel.modprobe, dummy module loaded, sshd niceness, bpffs mounts: %q; want the filter, 1, 0 and 1", out)
 	}
 
-	// dockerd's runc answers its start-up probes from what the guest recorded once the
-	// engine was up (exactly what runc says; a marked record shows where the answer came
-	// from), its modprobe is content with what the boot loaded, and the real runc is what
-	// containers get: containerd's shims never see these.
-	probes := `for i in $(seq 100); do [ -s /var/lib/skiff/cache/runc/version ] && break; sleep 0.1; done
+	// dockerd's crun, under both names dockerd runs it by, answers its start-up probes from
+	// what the guest recorded once the engine was up (exactly what crun says; a marked
+	// record shows where the answer came from), runc is crun, its modprobe is content with
+	// what the boot loaded, and the real crun is what containers get: containerd's shims
+	// never see these.
+	probes := `for i in $(seq 100); do [ -s /var/lib/skiff/cache/runtime/version ] && break; sleep 0.1; done
 		for p in features --version; do
-			/usr/libexec/skiff/dockerd-bin/runc $p >/tmp/helper.out; /usr/sbin/runc $p >/tmp/runc.out
-			cmp -s /tmp/helper.out /tmp/runc.out || echo "$p differs"
+			/usr/bin/crun $p >/tmp/crun.out
+			for h in crun runc; do /usr/libexec/skiff/dockerd-bin/$h $p | cmp -s - /tmp/crun.out || echo "$h $p differs"; done
 		done
-		r=/var/lib/skiff/cache/runc/version; cp $r /tmp/r.bak; echo marker >>$r
+		r=/var/lib/skiff/cache/runtime/version; cp $r /tmp/r.bak; echo marker >>$r
 		/usr/libexec/skiff/dockerd-bin/runc --version | tail -n 1; cp /tmp/r.bak $r
+		readlink -f /usr/sbin/runc
 		/usr/libexec/skiff/dockerd-bin/modprobe -va overlay br_netfilter && echo loaded
 		tr '\0' '\n' </proc/$(pgrep -o -x dockerd)/environ | grep -c '^PATH=/usr/libexec/skiff/dockerd-bin:'
 		tr '\0' '\n' </proc/$(pgrep -o -x containerd)/environ | grep -c dockerd-bin`
-	if out, _ := e.Run("machine", "ssh", "--", probes); strings.Join(strings.Fields(out), " ") != "marker loaded 1 0" {
-		t.Errorf("runc probe answers, one from a marked record, dockerd's modprobe, dockerd's and containerd's PATH: %q; want the same answers, marker, loaded, 1 and 0", out)
+	if out, _ := e.Run("machine", "ssh", "--", probes); strings.Join(strings.Fields(out), " ") != "marker /usr/bin/crun loaded 1 0" {
+		t.Errorf("runtime probe answers, one from a marked record, what runc is, dockerd's modprobe, dockerd's and containerd's PATH: %q; want the same answers, marker, /usr/bin/crun, loaded, 1 and 0", out)
 	}
 
 	// Clock: set it an hour wrong by hand; the host's periodic push must step it back.

@@ -1,14 +1,17 @@
 /*
- * The runc that dockerd runs itself (the agent puts its directory first on dockerd's PATH
- * only; containerd's shims, which run containers, find the real one on containerd's).
+ * The OCI runtime that dockerd runs itself, under both names dockerd asks for: "runc" (its
+ * stock runtimes) and "crun" (daemon.json's default runtime). The agent puts its directory
+ * first on dockerd's PATH only; containerd's shims, which run containers, find the real
+ * crun on containerd's.
  *
- * At every start dockerd runs "runc features" and "runc --version", each a Go program's
- * start-up under emulation, ~0.1 s apiece on the engine's critical path. The answers
- * depend only on the runc binary and on the kernel and its command line, all fixed by the
- * image and the boot, so the agent records them once the engine is up
- * (guestinit.RecordRuncProbes) and this answers from the record when it was made for this
- * runc and this kernel. Anything else, or a record that does not match, goes to the real
- * runc with its arguments as they were.
+ * At every start dockerd runs "runc features" twice (one per stock runtime name), "crun
+ * features" and "crun --version", each a dynamically linked crun's start-up under
+ * emulation, ~70 ms apiece on the engine's critical path (this helper answers in ~10 ms).
+ * The answers depend only on the crun binary and on the kernel and its command line, all
+ * fixed by the image and the boot, so the agent records them once the engine is up
+ * (guestinit.RecordRuntimeProbes) and this answers from the record when it was made for
+ * this crun and this kernel. Anything else, or a record that does not match, goes to the
+ * real crun with its arguments as they were.
  *
  * Linked statically: a dynamically linked helper would spend much of what it saves in the
  * loader.
@@ -20,11 +23,11 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#ifndef RUNC
-#define RUNC "/usr/sbin/runc"
+#ifndef RUNTIME
+#define RUNTIME "/usr/bin/crun"
 #endif
 #ifndef RECORDS
-#define RECORDS "/var/lib/skiff/cache/runc"
+#define RECORDS "/var/lib/skiff/cache/runtime"
 #endif
 
 static char buf[1 << 16];
@@ -50,15 +53,15 @@ static long readall(const char *path)
 
 /*
  * answer writes the recorded output of a probe and returns 0, or returns -1 when there is
- * no record for this runc and this kernel. The record's first line is its key:
- * "SIZE MTIME_SEC.MTIME_NSEC RELEASE CMDLINE", the rest is what runc printed.
+ * no record for this runtime and this kernel. The record's first line is its key:
+ * "SIZE MTIME_SEC.MTIME_NSEC RELEASE CMDLINE", the rest is what the runtime printed.
  */
 static int answer(const char *probe)
 {
 	struct stat st;
 	struct utsname u;
 	static char key[8192];
-	if (stat(RUNC, &st) != 0 || uname(&u) != 0)
+	if (stat(RUNTIME, &st) != 0 || uname(&u) != 0)
 		return -1;
 	long n = readall("/proc/cmdline");
 	if (n < 0)
@@ -90,7 +93,7 @@ int main(int argc, char **argv)
 		if (r >= 0)
 			return r;
 	}
-	execv(RUNC, argv);
-	perror(RUNC);
+	execv(RUNTIME, argv);
+	perror(RUNTIME);
 	return 127;
 }

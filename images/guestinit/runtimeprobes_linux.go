@@ -11,28 +11,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DockerdBin goes first on dockerd's PATH, and dockerd's alone: its runc answers the two
-// probes dockerd runs at every start from what an earlier boot recorded
-// (images/helpers/runc-probes.c), its modprobe answers for modules already loaded
+// DockerdBin goes first on dockerd's PATH, and dockerd's alone: its crun (also its runc)
+// answers the probes dockerd runs at every start from what an earlier boot recorded
+// (images/helpers/runtime-probes.c), its modprobe answers for modules already loaded
 // (images/helpers/modprobe-filter.c), and both pass anything else to the real program.
 const DockerdBin = "/usr/libexec/skiff/dockerd-bin"
 
-// RuncProbeRecords is where the answers are kept: on the data disk, so that every boot
+// RuntimeProbeRecords is where the answers are kept: on the data disk, so that every boot
 // after the first has them.
-const RuncProbeRecords = DataMount + "/cache/runc"
+const RuntimeProbeRecords = DataMount + "/cache/runtime"
 
-// Runc is the image's runc.
-const Runc = "/usr/sbin/runc"
+// Runtime is the image's OCI runtime, crun (the docker layer's /usr/sbin/runc links to it).
+const Runtime = "/usr/bin/crun"
 
-// runcProbes are the probes, by record name.
-var runcProbes = [][2]string{{"features", "features"}, {"version", "--version"}}
+// runtimeProbes are the probes, by record name.
+var runtimeProbes = [][2]string{{"features", "features"}, {"version", "--version"}}
 
-// runcProbeKey is a record's first line: what the answers depend on (the runc binary, the
-// kernel and its command line), in the form the helper computes it.
-func runcProbeKey(runc string) (string, error) {
+// runtimeProbeKey is a record's first line: what the answers depend on (the runtime's
+// binary, the kernel and its command line), in the form the helper computes it.
+func runtimeProbeKey(runtime string) (string, error) {
 	var st unix.Stat_t
-	if err := unix.Stat(runc, &st); err != nil {
-		return "", fmt.Errorf("stat %s: %w", runc, err)
+	if err := unix.Stat(runtime, &st); err != nil {
+		return "", fmt.Errorf("stat %s: %w", runtime, err)
 	}
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
@@ -46,23 +46,24 @@ func runcProbeKey(runc string) (string, error) {
 		strings.TrimRight(string(cmdline), "\n ")), nil
 }
 
-// RecordRuncProbes runs runc's probes and records their answers in dir, keeping records
-// that already match. run runs a command to completion (the init's reaper, in the guest).
-func RecordRuncProbes(runc, dir string, run func(*exec.Cmd) error) error {
-	key, err := runcProbeKey(runc)
+// RecordRuntimeProbes runs the runtime's probes and records their answers in dir, keeping
+// records that already match. run runs a command to completion (the init's reaper, in the
+// guest).
+func RecordRuntimeProbes(runtime, dir string, run func(*exec.Cmd) error) error {
+	key, err := runtimeProbeKey(runtime)
 	if err != nil {
 		return err
 	}
-	for _, p := range runcProbes {
+	for _, p := range runtimeProbes {
 		path := filepath.Join(dir, p[0])
 		if b, err := os.ReadFile(path); err == nil && strings.HasPrefix(string(b), key) {
 			continue
 		}
 		var out bytes.Buffer
-		cmd := exec.Command(runc, p[1])
+		cmd := exec.Command(runtime, p[1])
 		cmd.Stdout = &out
 		if err := run(cmd); err != nil {
-			return fmt.Errorf("%s %s: %w", runc, p[1], err)
+			return fmt.Errorf("%s %s: %w", runtime, p[1], err)
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -79,15 +80,15 @@ func RecordRuncProbes(runc, dir string, run func(*exec.Cmd) error) error {
 	return nil
 }
 
-// recordRuncProbes records the probes' answers for the next boot, once the engine is up.
-func (s *System) recordRuncProbes() {
+// recordRuntimeProbes records the probes' answers for the next boot, once the engine is up.
+func (s *System) recordRuntimeProbes() {
 	if s.Seed.Engine == "podman" {
 		return
 	}
 	if !haveDockerdBin() {
 		return
 	}
-	err := RecordRuncProbes(Runc, RuncProbeRecords, func(cmd *exec.Cmd) error {
+	err := RecordRuntimeProbes(Runtime, RuntimeProbeRecords, func(cmd *exec.Cmd) error {
 		ws, err := s.Reaper.Run(cmd)
 		if err == nil && ws.ExitStatus() != 0 {
 			err = fmt.Errorf("exit status %d", ws.ExitStatus())
@@ -95,7 +96,7 @@ func (s *System) recordRuncProbes() {
 		return err
 	})
 	if err != nil {
-		s.Log("runc's probes are not recorded, so the next engine start runs them: %v", err)
+		s.Log("the runtime's probes are not recorded, so the next engine start runs them: %v", err)
 	}
 }
 
@@ -111,6 +112,6 @@ func dockerdEnv() []string {
 
 // haveDockerdBin says whether the image has the helpers (an older image does not).
 func haveDockerdBin() bool {
-	_, err := os.Stat(filepath.Join(DockerdBin, "runc"))
+	_, err := os.Stat(filepath.Join(DockerdBin, "crun"))
 	return err == nil
 }
