@@ -14,8 +14,9 @@ import (
 
 // The kernel switches some features on and off by rewriting its own code (static keys),
 // and a first container flips several of them: the first non-root memory cgroup, and the
-// device-filter BPF program runc attaches to every container and detaches when it ends
-// (seen: "Oops: int3" in __alloc_pages as runc made the first container's cgroup).
+// device-filter BPF program the OCI runtime (crun, as runc did) attaches to every
+// container's cgroup and that goes when it ends (seen: "Oops: int3" in __alloc_pages as
+// runc made the first container's cgroup).
 // Under QEMU's multi-threaded TCG a CPU now and then runs a stale translation of the code
 // being rewritten and the kernel dies (see vmm.BootPanic). During boot the host agent boots
 // again; a running machine just dies. So the boot flips those switches for good, in a
@@ -55,9 +56,9 @@ const keysUnpinned = "kernel switches a first container flips stay off until the
 
 // PinRuntimeKeys makes the kernel code rewrites a first container would cause happen now.
 func PinRuntimeKeys() error {
-	// runc enables every controller for a container's parent (cpuset and memory each flip
-	// a switch when a cgroup first has them). One at a time, so that one the kernel will
-	// not enable does not keep the others off.
+	// The runtime enables every controller for a container's parent (cpuset and memory
+	// each flip a switch when a cgroup first has them). One at a time, so that one the
+	// kernel will not enable does not keep the others off.
 	all, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
 	if err != nil {
 		return err
