@@ -15,11 +15,13 @@
 #                                root's in the layer. daemon.json keeps Docker 26's
 #                                "ip6tables": false: Docker 27 turned it on, which put ~40
 #                                ip6tables runs and an nft run on every start's critical
-#                                path for networks that have no IPv6 unless asked for
+#                                path for networks that have no IPv6 unless asked for,
+#                                and makes crun the default runtime, as the root's does
 #   engine-versions.lock         the module versions, toolchain and build tags it was built from
 # for a root or layer recipe to copy (cp -a keeps the links). Debian's three binaries are
 # 42 MB compressed, this one ~23 MB: as separate Go programs they each carry their own copy
-# of the libraries they share. runc stays the image's.
+# of the libraries they share. The OCI runtime is the image's: crun (rootfs.sh
+# runc_is_crun).
 #
 # The build needs only the Go module proxy and takes ~5 min and ~1.5 GB of Go build cache
 # cold, seconds warm; the same recipe gives the same bytes (-trimpath, no VCS stamp, fixed
