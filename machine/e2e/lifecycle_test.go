@@ -43,7 +43,7 @@ func pidOf(t *testing.T, path string) int {
 // name), succeed.
 func checkCrun(t *testing.T, e *machinetest.Env) {
 	t.Helper()
-	if out := e.MustDocker("default", "info", "--format", "{{.DefaultRuntime}}"); strings.TrimSpace(out) != "crun" {
+	if out := strings.TrimSpace(e.MustDocker("default", "info", "--format", "{{.DefaultRuntime}}")); out != "crun" {
 		t.Errorf("the engine's default runtime is %q, want crun", out)
 	}
 	e.MustDocker("default", "run", "-d", "--name", "crunner", machinetest.TestImage, "sleep", "600")
