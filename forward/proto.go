@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Service names on the guest agent's transport port.
@@ -62,6 +63,9 @@ type Step struct {
 	Name   string `json:"name"`
 	Micros int64  `json:"us"`
 }
+
+// Duration is how long the step took.
+func (s Step) Duration() time.Duration { return time.Duration(s.Micros) * time.Microsecond }
 
 // GuestInfo is what the guest reports about itself.
 type GuestInfo struct {

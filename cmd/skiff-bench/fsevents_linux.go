@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -248,13 +247,6 @@ func (b *bench) fileEventsIdle(image, proj string, idle time.Duration, off bool)
 	return fmt.Sprintf("idle %s, home share, a watcher on %s (file events %s): host agent CPU %.3f%%, peak RSS %.1f MB; guest agent CPU %.3f%%",
 		wall.Round(time.Second), filepath.Base(proj), watches, 100*(c1-c0).Seconds()/wall.Seconds(), float64(peak)/1e6,
 		100*(g1-g0).Seconds()/wall.Seconds()), nil
-}
-
-// command is a skiff command in the bench's home.
-func (b *bench) command(env []string, args ...string) *exec.Cmd {
-	cmd := exec.Command(b.skiff, args...)
-	cmd.Env = append(os.Environ(), append(env, "SKIFF_HOME="+b.home, "DOCKER_CONFIG="+filepath.Join(b.home, "docker"))...)
-	return cmd
 }
 
 // benchFileEventsWatch is the watcher in the container: raw inotify on every folder

@@ -84,10 +84,15 @@ type bench struct {
 	home  string
 }
 
-func (b *bench) run(env []string, args ...string) error {
+// command is a skiff command in the bench's home.
+func (b *bench) command(env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(b.skiff, args...)
 	cmd.Env = append(os.Environ(), append(env, "SKIFF_HOME="+b.home, "DOCKER_CONFIG="+filepath.Join(b.home, "docker"))...)
-	out, err := cmd.CombinedOutput()
+	return cmd
+}
+
+func (b *bench) run(env []string, args ...string) error {
+	out, err := b.command(env, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("skiff %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -3,14 +3,17 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/machine"
 )
 
@@ -66,6 +69,9 @@ func benchWarm(args []string) error {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	results := map[bool][]startTimes{}
+	// Where each warm start went, as the host agent tells it (inspect's boot steps).
+	var stepNames []string
+	stepTimes := map[string][]time.Duration{}
 	for i := 0; i < *runs; i++ {
 		for _, warm := range []bool{true, false} {
 			stop := []string{"machine", "stop", name}
@@ -89,6 +95,19 @@ func benchWarm(args []string) error {
 			results[warm] = append(results[warm], t)
 			fmt.Printf("start %-4s run %d: returned %5.2fs, engine %5.2fs, port %5.2fs %s\n", kind(warm), i+1,
 				t.returned.Seconds(), t.engine.Seconds(), t.port.Seconds(), size)
+			if warm {
+				steps, err := b.bootSteps(name)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("  %s\n", stepsLine(steps))
+				for _, s := range steps {
+					if !slices.Contains(stepNames, s.Name) {
+						stepNames = append(stepNames, s.Name)
+					}
+					stepTimes[s.Name] = append(stepTimes[s.Name], s.Duration())
+				}
+			}
 		}
 	}
 	fmt.Printf("\n`skiff machine start`, seconds from its launch, median of %d:\n", *runs)
@@ -103,7 +122,33 @@ func benchWarm(args []string) error {
 	}
 	fmt.Printf("  ratio warm/cold (engine): %.3f; goals: warm returned <= 0.5 s, port <= 0.7 s\n",
 		med[true].engine.Seconds()/med[false].engine.Seconds())
+	medSteps := make([]forward.Step, len(stepNames))
+	for i, n := range stepNames {
+		medSteps[i] = forward.Step{Name: n, Micros: median(stepTimes[n]).Microseconds()}
+	}
+	fmt.Printf("  warm start, median of each step (the guest's run side by side): %s\n", stepsLine(medSteps))
 	return nil
+}
+
+// bootSteps is where the machine's last start went, from inspect.
+func (b *bench) bootSteps(name string) ([]forward.Step, error) {
+	out, err := b.command(nil, "machine", "inspect", name, "--format", "{{json .Status.Agent.Boot.Steps}}").Output()
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", name, err)
+	}
+	var steps []forward.Step
+	if err := json.Unmarshal(out, &steps); err != nil || len(steps) == 0 {
+		return nil, fmt.Errorf("inspect %s: no steps of the warm start in %q: %v", name, out, err)
+	}
+	return steps, nil
+}
+
+func stepsLine(steps []forward.Step) string {
+	parts := make([]string, len(steps))
+	for i, s := range steps {
+		parts[i] = fmt.Sprintf("%s %.0f ms", s.Name, float64(s.Micros)/1000)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func kind(warm bool) string {

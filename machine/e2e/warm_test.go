@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-dev/skiff/forward"
 	"github.com/skiff-dev/skiff/machine/machinetest"
 )
 
@@ -25,8 +26,9 @@ type bootInfo struct {
 		State string `json:"state"`
 		Agent *struct {
 			Boot *struct {
-				Warm   bool   `json:"warm"`
-				Reason string `json:"reason"`
+				Warm   bool           `json:"warm"`
+				Reason string         `json:"reason"`
+				Steps  []forward.Step `json:"steps"`
 			} `json:"boot"`
 		} `json:"agent"`
 	} `json:"status"`
@@ -134,6 +136,14 @@ func TestWarmStart(t *testing.T) {
 	}
 	if v.SavedState != nil {
 		t.Fatal("the saved state is still there after it was resumed")
+	}
+	// inspect tells where the warm start went (skiff-bench warm prints it).
+	steps := map[string]time.Duration{}
+	for _, s := range v.Status.Agent.Boot.Steps {
+		steps[s.Name] = s.Duration()
+	}
+	if steps["restore"] <= 0 || steps["engine answer"] <= 0 || len(steps) != 4 {
+		t.Errorf("inspect's steps of the warm start: %+v; want the restore, the guest's two and the stream", v.Status.Agent.Boot.Steps)
 	}
 	if s := startedAt(); s != firstStart {
 		t.Fatalf("the container restarted across the warm start (%s -> %s)", firstStart, s)

@@ -323,11 +323,11 @@ func (a *Agent) startVM(ctx context.Context) error {
 		restored := time.Now()
 		a.setVM(vm, a.guestDialer(vm))
 		a.serveHostVsock(ctx, vm)
-		err := a.resumeGuest(ctx)
+		steps, err := a.resumeGuest(ctx)
 		if err == nil {
 			a.logf("VM restored in %s, guest resumed in %s (agent up %s before)", restored.Sub(began).Round(time.Millisecond),
 				time.Since(restored).Round(time.Millisecond), began.Sub(a.startedAt).Round(time.Millisecond))
-			a.setBoot(agentapi.Boot{Warm: true})
+			a.setBoot(agentapi.Boot{Warm: true, Steps: append([]forward.Step{stepOf("restore", restored.Sub(began))}, steps...)})
 			a.resumedForwards = forwards
 			return nil
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,8 +107,8 @@ func (a *Agent) discardState(ctx context.Context, cfg vmm.Config) {
 }
 
 // resumeGuest tells a restored guest the time and waits for its engine: the machine is
-// ready when the guest agent says the engine answers.
-func (a *Agent) resumeGuest(ctx context.Context) error {
+// ready when the guest agent says the engine answers. It returns where the time went.
+func (a *Agent) resumeGuest(ctx context.Context) ([]forward.Step, error) {
 	ctx, cancel := context.WithTimeout(ctx, ResumeTimeout)
 	defer cancel()
 	for try := 1; ; try++ {
@@ -120,10 +121,11 @@ func (a *Agent) resumeGuest(ctx context.Context) error {
 		}
 		if err == nil && resp.Info != nil && resp.Info.EngineAPI != "" {
 			took := time.Since(asked)
+			steps := withStream(took, resp.Steps)
 			a.logf("guest resumed (attempt %d) in %s: %s; its clock was off by %s", try, took.Round(time.Millisecond),
-				stepsText(took, resp.Steps), time.Duration(resp.DriftNano).Round(time.Millisecond))
+				stepsText(steps), time.Duration(resp.DriftNano).Round(time.Millisecond))
 			a.setReady(&forward.Ready{EngineAPI: resp.Info.EngineAPI, BootMillis: resp.Info.UptimeSeconds * 1000})
-			return nil
+			return steps, nil
 		}
 		if err == nil {
 			err = errors.New("the engine does not answer yet")
@@ -131,7 +133,7 @@ func (a *Agent) resumeGuest(ctx context.Context) error {
 		a.logf("resume attempt %d: %v", try, err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the restored guest did not resume: %w", err)
+			return nil, fmt.Errorf("the restored guest did not resume: %w", err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -215,16 +217,25 @@ func (a *Agent) setBoot(b agentapi.Boot) {
 	}
 }
 
-// stepsText lays out where a guest operation's time went: the guest's steps, which run at
-// once, and the rest (the stream's setup and the round trip) as the transport's.
-func stepsText(total time.Duration, steps []forward.Step) string {
-	var b strings.Builder
+// withStream adds to a guest operation's steps, which run side by side, what the longest
+// leaves of its total: the stream to the guest and back.
+func withStream(total time.Duration, steps []forward.Step) []forward.Step {
 	var guest time.Duration
 	for _, s := range steps {
-		d := time.Duration(s.Micros) * time.Microsecond
-		guest = max(guest, d)
-		fmt.Fprintf(&b, "%s %s, ", s.Name, d.Round(100*time.Microsecond))
+		guest = max(guest, s.Duration())
 	}
-	fmt.Fprintf(&b, "stream and round trip %s", (total - guest).Round(100*time.Microsecond))
-	return b.String()
+	return append(slices.Clone(steps), stepOf("stream and round trip", total-guest))
+}
+
+func stepOf(name string, d time.Duration) forward.Step {
+	return forward.Step{Name: name, Micros: d.Microseconds()}
+}
+
+// stepsText is steps for the log: "clock, disk and shares 41.2ms, ...".
+func stepsText(steps []forward.Step) string {
+	parts := make([]string, len(steps))
+	for i, s := range steps {
+		parts[i] = fmt.Sprintf("%s %s", s.Name, s.Duration().Round(100*time.Microsecond))
+	}
+	return strings.Join(parts, ", ")
 }
