@@ -292,8 +292,17 @@ func (n *node) Open(mode p9.OpenFlags) (p9.QID, uint32, error) {
 		return p9.QID{}, 0, errno(err)
 	}
 	n.mu.Lock()
-	n.file, n.writable = f, write
+	again := n.file != nil
+	if !again {
+		n.file, n.writable = f, write
+	}
 	n.mu.Unlock()
+	if again {
+		// 9P opens a fid once (the p9 server checks it too): a second open would leak the
+		// first descriptor.
+		f.Close()
+		return p9.QID{}, 0, linux.EINVAL
+	}
 	return n.selfQID(fi), 0, nil
 }
 

@@ -889,3 +889,35 @@ func TestReadPastEndOfReplacedFile(t *testing.T) {
 		t.Fatalf("a read past the replaced file's end: %d, %v; want ESTALE", n, err)
 	}
 }
+
+// A fid opens once: a second open is refused and keeps no descriptor (the fuzz target
+// opens fids again and again, and ran the test process out of descriptors).
+func TestOpenTwice(t *testing.T) {
+	_, root := layout(t)
+	for _, names := range [][]string{{"top"}, {"d"}} {
+		f := walk(t, direct(t, Options{Root: root}, 0o022), names...)
+		if _, _, err := f.Open(p9.ReadOnly); err != nil {
+			t.Fatalf("open %v: %v", names, err)
+		}
+		before := openFDs(t)
+		for range 10 {
+			if _, _, err := f.Open(p9.ReadOnly); !errors.Is(err, linux.EINVAL) {
+				t.Fatalf("open %v again: %v, want EINVAL", names, err)
+			}
+		}
+		if after := openFDs(t); after > before {
+			t.Fatalf("open %v again: %d descriptors open, %d before", names, after, before)
+		}
+		f.Close()
+	}
+}
+
+// openFDs counts the process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(ents)
+}
