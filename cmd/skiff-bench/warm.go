@@ -100,7 +100,7 @@ func benchWarm(args []string) error {
 				if err != nil {
 					return err
 				}
-				fmt.Printf("  %s\n", stepsLine(steps))
+				fmt.Printf("  %s\n", forward.StepsText(steps))
 				for _, s := range steps {
 					if !slices.Contains(stepNames, s.Name) {
 						stepNames = append(stepNames, s.Name)
@@ -126,7 +126,7 @@ func benchWarm(args []string) error {
 	for i, n := range stepNames {
 		medSteps[i] = forward.Step{Name: n, Micros: median(stepTimes[n]).Microseconds()}
 	}
-	fmt.Printf("  warm start, median of each step (the guest's run side by side): %s\n", stepsLine(medSteps))
+	fmt.Printf("  warm start, median of each step (the guest's run side by side): %s\n", forward.StepsText(medSteps))
 	return nil
 }
 
@@ -141,14 +141,6 @@ func (b *bench) bootSteps(name string) ([]forward.Step, error) {
 		return nil, fmt.Errorf("inspect %s: no steps of the warm start in %q: %v", name, out, err)
 	}
 	return steps, nil
-}
-
-func stepsLine(steps []forward.Step) string {
-	parts := make([]string, len(steps))
-	for i, s := range steps {
-		parts[i] = fmt.Sprintf("%s %.0f ms", s.Name, float64(s.Micros)/1000)
-	}
-	return strings.Join(parts, ", ")
 }
 
 func kind(warm bool) string {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/skiff-dev/skiff/forward"
@@ -123,7 +122,7 @@ func (a *Agent) resumeGuest(ctx context.Context) ([]forward.Step, error) {
 			took := time.Since(asked)
 			steps := withStream(took, resp.Steps)
 			a.logf("guest resumed (attempt %d) in %s: %s; its clock was off by %s", try, took.Round(time.Millisecond),
-				stepsText(steps), time.Duration(resp.DriftNano).Round(time.Millisecond))
+				forward.StepsText(steps), time.Duration(resp.DriftNano).Round(time.Millisecond))
 			a.setReady(&forward.Ready{EngineAPI: resp.Info.EngineAPI, BootMillis: resp.Info.UptimeSeconds * 1000})
 			return steps, nil
 		}
@@ -229,13 +228,4 @@ func withStream(total time.Duration, steps []forward.Step) []forward.Step {
 
 func stepOf(name string, d time.Duration) forward.Step {
 	return forward.Step{Name: name, Micros: d.Microseconds()}
-}
-
-// stepsText is steps for the log: "clock, disk and shares 41.2ms, ...".
-func stepsText(steps []forward.Step) string {
-	parts := make([]string, len(steps))
-	for i, s := range steps {
-		parts[i] = fmt.Sprintf("%s %s", s.Name, s.Duration().Round(100*time.Microsecond))
-	}
-	return strings.Join(parts, ", ")
 }

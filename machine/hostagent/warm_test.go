@@ -14,7 +14,7 @@ func TestWithStream(t *testing.T) {
 	if len(guest) != 2 {
 		t.Fatalf("the guest's steps were changed: %v", guest)
 	}
-	if got, want := stepsText(steps), "clock, disk and shares 40ms, engine answer 100ms, stream and round trip 150ms"; got != want {
-		t.Fatalf("stepsText = %q, want %q", got, want)
+	if got, want := forward.StepsText(steps), "clock, disk and shares 40ms, engine answer 100ms, stream and round trip 150ms"; got != want {
+		t.Fatalf("StepsText = %q, want %q", got, want)
 	}
 }
