@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 	for i := len(cleanups) - 1; i >= 0; i-- {
 		cleanups[i]()
 	}
+	machinetest.RemoveBin()
 	if s != nil {
 		os.RemoveAll(s.homeDir)
 		os.RemoveAll(s.extraHost)

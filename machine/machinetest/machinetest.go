@@ -56,6 +56,14 @@ func Enabled(t testing.TB) {
 	}
 }
 
+// RemoveBin removes the skiff binary New built for the test process (~25 MB in the
+// temporary folder per run otherwise): a package's TestMain calls it after m.Run.
+func RemoveBin() {
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+}
+
 // New makes an isolated Skiff home. Its path is short so socket paths stay short.
 func New(t testing.TB) *Env {
 	Enabled(t)
