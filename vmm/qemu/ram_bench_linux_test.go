@@ -17,7 +17,10 @@ func BenchmarkLoadRAM(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	st, _ := src.Stat()
+	st, err := src.Stat()
+	if err != nil {
+		b.Fatal(err)
+	}
 	for b.Loop() {
 		ram, err := newRAM(st.Size() >> 20)
 		if err != nil {
