@@ -63,6 +63,47 @@ func checkCrun(t *testing.T, e *machinetest.Env) {
 	}
 }
 
+// firewallCheck runs a second dockerd in a network namespace of its own, whose iptables
+// tables hold chains an earlier dockerd could have left (one with a rule, one with a jump
+// to it, one empty), and prints that namespace's chains once its API listens (its socket
+// is there before: dockerd makes it first and sets up the firewall after).
+const firewallCheck = `set -e
+iptables -t filter -N DOCKER-ISOLATION-STAGE-1
+iptables -t filter -A DOCKER-ISOLATION-STAGE-1 -j RETURN
+iptables -t nat -N DOCKER-INGRESS
+iptables -t nat -N DOCKER
+iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+d=/tmp/fw-check
+dockerd --data-root $d/data --exec-root $d/exec --pidfile $d/pid -H unix://$d/sock \
+	--containerd /run/containerd/containerd.sock --containerd-namespace fw-check \
+	--containerd-plugins-namespace fw-check-plugins --bridge none >$d.log 2>&1 &
+for i in $(seq 120); do grep -q "API listen" $d.log && break; sleep 0.5; done
+grep -q "API listen" $d.log || { tail -20 $d.log; exit 1; }
+iptables -t filter -S; iptables -t nat -S
+kill $!; wait $! || true`
+
+// checkFirewall: the engine's start, with the image's patch to it (images/engine/patches),
+// does not run nft on a fresh kernel (nf_tables stays unloaded), and still removes the
+// chains an earlier dockerd left where there are some.
+func checkFirewall(t *testing.T, e *machinetest.Env) {
+	t.Helper()
+	if out, err := e.Run("machine", "ssh", "--", "grep -i nftables /var/log/engine.log; lsmod | grep -w ^nf_tables"); err == nil {
+		t.Errorf("the engine's start ran nft on a fresh kernel:\n%s", out)
+	}
+	out, err := e.Run("machine", "ssh", "--", "rm -rf /tmp/fw-check; mkdir /tmp/fw-check; unshare -n sh -c '"+firewallCheck+"'")
+	if err != nil {
+		t.Fatalf("a second dockerd in a namespace with stale chains: %v\n%s", err, out)
+	}
+	for _, stale := range []string{"-N DOCKER-ISOLATION-STAGE-1", "-N DOCKER-INGRESS"} {
+		if strings.Contains(out, stale) {
+			t.Errorf("dockerd left the stale chain %q:\n%s", stale, out)
+		}
+	}
+	if !strings.Contains(out, "-N DOCKER-FORWARD") || !strings.Contains(out, "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER") {
+		t.Errorf("dockerd did not set up its chains (DOCKER-FORWARD, the jump to DOCKER):\n%s", out)
+	}
+}
+
 // TestLifecycle walks one machine through its whole life on a real VM.
 func TestLifecycle(t *testing.T) {
 	e := machinetest.New(t)
@@ -107,6 +148,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("docker run printed %q", out)
 	}
 	checkCrun(t, e)
+	checkFirewall(t, e)
 	// A login's home is the guest's own, never the host's shared home, where the host's
 	// dotfiles would run in the guest (a host run as root shares its /root at /root).
 	host, _ := os.UserHomeDir()
