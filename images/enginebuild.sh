@@ -36,7 +36,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${SKIFF_IMAGE_CACHE:-/var/cache/skiff/images}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
 
-ENGINE_KEY=$(cat "$HERE/enginebuild.sh" "$HERE"/engine/{go.mod,go.sum,main.go,build.sh} "$HERE"/engine/etc/docker/daemon.json "$HERE"/engine/etc/containerd/config.toml \
+ENGINE_KEY=$(cat "$HERE/enginebuild.sh" "$HERE"/engine/{go.mod,go.sum,build.sh} "$HERE"/engine/etc/docker/daemon.json "$HERE"/engine/etc/containerd/config.toml \
+	<(cd "$HERE/engine" && find . -path ./.patched -prune -o -name '*.go' ! -name '*_test.go' -print | LC_ALL=C sort | xargs cat) \
 	<(cd "$HERE/engine" && find patches -type f 2>/dev/null | LC_ALL=C sort | xargs -r cat) <(echo "$ARCH $SOURCE_DATE_EPOCH") | sha256sum | cut -c1-16)
 ENGINE_DIR=$CACHE/engine-$ARCH-$ENGINE_KEY
 # The file is the shim's: containerd starts the long-lived shim as the resolved file, and

@@ -81,12 +81,13 @@ func run(pid1 bool) error {
 	sd := sys.Seed
 	guestIP, _, _ := strings.Cut(sd.Network.Address, "/")
 	agent := &guest.Agent{
-		EngineSocket: guestinit.EngineSocket,
-		GuestIP:      guestIP,
-		Exclude:      map[int]bool{22: true, sd.AgentPort: true},
-		System:       system{sys},
-		Logf:         logf,
-		FileEvents:   fileEvents(sd).Serve,
+		EngineSocket:  guestinit.EngineSocket,
+		EngineHandoff: guestinit.EngineHandoff,
+		GuestIP:       guestIP,
+		Exclude:       map[int]bool{22: true, sd.AgentPort: true},
+		System:        system{sys},
+		Logf:          logf,
+		FileEvents:    fileEvents(sd).Serve,
 	}
 	lns, err := transportListeners(guestIP, sd)
 	if err != nil {

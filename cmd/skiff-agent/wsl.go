@@ -91,11 +91,12 @@ func runWSL(args []string) error {
 	}
 	guestIP, _, _ := strings.Cut(sys.Seed.Network.Address, "/")
 	agent := &guest.Agent{
-		EngineSocket: guestinit.EngineSocket,
-		GuestIP:      guestIP,
-		Exclude:      map[int]bool{22: true, sys.Seed.AgentPort: true},
-		System:       s,
-		Logf:         logf,
+		EngineSocket:  guestinit.EngineSocket,
+		EngineHandoff: guestinit.EngineHandoff,
+		GuestIP:       guestIP,
+		Exclude:       map[int]bool{22: true, sys.Seed.AgentPort: true},
+		System:        s,
+		Logf:          logf,
 	}
 	go guest.ServeTransport(ctx, lns, sys.Seed.Secret, agent.Route, logf)
 	go announceWhenReady(ctx, sys, stopProfile)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiff-dev/skiff/forward"
@@ -34,22 +35,29 @@ type Suspender interface {
 // Agent routes host streams to guest services.
 type Agent struct {
 	EngineSocket string
-	GuestIP      string
-	Exclude      map[int]bool // guest ports never mirrored (sshd, the agent itself)
-	System       System
-	Logf         func(string, ...any)
+	// EngineHandoff is where the engine takes API streams handed over to it (package
+	// handoff of images/engine): it then serves the host's stream itself, where a copy to
+	// EngineSocket costs the guest more CPU per request than the engine's own work. Empty,
+	// or no engine there, and streams are copied.
+	EngineHandoff string
+	GuestIP       string
+	Exclude       map[int]bool // guest ports never mirrored (sshd, the agent itself)
+	System        System
+	Logf          func(string, ...any)
 	// ScanEvery is how often socket tables are read where the kernel cannot tell of
 	// listens (forward.ListenWatch); well under the 1 s forwarding goal.
 	ScanEvery time.Duration
 	// FileEvents serves forward.ServiceFileEvents (forward/fsevents); nil refuses it.
 	FileEvents transport.Handler
+
+	handoffLogged atomic.Bool
 }
 
 // Route implements transport.Router.
 func (a *Agent) Route(service string) (transport.Handler, error) {
 	switch {
 	case service == forward.ServiceEngine:
-		return a.dialing("unix", a.EngineSocket), nil
+		return a.engine, nil
 	case service == forward.ServiceSSH:
 		return a.dialing("tcp", "127.0.0.1:22"), nil
 	case service == forward.ServicePorts:
@@ -66,6 +74,22 @@ func (a *Agent) Route(service string) (transport.Handler, error) {
 		return a.udp(strings.TrimPrefix(service, forward.PrefixUDP)), nil
 	}
 	return nil, fmt.Errorf("unknown service %q", service)
+}
+
+// engine hands an API stream over to the engine, or copies it to the engine's socket
+// where none takes it.
+func (a *Agent) engine(ctx context.Context, service string, conn net.Conn) {
+	if a.EngineHandoff != "" {
+		err := handOver(a.EngineHandoff, conn)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if !engineAbsent(err) && a.handoffLogged.CompareAndSwap(false, true) {
+			a.Logf("engine streams: hand-over failed, copying instead (logged once): %v", err)
+		}
+	}
+	a.dialing("unix", a.EngineSocket)(ctx, service, conn)
 }
 
 func (a *Agent) dialing(network, addr string) transport.Handler {

@@ -11,6 +11,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,9 +27,11 @@ import (
 	"github.com/containerd/plugin"
 	"github.com/containerd/plugin/registry"
 	"github.com/moby/moby/v2/daemon/command"
+	"github.com/moby/moby/v2/daemon/listeners"
 	"github.com/moby/sys/reexec"
 	"github.com/moby/term"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/skiff-dev/skiff/images/engine/handoff"
 
 	// containerd's plugins, less those the build's tags leave out (enginebuild.sh).
 	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
@@ -97,6 +101,7 @@ func runDockerd() int {
 	// SIGPIPE from a restarted log reader must not end the daemon (moby/moby#19728).
 	signal.Ignore(syscall.SIGPIPE)
 	_, stdout, stderr := term.StdStreams()
+	serveHandedOver(stderr)
 	r, err := command.NewDaemonRunner(stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -107,6 +112,30 @@ func runDockerd() int {
 		return 1
 	}
 	return 0
+}
+
+// serveHandedOver makes dockerd serve, beside its unix socket, the API streams Skiff's
+// guest agent hands over (package handoff), when the guest names the socket to take them
+// on. Without it the agent copies each stream to the unix socket, so a failure here
+// costs speed only: it is logged and the daemon starts.
+func serveHandedOver(stderr io.Writer) {
+	path := os.Getenv(handoff.Env)
+	if path == "" {
+		return
+	}
+	os.Unsetenv(handoff.Env)
+	listeners.Extra = func(proto, _ string) ([]net.Listener, error) {
+		if proto != "unix" || path == "" {
+			return nil, nil
+		}
+		l, err := handoff.Listen(path)
+		path = ""
+		if err != nil {
+			fmt.Fprintf(stderr, "engine: API streams are copied by the guest agent, not handed over: %v\n", err)
+			return nil, nil
+		}
+		return []net.Listener{l}, nil
+	}
 }
 
 // runContainerd is containerd's main (github.com/containerd/containerd/v2/cmd/containerd).

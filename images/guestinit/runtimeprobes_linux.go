@@ -100,10 +100,15 @@ func (s *System) recordRuntimeProbes() {
 	}
 }
 
+// EngineHandoff is where dockerd takes the API streams the agent hands over to it
+// (forward/guest); its directory is owner-only.
+const EngineHandoff = "/run/skiff/engine-handoff.sock"
+
 // dockerdEnv is dockerd's environment: the agent's, with DockerdBin first on PATH when the
-// image has it.
+// image has it, and where to take handed-over streams (SKIFF_ENGINE_HANDOFF: Skiff's
+// engine, images/engine/handoff, reads it; another dockerd ignores it).
 func dockerdEnv() []string {
-	env := os.Environ()
+	env := append(os.Environ(), "SKIFF_ENGINE_HANDOFF="+EngineHandoff)
 	if haveDockerdBin() {
 		env = append(env, "PATH="+DockerdBin+":"+os.Getenv("PATH"))
 	}
