@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -106,6 +108,31 @@ func checkFirewall(t *testing.T, e *machinetest.Env) {
 	}
 }
 
+// checkHandOver: the guest agent hands the engine API streams over to dockerd (package
+// handoff of images/engine) rather than copying them: while a stream from the host is
+// open, dockerd itself holds a TCP connection from the host's end of the user-mode network.
+func checkHandOver(t *testing.T, e *machinetest.Env) {
+	t.Helper()
+	c, err := net.Dial("unix", e.EngineSocket("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	fmt.Fprintf(c, "GET /events HTTP/1.1\r\nHost: docker\r\n\r\n")
+	status, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.Contains(status, " 200 ") {
+		t.Fatalf("an event stream through the engine socket: %q, %v", status, err)
+	}
+	out, err := e.Run("machine", "ssh", "--", "ss -Htnp state established")
+	if err != nil {
+		t.Fatalf("ss in the guest: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, `(("dockerd",`) {
+		t.Errorf("no TCP connection is dockerd's while an API stream is open: the guest agent copies the streams instead of handing them over\n%s", out)
+	}
+}
+
 // TestLifecycle walks one machine through its whole life on a real VM.
 func TestLifecycle(t *testing.T) {
 	e := machinetest.New(t)
@@ -151,6 +178,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	checkCrun(t, e)
 	checkFirewall(t, e)
+	checkHandOver(t, e)
 	// A login's home is the guest's own, never the host's shared home, where the host's
 	// dotfiles would run in the guest (a host run as root shares its /root at /root).
 	host, _ := os.UserHomeDir()
