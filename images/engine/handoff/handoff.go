@@ -116,6 +116,14 @@ func connOf(fd int, netConn bool) (net.Conn, error) {
 	if netConn {
 		if c, err := net.FileConn(f); err == nil {
 			f.Close()
+			if tc, ok := c.(*net.TCPConn); ok {
+				// Nagle's algorithm: dockerd flushes every log line and stream frame, and
+				// each segment is a trip through the emulated NIC; small writes made while
+				// one is unacknowledged go out together. The user-mode network acks at once
+				// (quick ACK), so an answer in one write, or a lone keystroke's echo, is not
+				// held.
+				tc.SetNoDelay(false)
+			}
 			return c, nil
 		}
 	}
