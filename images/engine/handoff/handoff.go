@@ -10,6 +10,7 @@ package handoff
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -138,6 +139,28 @@ func connOf(fd int, netConn bool) (net.Conn, error) {
 // its os.File, which the runtime's poller drives as it does a net.Conn.
 type fileConn struct {
 	*os.File
+}
+
+// Read and Write report errors as the net package does (*net.OpError, a net.Error), not
+// as os.File's *PathError: the HTTP server tells the deadline it sets to stop its
+// background read from a dead client by err.(net.Error).Timeout(), and took the
+// PathError for the client gone, cancelling the request (a `docker run`'s wait).
+func (c *fileConn) Read(b []byte) (int, error) {
+	n, err := c.File.Read(b)
+	return n, opError("read", err)
+}
+
+func (c *fileConn) Write(b []byte) (int, error) {
+	n, err := c.File.Write(b)
+	return n, opError("write", err)
+}
+
+func opError(op string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &net.OpError{Op: op, Net: fileAddr{}.Network(), Err: pe.Err}
+	}
+	return err
 }
 
 func (c *fileConn) LocalAddr() net.Addr  { return fileAddr{} }
