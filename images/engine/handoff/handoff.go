@@ -106,7 +106,10 @@ func closeAll(fds []int) {
 
 // connOf makes a connection of a received socket. TCP and unix sockets become the net
 // package's own connections (splice and sendfile apply to them); any other stream socket,
-// vsock from a VM's transport, is served through its file.
+// vsock from a VM's transport, is served through its file. The socket keeps the options
+// the agent's runtime gave it: TCP_NODELAY, as on dockerd's own TCP listener (Nagle's
+// algorithm was measured: fewer segments, no faster), and keep-alive, which ends a stream
+// whose host went away with a suspend.
 func connOf(fd int, netConn bool) (net.Conn, error) {
 	syscall.CloseOnExec(fd)
 	if err := syscall.SetNonblock(fd, true); err != nil {
@@ -117,14 +120,6 @@ func connOf(fd int, netConn bool) (net.Conn, error) {
 	if netConn {
 		if c, err := net.FileConn(f); err == nil {
 			f.Close()
-			if tc, ok := c.(*net.TCPConn); ok {
-				// Nagle's algorithm: dockerd flushes every log line and stream frame, and
-				// each segment is a trip through the emulated NIC; small writes made while
-				// one is unacknowledged go out together. The user-mode network acks at once
-				// (quick ACK), so an answer in one write, or a lone keystroke's echo, is not
-				// held.
-				tc.SetNoDelay(false)
-			}
 			return c, nil
 		}
 	}
