@@ -5,11 +5,12 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // handoffTimeout bounds how long a hand-over waits on an engine that takes none (stopped,
 // or its queue full): the stream is then copied as before.
-const handoffTimeout = 2 // seconds
+const handoffTimeout = 2 * time.Second
 
 // handoffSocket is the agent's one datagram socket for hand-overs, sending to a path each
 // time, so an engine that restarts and binds it again is found without redialling.
@@ -18,7 +19,8 @@ var handoffSocket = sync.OnceValues(func() (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	syscall.SetsockoptTimeval(s, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &syscall.Timeval{Sec: handoffTimeout})
+	tv := syscall.NsecToTimeval(handoffTimeout.Nanoseconds())
+	syscall.SetsockoptTimeval(s, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
 	return s, nil
 })
 
