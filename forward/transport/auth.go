@@ -177,8 +177,14 @@ type Client struct {
 	// (ServicePark), so that a Dial costs one round trip; 0 parks none. The first Dial
 	// starts parking, each Dial tops the pool up, and an idle client dials nothing.
 	Parked int
+	// Ahead is, per service, how many streams the client keeps opened ahead of use:
+	// granted and connected to the service, so that a Dial of it costs no round trip to
+	// the peer at all. Only for services that wait for their client's first bytes and
+	// keep a silent new stream for minutes (dockerd); like parking, only a Dial fills it.
+	Ahead map[string]int
 
 	parked parked
+	ahead  ahead
 }
 
 // FirstDialer is a Dialer that can send a stream's first bytes with the request for its
@@ -195,9 +201,27 @@ func (c *Client) Dial(ctx context.Context, service string) (net.Conn, error) {
 	return c.DialFirst(ctx, service, nil)
 }
 
-// DialFirst implements FirstDialer. On a parked stream the name, first and the answer
-// take one round trip, where Dial and a write take two.
+// DialFirst implements FirstDialer. On a stream opened ahead it is a write; on a parked
+// stream the name, first and the answer take one round trip, where Dial and a write take
+// two.
 func (c *Client) DialFirst(ctx context.Context, service string, first []byte) (net.Conn, error) {
+	if n := c.Ahead[service]; n > 0 {
+		defer c.fillAhead(service, n)
+		if pc := c.takeAhead(service); pc != nil {
+			if len(first) == 0 {
+				return pc.conn, nil
+			}
+			if _, err := pc.conn.Write(first); err == nil {
+				return pc.conn, nil
+			}
+			pc.conn.Close()
+		}
+	}
+	return c.dialParked(ctx, service, first)
+}
+
+// dialParked is DialFirst on a parked stream, or a fresh one.
+func (c *Client) dialParked(ctx context.Context, service string, first []byte) (net.Conn, error) {
 	if c.Parked <= 0 {
 		return c.open(ctx, service, first)
 	}

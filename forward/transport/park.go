@@ -129,8 +129,9 @@ func unpark(ctx context.Context, conn net.Conn, service string, first []byte) er
 	return readStatus(conn, service)
 }
 
-// Close closes the parked streams and parks no more.
+// Close closes the parked streams and those opened ahead, and opens no more.
 func (c *Client) Close() error {
+	c.closeAhead()
 	p := &c.parked
 	p.mu.Lock()
 	defer p.mu.Unlock()

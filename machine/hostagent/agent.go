@@ -503,16 +503,24 @@ func medium(vm vmm.VM) string {
 // costs one round trip to the guest agent, not a connect and the handshake's two.
 const parkedStreams = 4
 
+// engineAhead is how many engine streams a docker machine's client keeps opened ahead
+// (transport.Client.Ahead): dockerd holds each, waiting for a request, so a docker
+// command's connection reaches it with no round trip to the guest agent. Podman's
+// service is not known to keep a silent connection for minutes, so it gets none.
+const engineAhead = 2
+
 // guestDialer reaches vm's guest agent: over its socket device where it has one.
 func (a *Agent) guestDialer(vm vmm.VM) transport.Dialer {
-	if gd, ok := vm.(vmm.GuestDialer); ok {
-		return &transport.Client{Secret: a.secret, Parked: parkedStreams, Raw: func(ctx context.Context) (net.Conn, error) {
-			return gd.DialGuest(ctx, VsockPort)
-		}}
-	}
-	return &transport.Client{Secret: a.secret, Parked: parkedStreams, Raw: func(ctx context.Context) (net.Conn, error) {
+	c := &transport.Client{Secret: a.secret, Parked: parkedStreams, Raw: func(ctx context.Context) (net.Conn, error) {
 		return a.net.DialGuest(ctx, GuestAgentPort)
 	}}
+	if gd, ok := vm.(vmm.GuestDialer); ok {
+		c.Raw = func(ctx context.Context) (net.Conn, error) { return gd.DialGuest(ctx, VsockPort) }
+	}
+	if a.Spec.Engine != machine.EnginePodman {
+		c.Ahead = map[string]int{forward.ServiceEngine: engineAhead}
+	}
+	return c
 }
 
 // serveHost listens inside the virtual network for streams the guest opens to the host.

@@ -1,0 +1,94 @@
+package transport
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func aheadCount(c *Client, service string) int {
+	c.ahead.mu.Lock()
+	defer c.ahead.mu.Unlock()
+	return len(c.ahead.conns[service])
+}
+
+// After the first Dial, a service's streams come already open: a Dial of it makes no
+// connection and costs no round trip, and each still reaches the service with its first
+// bytes.
+func TestAheadStreamsServeDials(t *testing.T) {
+	s, _ := NewSecret()
+	addr, _ := serveWith(t, s, ServeOptions{})
+	var blocked atomic.Bool
+	c, _ := countingDialer(func() string {
+		if blocked.Load() {
+			return "127.0.0.1:1" // nothing listens: a Dial that connects fails
+		}
+		return addr
+	}, s, 0)
+	c.Ahead = map[string]int{"echo": 2}
+	defer c.Close()
+	conn, err := c.DialFirst(context.Background(), "echo", []byte("o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte("ne"))
+	conn.(*net.TCPConn).CloseWrite()
+	if b, _ := io.ReadAll(conn); string(b) != "one" {
+		t.Fatalf("echo returned %q, want the first bytes and the rest, one", b)
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for aheadCount(c, "echo") != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams opened ahead, want 2", aheadCount(c, "echo"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	blocked.Store(true)
+	conn, err = c.DialFirst(context.Background(), "echo", []byte("two-"))
+	if err != nil {
+		t.Fatalf("a Dial with streams open ahead connected anew: %v", err)
+	}
+	conn.Write([]byte("three"))
+	conn.(*net.TCPConn).CloseWrite()
+	b := make([]byte, 9)
+	if _, err := conn.Read(b); err != nil || string(b) != "two-three"[:len(b)] {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	conn.Close()
+}
+
+// A stream opened ahead that the service closed meanwhile is passed over: the Dial gets a
+// fresh one, and what it sends reaches the service.
+func TestAheadDeadStreamPassedOver(t *testing.T) {
+	s, _ := NewSecret()
+	addr, _ := serveWith(t, s, ServeOptions{})
+	c, _ := countingDialer(func() string { return addr }, s, 0)
+	defer c.Close()
+	// A stream granted and then closed by the peer, as dockerd closes a silent one.
+	dead, err := c.Dial(context.Background(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.(*net.TCPConn).CloseWrite() // the echo service then closes its end
+	time.Sleep(100 * time.Millisecond)
+	c.Ahead = map[string]int{"echo": 1}
+	c.ahead.conns = map[string][]parkedConn{"echo": {{dead, time.Now()}}}
+	c.ahead.filling = map[string]int{}
+	conn, err := c.DialFirst(context.Background(), "echo", []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn == dead {
+		t.Fatal("the closed stream was used")
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	b := make([]byte, 4)
+	if _, err := conn.Read(b); err != nil || string(b) != "ping" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	conn.Close()
+}
