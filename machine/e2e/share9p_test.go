@@ -87,7 +87,10 @@ func TestShareOverTransport(t *testing.T) {
 	// A share still mounted in another mount namespace (where a container's -v holds it)
 	// keeps the machine from suspending: its stream would die with the host agent, and the
 	// namespace would read "connection reset" after the resume.
-	e.Must("machine", "ssh", "--", "unshare -m --propagation private sleep 100000 >/dev/null 2>&1 &")
+	// Stop only once the holder is sleep: unshare execs it after leaving the namespace, and
+	// a loaded host once stopped the machine in between (the holder was still "unshare").
+	e.Must("machine", "ssh", "--", "unshare -m --propagation private sleep 100000 >/dev/null 2>&1 & "+
+		"for i in $(seq 100); do pgrep -x sleep >/dev/null && break; sleep 0.1; done")
 	out = e.Must("machine", "stop")
 	if !strings.Contains(out, "Could not suspend") || !strings.Contains(out, "(sleep)") {
 		t.Fatalf("stop with a share mounted in another namespace: %s", out)
