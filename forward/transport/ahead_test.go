@@ -55,7 +55,7 @@ func TestAheadStreamsServeDials(t *testing.T) {
 	conn.Write([]byte("three"))
 	conn.(*net.TCPConn).CloseWrite()
 	b := make([]byte, 9)
-	if _, err := conn.Read(b); err != nil || string(b) != "two-three"[:len(b)] {
+	if _, err := io.ReadFull(conn, b); err != nil || string(b) != "two-three" {
 		t.Fatalf("read %q, %v", b, err)
 	}
 	conn.Close()
@@ -87,7 +87,7 @@ func TestAheadDeadStreamPassedOver(t *testing.T) {
 	}
 	conn.(*net.TCPConn).CloseWrite()
 	b := make([]byte, 4)
-	if _, err := conn.Read(b); err != nil || string(b) != "ping" {
+	if _, err := io.ReadFull(conn, b); err != nil || string(b) != "ping" {
 		t.Fatalf("read %q, %v", b, err)
 	}
 	conn.Close()
