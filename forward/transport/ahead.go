@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 )
@@ -21,7 +22,7 @@ type ahead struct {
 }
 
 // takeAhead returns a live stream to service opened ahead, young enough to use, or nil.
-func (c *Client) takeAhead(service string) *parkedConn {
+func (c *Client) takeAhead(service string) net.Conn {
 	a := &c.ahead
 	for {
 		a.mu.Lock()
@@ -34,7 +35,7 @@ func (c *Client) takeAhead(service string) *parkedConn {
 		a.conns[service] = cs[:len(cs)-1]
 		a.mu.Unlock()
 		if time.Since(pc.since) < aheadAge && alive(pc.conn) {
-			return &pc
+			return pc.conn
 		}
 		pc.conn.Close()
 	}
@@ -42,10 +43,7 @@ func (c *Client) takeAhead(service string) *parkedConn {
 
 // alive says whether the peer has not closed conn: a service waiting for the first
 // bytes sends nothing, so a read that times out at once finds it open.
-func alive(conn interface {
-	Read([]byte) (int, error)
-	SetReadDeadline(time.Time) error
-}) bool {
+func alive(conn net.Conn) bool {
 	conn.SetReadDeadline(time.Unix(1, 0))
 	_, err := conn.Read(make([]byte, 1))
 	conn.SetReadDeadline(time.Time{})

@@ -207,14 +207,14 @@ func (c *Client) Dial(ctx context.Context, service string) (net.Conn, error) {
 func (c *Client) DialFirst(ctx context.Context, service string, first []byte) (net.Conn, error) {
 	if n := c.Ahead[service]; n > 0 {
 		defer c.fillAhead(service, n)
-		if pc := c.takeAhead(service); pc != nil {
+		if conn := c.takeAhead(service); conn != nil {
 			if len(first) == 0 {
-				return pc.conn, nil
+				return conn, nil
 			}
-			if _, err := pc.conn.Write(first); err == nil {
-				return pc.conn, nil
+			if _, err := conn.Write(first); err == nil {
+				return conn, nil
 			}
-			pc.conn.Close()
+			conn.Close()
 		}
 	}
 	return c.dialParked(ctx, service, first)
