@@ -38,14 +38,16 @@ fi
 grep -q "hello from a container in skiff" "$fresh/up.log" || fail "make up ran no container"
 
 [ "$(command -v skiff)" = "$prefix/bin/skiff" ] || fail "skiff is not on PATH after make up (found: $(command -v skiff || echo nothing))"
-skiff machine list --format '{{.Name}} {{.Status.State}}' | grep -qx "default running" || fail "skiff machine list does not show default running"
+# grep reads all its input (no -q): under pipefail a grep that quits at the first match
+# can kill the writer with SIGPIPE and fail the pipeline.
+skiff machine list --format '{{.Name}} {{.Status.State}}' | grep -x "default running" >/dev/null || fail "skiff machine list does not show default running"
 check "skiff on PATH: $(command -v skiff); machine list shows default running"
 
 for f in share/bash-completion/completions/skiff share/zsh/site-functions/_skiff share/fish/vendor_completions.d/skiff.fish; do
 	[ -s "$prefix/$f" ] || fail "no shell completion at $prefix/$f"
 done
 bash -c "source '$prefix/share/bash-completion/completions/skiff' && complete -p skiff" >/dev/null || fail "bash completion does not load"
-skiff __complete machine stop '' 2>/dev/null | grep -qx default || fail "completion does not offer the machine's name"
+skiff __complete machine stop '' 2>/dev/null | grep -x default >/dev/null || fail "completion does not offer the machine's name"
 check "completion for bash, zsh and fish installed; bash loads it; it offers machine names"
 
 # Nothing answers at /var/run/docker.sock here, so the start must have made Skiff current.

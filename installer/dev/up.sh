@@ -48,8 +48,9 @@ case ":$PATH:" in
 *) echo "note: $PREFIX/bin is not on your PATH; add it to run skiff by name" >&2 ;;
 esac
 
-$skiff machine list --format '{{.Name}}' | grep -qx default || $skiff machine init
-$skiff machine inspect --format '{{.Status.State}}' | grep -qx running || $skiff machine start
+# No grep -q: under pipefail, grep quitting at the first match can kill skiff with SIGPIPE.
+$skiff machine list --format '{{.Name}}' | grep -x default >/dev/null || $skiff machine init
+$skiff machine inspect --format '{{.Status.State}}' | grep -x running >/dev/null || $skiff machine start
 done_phase "machine init + start"
 
 # The test image is built here, not pulled: a static busybox in an otherwise empty image.
