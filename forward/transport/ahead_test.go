@@ -9,12 +9,6 @@ import (
 	"time"
 )
 
-func aheadCount(c *Client, service string) int {
-	c.ahead.mu.Lock()
-	defer c.ahead.mu.Unlock()
-	return len(c.ahead.conns[service])
-}
-
 // After the first Dial, a service's streams come already open: a Dial of it makes no
 // connection and costs no round trip, and each still reaches the service with its first
 // bytes.
@@ -41,9 +35,9 @@ func TestAheadStreamsServeDials(t *testing.T) {
 	}
 	conn.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for aheadCount(c, "echo") != 2 {
+	for c.ahead.count("echo") != 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d streams opened ahead, want 2", aheadCount(c, "echo"))
+			t.Fatalf("%d streams opened ahead, want 2", c.ahead.count("echo"))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -76,8 +70,8 @@ func TestAheadDeadStreamPassedOver(t *testing.T) {
 	dead.(*net.TCPConn).CloseWrite() // the echo service then closes its end
 	time.Sleep(100 * time.Millisecond)
 	c.Ahead = map[string]int{"echo": 1}
-	c.ahead.conns = map[string][]parkedConn{"echo": {{dead, time.Now()}}}
-	c.ahead.filling = map[string]int{}
+	c.ahead.conns = map[string][]pooledConn{"echo": {{dead, time.Now()}}}
+	c.ahead.filling, c.ahead.off = map[string]int{}, map[string]bool{}
 	conn, err := c.DialFirst(context.Background(), "echo", []byte("ping"))
 	if err != nil {
 		t.Fatal(err)

@@ -183,8 +183,8 @@ type Client struct {
 	// keep a silent new stream for minutes (dockerd); like parking, only a Dial fills it.
 	Ahead map[string]int
 
-	parked parked
-	ahead  ahead
+	parked pool // under ServicePark
+	ahead  pool // per service
 }
 
 // FirstDialer is a Dialer that can send a stream's first bytes with the request for its
@@ -206,8 +206,10 @@ func (c *Client) Dial(ctx context.Context, service string) (net.Conn, error) {
 // two.
 func (c *Client) DialFirst(ctx context.Context, service string, first []byte) (net.Conn, error) {
 	if n := c.Ahead[service]; n > 0 {
-		defer c.fillAhead(service, n)
-		if conn := c.takeAhead(service); conn != nil {
+		defer c.ahead.fill(service, n, func(ctx context.Context) (net.Conn, error) {
+			return c.dialParked(ctx, service, nil)
+		})
+		if conn := c.ahead.take(service, aheadAge); conn != nil {
 			if len(first) == 0 {
 				return conn, nil
 			}
@@ -225,8 +227,10 @@ func (c *Client) dialParked(ctx context.Context, service string, first []byte) (
 	if c.Parked <= 0 {
 		return c.open(ctx, service, first)
 	}
-	defer c.fill(c.Parked)
-	if conn := c.parked.take(); conn != nil {
+	defer c.parked.fill(ServicePark, c.Parked, func(ctx context.Context) (net.Conn, error) {
+		return c.open(ctx, ServicePark, nil)
+	})
+	if conn := c.parked.take(ServicePark, parkedAge); conn != nil {
 		err := unpark(ctx, conn, service, first)
 		if err == nil {
 			return conn, nil

@@ -3,11 +3,9 @@ package transport
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -47,73 +45,6 @@ func serveParked(ctx context.Context, conn net.Conn, route Router, idle time.Dur
 	dispatch(ctx, conn, service, route)
 }
 
-// parked is a Client's pool of parked streams.
-type parked struct {
-	mu      sync.Mutex
-	conns   []parkedConn
-	filling int
-	off     bool // the peer refused to park, or the client is closed
-	closed  bool
-}
-
-type parkedConn struct {
-	conn  net.Conn
-	since time.Time
-}
-
-// take returns a parked stream young enough to use, or nil.
-func (p *parked) take() net.Conn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for len(p.conns) > 0 {
-		pc := p.conns[len(p.conns)-1]
-		p.conns = p.conns[:len(p.conns)-1]
-		if time.Since(pc.since) < parkedAge {
-			return pc.conn
-		}
-		pc.conn.Close()
-	}
-	return nil
-}
-
-// fill parks streams in the background until want are parked or being parked. Nothing
-// is dialled while the client is idle: only a Dial starts a fill.
-func (c *Client) fill(want int) {
-	p := &c.parked
-	p.mu.Lock()
-	need := want - len(p.conns) - p.filling
-	if p.off || need <= 0 {
-		p.mu.Unlock()
-		return
-	}
-	p.filling += need
-	p.mu.Unlock()
-	for i := 0; i < need; i++ {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
-			conn, err := c.open(ctx, ServicePark, nil)
-			cancel()
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			p.filling--
-			if err != nil {
-				// A peer that does not know parking answers so; anything else (the VM is
-				// stopping) waits for the next Dial to try again.
-				var refused *RefusedError
-				if errors.As(err, &refused) {
-					p.off = true
-				}
-				return
-			}
-			if p.closed {
-				conn.Close()
-				return
-			}
-			p.conns = append(p.conns, parkedConn{conn, time.Now()})
-		}()
-	}
-}
-
 // unpark names the service for a parked stream, with the stream's first bytes, and reads
 // the answer: one round trip.
 func unpark(ctx context.Context, conn net.Conn, service string, first []byte) error {
@@ -131,14 +62,7 @@ func unpark(ctx context.Context, conn net.Conn, service string, first []byte) er
 
 // Close closes the parked streams and those opened ahead, and opens no more.
 func (c *Client) Close() error {
-	c.closeAhead()
-	p := &c.parked
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.off, p.closed = true, true
-	for _, pc := range p.conns {
-		pc.conn.Close()
-	}
-	p.conns = nil
+	c.ahead.close()
+	c.parked.close()
 	return nil
 }

@@ -21,11 +21,7 @@ func countingDialer(addr func() string, secret []byte, parked int) (*Client, *at
 	}}, &n
 }
 
-func parkedCount(c *Client) int {
-	c.parked.mu.Lock()
-	defer c.parked.mu.Unlock()
-	return len(c.parked.conns)
-}
+func parkedCount(c *Client) int { return c.parked.count(ServicePark) }
 
 func waitParked(t *testing.T, c *Client, want int) {
 	t.Helper()
@@ -81,7 +77,7 @@ func TestParkedStreamsServeDials(t *testing.T) {
 	// Top-ups that failed while the medium was cut are tried again by the next Dial.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		c.parked.mu.Lock()
-		filling := c.parked.filling
+		filling := c.parked.filling[ServicePark]
 		c.parked.mu.Unlock()
 		if filling == 0 || time.Now().After(deadline) {
 			break
@@ -223,7 +219,7 @@ func TestPeerWithoutParking(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	c.parked.mu.Lock()
-	off := c.parked.off
+	off := c.parked.off[ServicePark]
 	c.parked.mu.Unlock()
 	if !off || parkedCount(c) != 0 {
 		t.Fatalf("parking still on (%v) with %d parked against a peer that refuses it", off, parkedCount(c))
