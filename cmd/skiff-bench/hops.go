@@ -17,11 +17,12 @@ import (
 // hopCPU is the CPU time each hop between a host client and the engine has used so far:
 // on the host the Skiff host agent (proxy, user-mode network), QEMU (the emulated CPUs
 // and devices), and this program (the load and, for the ssh path, the SSH client); in the
-// guest its agent, sshd, the engine and the kernel's softirq work (the guest's TCP stack).
+// guest its agent, sshd, the engine, docker-proxy, the benchmark's own program in a
+// container or the guest ("guest bench") and the kernel's softirq work (the guest's TCP stack).
 type hopCPU map[string]time.Duration
 
 // hopOrder is the order hops are printed in.
-var hopOrder = []string{"host agent", "qemu", "bench+ssh client", "docker CLI", "guest agent", "guest sshd", "dockerd", "containerd", "guest softirq"}
+var hopOrder = []string{"host agent", "qemu", "bench+ssh client", "docker CLI", "guest agent", "guest sshd", "docker-proxy", "dockerd", "containerd", "guest bench", "guest softirq"}
 
 // guestHopScript prints "name ticks" for the guest processes that carry API streams, and
 // the kernel's softirq ticks.
@@ -53,7 +54,7 @@ func sampleHops(c *ssh.Client, d machine.Dir) (hopCPU, error) {
 		return nil, err
 	}
 	names := map[string]string{"skiff-agent": "guest agent", "init": "guest agent", "sshd": "guest sshd", "sshd-session": "guest sshd",
-		"dockerd": "dockerd", "containerd": "containerd", "softirq": "guest softirq"}
+		"dockerd": "dockerd", "containerd": "containerd", "docker-proxy": "docker-proxy", "skiff-bench": "guest bench", "softirq": "guest softirq"}
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
 		if len(f) != 2 {
@@ -121,7 +122,7 @@ func (h hopCPU) format(per float64, unit time.Duration, unitName string) string 
 	sort.Strings(extra)
 	for _, k := range append(keys, extra...) {
 		v, ok := h[k]
-		if !ok {
+		if !ok || v == 0 { // a hop the path does not take
 			continue
 		}
 		parts = append(parts, fmt.Sprintf("%s %.0f", k, float64(v)/per/float64(unit)))

@@ -97,25 +97,35 @@ func benchPorts(args []string) error {
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
+	c, err := pm.ssh(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	size := int64(*sizeMB) << 20
 	res := map[string][]float64{}
+	hops := map[string][]hopCPU{}
 	for r := 0; r < *rounds; r++ {
 		for _, p := range paths {
+			h0, err := sampleHops(c, d)
+			if err != nil {
+				return err
+			}
 			el, err := transfer(p.addr, size)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
+			h1, err := sampleHops(c, d)
+			if err != nil {
+				return err
+			}
+			hops[p.name] = append(hops[p.name], h1.since(h0))
 			mbs := float64(size) / (1 << 20) / el.Seconds()
 			res[p.name] = append(res[p.name], mbs)
 			fmt.Printf("round %d %-17s %7.1f MB/s\n", r, p.name, mbs)
 		}
 	}
 	if *profile != "" {
-		c, err := pm.ssh(ctx)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
 		if err := profileAgent(gv, *profile, func() error {
 			return profileGuestAgent(c, strings.TrimSuffix(*profile, ".pprof")+"-guest.pprof", func() error { _, err := transfer(paths[0].addr, size); return err })
 		}); err != nil {
@@ -137,6 +147,10 @@ func benchPorts(args []string) error {
 	fmt.Printf("  gvisor-tap-vsock forwarder:    %7.1f MB/s  (skiff %.2fx)\n", g, s/g)
 	fmt.Printf("  qemu user-mode hostfwd:        %7.1f MB/s  (skiff %.2fx)\n", q, s/q)
 	fmt.Printf("  ratio skiff / best peer (%s): %.2fx (goal >= 2x, issue 29)\n", bestName, s/best)
+	fmt.Printf("  CPU per MiB by hop (median; guest bench: the container reading the bytes):\n")
+	for _, p := range paths {
+		fmt.Printf("    %-17s %s\n", p.name+":", medianHops(hops[p.name]).format(float64(*sizeMB), time.Millisecond, "ms"))
+	}
 	return nil
 }
 
