@@ -39,6 +39,26 @@ func pidOf(t *testing.T, path string) int {
 	return pid
 }
 
+// checkEmulatedCPU: under TCG the guest's CPU offers no ERMS or FSRM, with which its
+// kernel and programs would copy memory a byte per emulated iteration (vmm/qemu cpuFor).
+func checkEmulatedCPU(t *testing.T, e *machinetest.Env) {
+	t.Helper()
+	accel := strings.TrimSpace(e.Must("machine", "inspect", "--format", `{{index .Status.Agent.VM "accel"}}`))
+	if accel != "tcg" {
+		t.Logf("accelerator %q: the emulated CPU's flags are not checked", accel)
+		return
+	}
+	flags := strings.Fields(e.Must("machine", "ssh", "--", "grep -m1 '^flags' /proc/cpuinfo"))
+	if len(flags) < 10 {
+		t.Fatalf("the guest's CPU flags: %q", flags)
+	}
+	for _, f := range flags {
+		if f == "erms" || f == "fsrm" {
+			t.Errorf("the emulated CPU offers %s: the guest copies memory with rep movsb, a byte per emulated iteration", f)
+		}
+	}
+}
+
 // checkCrun: crun runs the docker machine's containers. It is the engine's default
 // runtime, a running container's state is crun's (runc's state files are another format),
 // and BuildKit's RUN steps, which run "runc" (the image has only a link to crun by that
@@ -179,6 +199,7 @@ func TestLifecycle(t *testing.T) {
 	checkCrun(t, e)
 	checkFirewall(t, e)
 	checkHandOver(t, e)
+	checkEmulatedCPU(t, e)
 	// A login's home is the guest's own, never the host's shared home, where the host's
 	// dotfiles would run in the guest (a host run as root shares its /root at /root).
 	host, _ := os.UserHomeDir()
