@@ -121,11 +121,11 @@ func (h hopCPU) format(per float64, unit time.Duration, unitName string) string 
 	}
 	sort.Strings(extra)
 	for _, k := range append(keys, extra...) {
-		v, ok := h[k]
-		if !ok || v == 0 { // a hop the path does not take
+		x := float64(h[k]) / per / float64(unit)
+		if x < 0.5 { // a hop the path does not take
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s %.0f", k, float64(v)/per/float64(unit)))
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, x))
 	}
 	return strings.Join(parts, ", ") + " " + unitName
 }
