@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -13,15 +12,7 @@ import (
 // connection and costs no round trip, and each still reaches the service with its first
 // bytes.
 func TestAheadStreamsServeDials(t *testing.T) {
-	s, _ := NewSecret()
-	addr, _ := serveWith(t, s, ServeOptions{})
-	var blocked atomic.Bool
-	c, _ := countingDialer(func() string {
-		if blocked.Load() {
-			return "127.0.0.1:1" // nothing listens: a Dial that connects fails
-		}
-		return addr
-	}, s, 0)
+	c, blocked, _, _ := cuttable(t, 0)
 	c.Ahead = map[string]int{"echo": 2}
 	defer c.Close()
 	conn, err := c.DialFirst(context.Background(), "echo", []byte("o"))

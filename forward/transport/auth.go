@@ -187,6 +187,10 @@ type Client struct {
 	ahead  pool // per service
 }
 
+// aheadAge is how long a stream opened ahead is kept unused: well under the 5 minutes
+// dockerd waits for a new connection's first request before it closes it.
+const aheadAge = 2 * time.Minute
+
 // FirstDialer is a Dialer that can send a stream's first bytes with the request for its
 // service, so that the service's answer to them comes back with the grant.
 type FirstDialer interface {

@@ -21,6 +21,21 @@ func countingDialer(addr func() string, secret []byte, parked int) (*Client, *at
 	}}, &n
 }
 
+// cuttable starts a server and returns a client of it, parking parked streams, whose
+// medium can be cut: while cut is set, nothing listens where it connects.
+func cuttable(t *testing.T, parked int) (c *Client, cut *atomic.Bool, dials *atomic.Int32, lines func() []string) {
+	s, _ := NewSecret()
+	addr, lines := serveWith(t, s, ServeOptions{})
+	cut = new(atomic.Bool)
+	c, dials = countingDialer(func() string {
+		if cut.Load() {
+			return "127.0.0.1:1"
+		}
+		return addr
+	}, s, parked)
+	return c, cut, dials, lines
+}
+
 func parkedCount(c *Client) int { return c.parked.count(ServicePark) }
 
 func waitParked(t *testing.T, c *Client, want int) {
@@ -48,15 +63,7 @@ func echo(t *testing.T, c net.Conn, msg string) {
 // After the first Dial, streams come from the parked pool: no new connection is made
 // for them until the pool is topped up, and each still reaches its service.
 func TestParkedStreamsServeDials(t *testing.T) {
-	s, _ := NewSecret()
-	addr, lines := serveWith(t, s, ServeOptions{})
-	var blocked atomic.Bool
-	c, raw := countingDialer(func() string {
-		if blocked.Load() {
-			return "127.0.0.1:1"
-		}
-		return addr
-	}, s, 2)
+	c, blocked, raw, lines := cuttable(t, 2)
 	defer c.Close()
 	echoThenPark(t, c, "first")
 	// With the medium cut, the two parked streams still serve two dials, and a third
