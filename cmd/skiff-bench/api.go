@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,6 +174,7 @@ func benchAPI(args []string) error {
 	streamRounds := fs.Int("stream-rounds", 3, "rounds per path of the large streams")
 	streamMB := fs.Int("stream-mb", 100, "MiB per large stream (docker cp in and out, logs, save); 0 skips them")
 	buildMB := fs.Int("build-mb", 100, "MiB of build context (docker buildx build); 0 skips it")
+	logDrivers := fs.String("log-drivers", "", "comma-separated log drivers, a logging container each for the docker logs stream (default: the engine's default driver)")
 	profile := fs.String("profile", "", "also write CPU profiles of the host agent to this prefix (-ping.pprof: one more ping round; -stream.pprof: one more docker cp in)")
 	inGuest := fs.String("inguest", "", "only load this engine socket and print \"req/s p50-ns\" (what runs inside the VM)")
 	get := fs.String("get", "", "with -inguest: only GET this API path once, discard the body and print \"bytes ns\" (the engine answering a client in the guest)")
@@ -333,7 +335,7 @@ func benchAPI(args []string) error {
 		fmt.Printf("    %-12s %v / %v / %v\n", name+":", x[0].Round(time.Microsecond), x[1].Round(time.Microsecond), (x[0] - x[1]).Round(time.Microsecond))
 	}
 	if *streamMB > 0 || *buildMB > 0 {
-		return benchStreams(ctx, b, pm, c, sshSock, streamOptions{mb: *streamMB, buildMB: *buildMB, rounds: *streamRounds, profile: *profile})
+		return benchStreams(ctx, b, pm, c, sshSock, streamOptions{mb: *streamMB, buildMB: *buildMB, rounds: *streamRounds, profile: *profile, logDrivers: strings.FieldsFunc(*logDrivers, func(r rune) bool { return r == ',' })})
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 type streamOptions struct {
 	mb, buildMB, rounds int
 	profile             string
+	logDrivers          []string // a logging container per driver; none: the engine's default
 }
 
 // streamOp is one large stream through an engine socket; run returns the bytes that
@@ -27,6 +28,7 @@ type streamOptions struct {
 // (0: the command's).
 type streamOp struct {
 	name string
+	args []string // the docker command of a stream that is only read (run discards it)
 	run  func(ctx context.Context, sock string) (int64, time.Duration, error)
 	// guestGet is the API request the op's stream answers, made by this program in the
 	// guest on the engine's own socket (no forwarding: what the engine alone delivers);
@@ -95,11 +97,26 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 		if err := cli(skiffSock, nil, nil, "create", "--name", "cpbox", sinkImage, "/skiff-bench"); err != nil {
 			return err
 		}
-		if err := cli(skiffSock, nil, nil, "run", "-d", "--name", "logbox", "--log-opt", "max-size=1g", sinkImage, "/skiff-bench", "api", "-emit", fmt.Sprint(o.mb)); err != nil {
-			return err
+		// One container that has logged size bytes per log driver; "" is the engine's default.
+		logDrivers := o.logDrivers
+		if len(logDrivers) == 0 {
+			logDrivers = []string{""}
 		}
-		if err := cli(skiffSock, nil, nil, "wait", "logbox"); err != nil {
-			return err
+		var logOps []streamOp
+		for _, drv := range logDrivers {
+			box, name, args := "logbox", "docker logs", []string{"run", "-d"}
+			if drv != "" {
+				box, name = "logbox-"+drv, "docker logs "+drv
+				args = append(args, "--log-driver", drv)
+			}
+			args = append(args, "--name", box, "--log-opt", "max-size=1g", sinkImage, "/skiff-bench", "api", "-emit", fmt.Sprint(o.mb))
+			if err := cli(skiffSock, nil, nil, args...); err != nil {
+				return err
+			}
+			if err := cli(skiffSock, nil, nil, "wait", box); err != nil {
+				return err
+			}
+			logOps = append(logOps, streamOp{name: name, args: []string{"logs", box}, guestGet: "/containers/" + box + "/logs?stdout=1&stderr=1"})
 		}
 		layer, err := imageLayer(in)
 		if err != nil {
@@ -121,9 +138,12 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 				return size, 0, cli(sock, nil, nil, "cp", in, "cpbox:/stream.bin")
 			}},
 			streamOp{name: "docker cp out", run: discard("cp", "cpbox:/stream.bin", "-"), guestGet: "/containers/cpbox/archive?path=/stream.bin"},
-			streamOp{name: "docker logs", run: discard("logs", "logbox"), guestGet: "/containers/logbox/logs?stdout=1&stderr=1"},
-			streamOp{name: "docker save", run: discard("save", "skiff-bench/big"), guestGet: "/images/get?names=skiff-bench%2Fbig"},
 		)
+		for _, op := range logOps {
+			op.run = discard(op.args...)
+			ops = append(ops, op)
+		}
+		ops = append(ops, streamOp{name: "docker save", run: discard("save", "skiff-bench/big"), guestGet: "/images/get?names=skiff-bench%2Fbig"})
 	}
 	if o.buildMB > 0 {
 		if err := exec.Command("docker", "buildx", "version").Run(); err != nil {

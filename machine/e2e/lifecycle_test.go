@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -82,6 +84,52 @@ func checkCrun(t *testing.T, e *machinetest.Env) {
 	e.MustDocker("default", "build", "-t", "skiff-test/crun:1", dir)
 	if out := e.MustDocker("default", "run", "--rm", "skiff-test/crun:1"); strings.TrimSpace(out) != "built-by-crun" {
 		t.Errorf("the image a RUN step built printed %q, want built-by-crun", out)
+	}
+}
+
+// checkLogs: containers log with the local driver (images/enginebuild.sh says why), and
+// `docker logs` gives their output back whole and in order over the handed-over stream,
+// stderr apart, with --tail honoured; a follower gets a lone line while the container
+// writes nothing more (the engine's batched writes send without waiting for more).
+func checkLogs(t *testing.T, e *machinetest.Env) {
+	t.Helper()
+	if out := strings.TrimSpace(e.MustDocker("default", "info", "--format", "{{.LoggingDriver}}")); out != "local" {
+		t.Errorf("the engine's log driver is %q, want local", out)
+	}
+	e.MustDocker("default", "run", "--name", "logger", machinetest.TestImage, "sh", "-c", "seq 1 3000; echo oops >&2")
+	defer e.MustDocker("default", "rm", "-f", "logger")
+	var want strings.Builder
+	for i := 1; i <= 3000; i++ {
+		fmt.Fprintln(&want, i)
+	}
+	if out := e.MustDocker("default", "logs", "logger"); out != want.String() {
+		t.Errorf("docker logs gave %d bytes of stdout, want the %d the container wrote (1..3000)", len(out), want.Len())
+	}
+	if out := e.MustDocker("default", "logs", "--tail", "2", "logger"); out != "2999\n3000\n" {
+		t.Errorf("docker logs --tail 2 gave %q", out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var errb bytes.Buffer
+	cmd := e.DockerCmd(ctx, "default", "logs", "logger")
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil || errb.String() != "oops\n" {
+		t.Errorf("docker logs' stderr: %q, %v; want oops", errb.String(), err)
+	}
+	e.MustDocker("default", "run", "-d", "--name", "follower", machinetest.TestImage, "sh", "-c", "echo first; exec sleep 600")
+	defer e.MustDocker("default", "rm", "-f", "follower")
+	f := e.DockerCmd(ctx, "default", "logs", "-f", "follower")
+	stdout, err := f.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Wait()
+	defer f.Process.Kill()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "first\n" {
+		t.Errorf("docker logs -f of a container that wrote one line: %q, %v", line, err)
 	}
 }
 
@@ -197,6 +245,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("docker run printed %q", out)
 	}
 	checkCrun(t, e)
+	checkLogs(t, e)
 	checkFirewall(t, e)
 	checkHandOver(t, e)
 	checkEmulatedCPU(t, e)

@@ -104,13 +104,21 @@ func closeAll(fds []int) {
 	}
 }
 
-// connOf makes a connection of a received socket. TCP and unix sockets become the net
-// package's own connections (splice and sendfile apply to them); any other stream socket,
+// connOf makes a connection of a received socket, whose writes are batched (batchConn).
+// TCP and unix sockets become the net package's own connections; any other stream socket,
 // vsock from a VM's transport, is served through its file. The socket keeps the options
 // the agent's runtime gave it: TCP_NODELAY, as on dockerd's own TCP listener (Nagle's
-// algorithm was measured: fewer segments, no faster), and keep-alive, which ends a stream
-// whose host went away with a suspend.
+// algorithm was measured: fewer segments, no faster, since each write still went through
+// the TCP stack), and keep-alive, which ends a stream whose host went away with a suspend.
 func connOf(fd int, netConn bool) (net.Conn, error) {
+	c, err := socketConn(fd, netConn)
+	if err != nil {
+		return nil, err
+	}
+	return newBatchConn(c), nil
+}
+
+func socketConn(fd int, netConn bool) (net.Conn, error) {
 	syscall.CloseOnExec(fd)
 	if err := syscall.SetNonblock(fd, true); err != nil {
 		syscall.Close(fd)

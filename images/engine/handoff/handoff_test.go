@@ -111,8 +111,10 @@ func TestHandOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer served.Close()
-	if _, ok := served.(*net.TCPConn); !ok {
-		t.Fatalf("a handed-over TCP stream is a %T, want *net.TCPConn", served)
+	if b, ok := served.(*batchConn); !ok {
+		t.Fatalf("a handed-over stream is a %T, want *batchConn", served)
+	} else if _, ok := b.Conn.(*net.TCPConn); !ok {
+		t.Fatalf("a handed-over TCP stream is a %T, want *net.TCPConn", b.Conn)
 	}
 	if served.RemoteAddr().String() != client.LocalAddr().String() {
 		t.Fatalf("remote address %v, want the client's %v", served.RemoteAddr(), client.LocalAddr())
@@ -139,8 +141,10 @@ func TestHandOverFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer served.Close()
-	if _, ok := served.(*fileConn); !ok {
-		t.Fatalf("got %T, want *fileConn", served)
+	if b, ok := served.(*batchConn); !ok {
+		t.Fatalf("got %T, want *batchConn", served)
+	} else if _, ok := b.Conn.(*fileConn); !ok {
+		t.Fatalf("got %T, want *fileConn", b.Conn)
 	}
 	echo(t, client, served)
 	// Deadlines work through the runtime's poller.
