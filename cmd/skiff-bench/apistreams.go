@@ -28,7 +28,6 @@ type streamOptions struct {
 // (0: the command's).
 type streamOp struct {
 	name string
-	args []string // the docker command of a stream that is only read (run discards it)
 	run  func(ctx context.Context, sock string) (int64, time.Duration, error)
 	// guestGet is the API request the op's stream answers, made by this program in the
 	// guest on the engine's own socket (no forwarding: what the engine alone delivers);
@@ -97,6 +96,13 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 		if err := cli(skiffSock, nil, nil, "create", "--name", "cpbox", sinkImage, "/skiff-bench"); err != nil {
 			return err
 		}
+		discard := func(args ...string) func(ctx context.Context, sock string) (int64, time.Duration, error) {
+			return func(ctx context.Context, sock string) (int64, time.Duration, error) {
+				var w countWriter
+				err := cli(sock, nil, &w, args...)
+				return w.n, 0, err
+			}
+		}
 		// One container that has logged size bytes per log driver; "" is the engine's default.
 		logDrivers := o.logDrivers
 		if len(logDrivers) == 0 {
@@ -116,7 +122,7 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 			if err := cli(skiffSock, nil, nil, "wait", box); err != nil {
 				return err
 			}
-			logOps = append(logOps, streamOp{name: name, args: []string{"logs", box}, guestGet: "/containers/" + box + "/logs?stdout=1&stderr=1"})
+			logOps = append(logOps, streamOp{name: name, run: discard("logs", box), guestGet: "/containers/" + box + "/logs?stdout=1&stderr=1"})
 		}
 		layer, err := imageLayer(in)
 		if err != nil {
@@ -126,23 +132,13 @@ func benchStreams(ctx context.Context, b *bench, pm *peerMachine, c *ssh.Client,
 			return err
 		}
 		layer = nil
-		discard := func(args ...string) func(ctx context.Context, sock string) (int64, time.Duration, error) {
-			return func(ctx context.Context, sock string) (int64, time.Duration, error) {
-				var w countWriter
-				err := cli(sock, nil, &w, args...)
-				return w.n, 0, err
-			}
-		}
 		ops = append(ops,
 			streamOp{name: "docker cp in", run: func(ctx context.Context, sock string) (int64, time.Duration, error) {
 				return size, 0, cli(sock, nil, nil, "cp", in, "cpbox:/stream.bin")
 			}},
 			streamOp{name: "docker cp out", run: discard("cp", "cpbox:/stream.bin", "-"), guestGet: "/containers/cpbox/archive?path=/stream.bin"},
 		)
-		for _, op := range logOps {
-			op.run = discard(op.args...)
-			ops = append(ops, op)
-		}
+		ops = append(ops, logOps...)
 		ops = append(ops, streamOp{name: "docker save", run: discard("save", "skiff-bench/big"), guestGet: "/images/get?names=skiff-bench%2Fbig"})
 	}
 	if o.buildMB > 0 {
