@@ -102,19 +102,22 @@ func checkLogs(t *testing.T, e *machinetest.Env) {
 	for i := 1; i <= 3000; i++ {
 		fmt.Fprintln(&want, i)
 	}
-	if out := e.MustDocker("default", "logs", "logger"); out != want.String() {
-		t.Errorf("docker logs gave %d bytes of stdout, want the %d the container wrote (1..3000)", len(out), want.Len())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var outb, errb bytes.Buffer
+	cmd := e.DockerCmd(ctx, "default", "logs", "logger")
+	cmd.Stdout, cmd.Stderr = &outb, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("docker logs: %v: %s", err, errb.String())
+	}
+	if outb.String() != want.String() {
+		t.Errorf("docker logs gave %d bytes of stdout, want the %d the container wrote (1..3000)", outb.Len(), want.Len())
+	}
+	if errb.String() != "oops\n" {
+		t.Errorf("docker logs' stderr: %q, want oops", errb.String())
 	}
 	if out := e.MustDocker("default", "logs", "--tail", "2", "logger"); out != "2999\n3000\n" {
 		t.Errorf("docker logs --tail 2 gave %q", out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var errb bytes.Buffer
-	cmd := e.DockerCmd(ctx, "default", "logs", "logger")
-	cmd.Stderr = &errb
-	if err := cmd.Run(); err != nil || errb.String() != "oops\n" {
-		t.Errorf("docker logs' stderr: %q, %v; want oops", errb.String(), err)
 	}
 	e.MustDocker("default", "run", "-d", "--name", "follower", machinetest.TestImage, "sh", "-c", "echo first; exec sleep 600")
 	defer e.MustDocker("default", "rm", "-f", "follower")
